@@ -1,0 +1,26 @@
+"""The Feishu VC core: endpoints, token rules, error mapping and retries. Imports nothing from Airflow."""
+
+from __future__ import annotations
+
+from airflow_provider_feishu_vc.client.config import ClientConfig
+from airflow_provider_feishu_vc.client.errors import (
+    FeishuVCAPIError,
+    FeishuVCConfigError,
+    FeishuVCDownloadError,
+    FeishuVCError,
+    FeishuVCExportFailedError,
+    FeishuVCTransportError,
+)
+from airflow_provider_feishu_vc.client.protocol import ExportStatus, ExportTask
+
+__all__ = [
+    "ClientConfig",
+    "ExportStatus",
+    "ExportTask",
+    "FeishuVCAPIError",
+    "FeishuVCConfigError",
+    "FeishuVCDownloadError",
+    "FeishuVCError",
+    "FeishuVCExportFailedError",
+    "FeishuVCTransportError",
+]

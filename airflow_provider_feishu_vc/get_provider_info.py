@@ -1,0 +1,118 @@
+"""Provider metadata, registered under the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+INTEGRATION = "Feishu VC"
+SECRET = {"type": ["string", "null"], "format": "password"}
+
+CONNECTION_FIELDS: dict[str, Any] = {
+    "app_type": {
+        "label": "App type",
+        "description": "self_built (custom app of your tenant) or store (an app from the app store, ISV)",
+        "schema": {"type": ["string", "null"], "enum": ["self_built", "store"], "default": "self_built"},
+    },
+    "tenant_key": {
+        "label": "Tenant key",
+        "description": "Store apps only: the tenant the app acts in",
+        "schema": {"type": ["string", "null"]},
+    },
+    "app_ticket": {
+        "label": "App ticket",
+        "description": "Store apps only: the latest app_ticket Feishu pushed to the app",
+        "schema": SECRET,
+    },
+    "user_access_token": {
+        "label": "User access token",
+        "description": "Act as a user instead of the app (u-...)",
+        "schema": SECRET,
+    },
+    "refresh_token": {
+        "label": "User refresh token",
+        "description": "Lets the provider renew the user access token",
+        "schema": SECRET,
+    },
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "description": "Per HTTP request",
+        "schema": {"type": ["number", "null"], "default": 30, "minimum": 1},
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "description": "Further attempts after a network error, HTTP 5xx, Feishu 121001 or a rate limit",
+        "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0},
+    },
+    "rate_limit_per_minute": {
+        "label": "Rate limit per minute",
+        "description": "Feishu's limit for the export endpoints (100 per app and tenant); pollers keep under it",
+        "schema": {"type": ["number", "null"], "default": 100, "minimum": 1},
+    },
+    "verify_ssl": {
+        "label": "Verify TLS certificates",
+        "description": "Leave on; turning it off is logged as a warning on every use",
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
+}
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port"],
+    "relabeling": {"host": "API origin", "login": "App ID", "password": "App Secret"},
+    "placeholders": {
+        "host": "https://open.feishu.cn (or lark, or http://127.0.0.1:PORT for the emulator)",
+        "login": "cli_xxxxxxxxxxxxxxxx",
+        "password": "App Secret from the developer console",
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-feishu-vc",
+        "name": "Feishu VC",
+        "description": "Export Feishu / Lark video-conference data (meetings, participants, quality, room "
+        "reservations) with a token-managing hook, a deferrable sensor and download operators.",
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://open.feishu.cn/document/server-docs/vc-v1/export/meeting_list",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_feishu_vc.hooks.feishu_vc"]}],
+        "operators": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_feishu_vc.operators.feishu_vc"]}
+        ],
+        "sensors": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_feishu_vc.sensors.feishu_vc"]}
+        ],
+        "triggers": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_feishu_vc.triggers.feishu_vc"]}
+        ],
+        "filesystems": ["airflow_provider_feishu_vc.fs.memory"],
+        "connection-types": [
+            {
+                "connection-type": "feishu_vc",
+                "hook-class-name": "airflow_provider_feishu_vc.hooks.feishu_vc.FeishuVCHook",
+                "hook-name": "Feishu VC",
+                "conn-fields": CONNECTION_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+            }
+        ],
+        "config": {
+            "feishu_vc": {
+                "description": "Settings of the Feishu VC provider.",
+                "options": {
+                    "storage_base": {
+                        "description": "Where FeishuVCDownloadExportOperator puts files when it is given no "
+                        "destination: an ObjectStoragePath URI (file://, s3://, ...). Empty means a "
+                        "feishu_vc_exports folder under AIRFLOW_HOME.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://my-bucket/feishu-vc",
+                        "default": "",
+                    }
+                },
+            }
+        },
+    }

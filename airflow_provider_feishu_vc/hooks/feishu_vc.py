@@ -1,0 +1,211 @@
+"""The Airflow face of the Feishu VC client: connection -> credentials -> client."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_feishu_vc.client.config import ClientConfig
+from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
+from airflow_provider_feishu_vc.client.files import safe_filename
+from airflow_provider_feishu_vc.get_provider_info import UI_FIELD_BEHAVIOUR
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection, ObjectStoragePath
+
+    from airflow_provider_feishu_vc.client.async_client import AsyncFeishuVCClient
+    from airflow_provider_feishu_vc.client.protocol import ExportTask
+    from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+
+PROGRESS_LOG_INTERVAL = 5.0
+
+
+def config_from_connection(conn: Connection) -> ClientConfig:
+    """Validate an Airflow connection into client settings; errors name the connection field."""
+    try:
+        return ClientConfig.from_connection_parts(
+            host=conn.host, login=conn.login, password=conn.password, port=conn.port, extra=conn.extra
+        )
+    except FeishuVCConfigError as error:
+        raise FeishuVCConfigError(f"connection {conn.conn_id!r} {error.field}", error.problem) from None
+
+
+def as_storage_path(destination: str | os.PathLike[str] | ObjectStoragePath) -> ObjectStoragePath:
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(destination, ObjectStoragePath):
+        return destination
+    text = os.fspath(destination)
+    if "://" not in text:
+        text = "file://" + os.path.abspath(text) + ("/" if text.endswith("/") else "")
+    return ObjectStoragePath(text)
+
+
+class FeishuVCHook(BaseHook):
+    """Interact with Feishu / Lark video-conference exports.
+
+    Tokens are fetched once per app and process, cached, renewed before expiry and replaced when Feishu
+    rejects them; the App Secret and every token are registered with Airflow's secret masker.
+
+    :param feishu_vc_conn_id: The ``feishu_vc`` connection: host = API origin (default
+        ``https://open.feishu.cn``, or ``lark``), login = App ID, password = App Secret.
+    """
+
+    conn_name_attr = "feishu_vc_conn_id"
+    default_conn_name = "feishu_vc_default"
+    conn_type = "feishu_vc"
+    hook_name = "Feishu VC"
+
+    def __init__(self, feishu_vc_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.feishu_vc_conn_id = feishu_vc_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Fallback for Airflow versions that do not read ``ui-field-behaviour`` from the provider info."""
+        return {
+            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
+            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+        }
+
+    # -- settings and clients --------------------------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> ClientConfig:
+        return self._checked(config_from_connection(self.get_connection(self.feishu_vc_conn_id)))
+
+    async def aget_config(self) -> ClientConfig:
+        """The settings, looked up without blocking the event loop (for triggers)."""
+        if "config" not in self.__dict__:
+            conn = await self.aget_connection(self.feishu_vc_conn_id)
+            self.__dict__["config"] = self._checked(config_from_connection(conn))
+        return self.config
+
+    def _checked(self, config: ClientConfig) -> ClientConfig:
+        from airflow.sdk.log import mask_secret
+
+        for secret in config.secrets:
+            mask_secret(secret)
+        if not config.verify_ssl:
+            self.log.warning(
+                "TLS certificate verification is OFF for connection %s (extra verify_ssl=false): "
+                "use this only with a private deployment you trust.",
+                self.feishu_vc_conn_id,
+            )
+        return config
+
+    def get_conn(self) -> FeishuVCClient:
+        """The blocking client for this connection (one per hook; tokens shared process-wide)."""
+        return self._client
+
+    @cached_property
+    def _client(self) -> FeishuVCClient:
+        from airflow.sdk.log import mask_secret
+
+        from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+
+        return FeishuVCClient(self.config, on_secret=mask_secret)
+
+    @asynccontextmanager
+    async def async_client(self) -> AsyncIterator[AsyncFeishuVCClient]:
+        """An async client sharing the app's HTTP pool, token and rate budget with every other trigger in
+        this process; the pool is closed when the last user leaves."""
+        from airflow.sdk.log import amask_secret
+
+        from airflow_provider_feishu_vc.client.async_client import shared_client
+
+        config = await self.aget_config()
+        async with shared_client(config, on_secret=amask_secret) as client:
+            yield client
+
+    # -- calls -----------------------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Fetch a fresh access token; report Feishu's own code and message when that fails."""
+        try:
+            self.get_conn().access_token(force=True)
+        except FeishuVCError as error:
+            return False, str(error)
+        return True, f"Fetched a {self.config.token_kind} access token from {self.config.base_url}."
+
+    def create_export(self, export_type: str, *, user_id_type: str | None = None, **fields: Any) -> str:
+        """Start an export; return its ``export_task_id``.
+
+        :param export_type: ``meeting_list``, ``participant_list``, ``participant_quality_list`` or
+            ``resource_reservation_list``.
+        :param user_id_type: ``open_id`` (Feishu's default), ``union_id`` or ``user_id``.
+        :param fields: the kind's fields by their Feishu names; times may be datetimes, ISO strings or unix seconds.
+        """
+        return self.get_conn().create_export(export_type, user_id_type=user_id_type, **fields)
+
+    def get_export(self, export_task_id: str) -> ExportTask:
+        return self.get_conn().get_export(export_task_id)
+
+    async def aget_export(self, export_task_id: str) -> ExportTask:
+        async with self.async_client() as client:
+            return await client.get_export(export_task_id)
+
+    def download_export(
+        self,
+        file_token: str,
+        destination: str | os.PathLike[str] | ObjectStoragePath,
+        *,
+        overwrite: bool = False,
+        fallback_name: str = "export.xlsx",
+    ) -> ObjectStoragePath:
+        """Stream an export file to ``destination`` in constant memory; return where it landed.
+
+        ``destination`` is a file path, or a folder (ending in ``/`` or existing) that receives the file under
+        Feishu's suggested name, made safe. Bytes go to a temporary name beside the target, are checked
+        against ``Content-Length``, and are moved into place only when complete.
+        """
+        target = as_storage_path(destination)
+        target_is_folder = str(destination).endswith("/") or target.is_dir()
+        if not target_is_folder:
+            self._refuse_existing(target, overwrite)
+        with self.get_conn().open_download(file_token) as download:
+            if target_is_folder:
+                target = target / safe_filename(download.info.filename, fallback_name)
+                self._refuse_existing(target, overwrite)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
+            try:
+                received = self._write_chunks(partial, download.chunks, download.info.size)
+                self._refuse_existing(target, overwrite)
+                partial.fs.mv(partial.path, target.path)
+            except BaseException:
+                if partial.exists():
+                    partial.unlink()
+                raise
+        self.log.info("Downloaded %d bytes to %s", received, target)
+        return target
+
+    @staticmethod
+    def _refuse_existing(target: ObjectStoragePath, overwrite: bool) -> None:
+        if not overwrite and target.exists():
+            raise FeishuVCConfigError(
+                "destination", f"{target} already exists; pass overwrite=True to replace it, or choose another path"
+            )
+
+    def _write_chunks(self, partial: ObjectStoragePath, chunks: Any, size: int | None) -> int:
+        received = 0
+        started = last_log = time.monotonic()
+        with partial.open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                received += len(chunk)
+                now = time.monotonic()
+                if now - last_log >= PROGRESS_LOG_INTERVAL:
+                    last_log = now
+                    rate = received / (now - started) / 1e6
+                    share = f" ({100 * received / size:.0f}%)" if size else ""
+                    self.log.info("Downloaded %d bytes%s at %.1f MB/s", received, share, rate)
+        return received
