@@ -49,3 +49,25 @@ def connection_env(emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch) 
     connection = {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET}
     monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", json.dumps(connection))
     return "feishu_vc_default"
+
+
+def airflow_cli(*args: str, env: dict[str, str] | None = None, check: bool = True):
+    """Run the ``airflow`` CLI of this virtualenv against the tests' AIRFLOW_HOME."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).with_name("airflow")), *args]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated SQLite metadata DB in the tests' AIRFLOW_HOME (about 3 s, once per session)."""
+    airflow_cli("db", "migrate")
+    return os.environ["AIRFLOW_HOME"]

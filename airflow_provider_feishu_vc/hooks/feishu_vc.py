@@ -44,7 +44,7 @@ def as_storage_path(destination: str | os.PathLike[str] | ObjectStoragePath) -> 
         return destination
     text = os.fspath(destination)
     if "://" not in text:
-        text = "file://" + os.path.abspath(text) + ("/" if text.endswith("/") else "")
+        text = "file://" + os.path.abspath(text)
     return ObjectStoragePath(text)
 
 
@@ -158,17 +158,21 @@ class FeishuVCHook(BaseHook):
         file_token: str,
         destination: str | os.PathLike[str] | ObjectStoragePath,
         *,
+        into_folder: bool | None = None,
         overwrite: bool = False,
         fallback_name: str = "export.xlsx",
     ) -> ObjectStoragePath:
         """Stream an export file to ``destination`` in constant memory; return where it landed.
 
-        ``destination`` is a file path, or a folder (ending in ``/`` or existing) that receives the file under
-        Feishu's suggested name, made safe. Bytes go to a temporary name beside the target, are checked
-        against ``Content-Length``, and are moved into place only when complete.
+        ``destination`` is a file path, or a folder that receives the file under Feishu's suggested name, made
+        safe (``into_folder=True``; by default: a string ending in ``/`` or an existing folder). Bytes go to a
+        temporary name beside the target, are checked against ``Content-Length``, and are moved into place only
+        when complete.
         """
         target = as_storage_path(destination)
-        target_is_folder = str(destination).endswith("/") or target.is_dir()
+        target_is_folder = into_folder
+        if target_is_folder is None:
+            target_is_folder = (isinstance(destination, str) and destination.endswith("/")) or target.is_dir()
         if not target_is_folder:
             self._refuse_existing(target, overwrite)
         with self.get_conn().open_download(file_token) as download:

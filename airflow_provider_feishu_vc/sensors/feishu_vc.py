@@ -1,0 +1,129 @@
+"""Sensor that waits for a Feishu VC export to finish, deferring to the triggerer by default when configured."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+
+from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_feishu_vc.client.protocol import ExportTask
+
+
+class FeishuVCExportSensor(BaseSensorOperator):
+    """Wait until a Feishu VC export is done; return ``{"export_task_id", "file_token"}`` (XCom).
+
+    A failed export fails the task with Feishu's ``fail_msg``; a timeout raises Airflow's sensor timeout (so
+    ``soft_fail`` skips instead); any other error fails with the export id and Feishu's code.
+
+    :param export_task_id: The export to wait for (templated), usually the create operator's XCom:
+        ``"{{ ti.xcom_pull(task_ids='create_export') }}"``.
+    :param feishu_vc_conn_id: The ``feishu_vc`` connection.
+    :param poke_interval: Seconds between status checks (both modes).
+    :param timeout: Seconds to wait in all before timing out.
+    :param deferrable: Wait in the triggerer instead of a worker slot. Defaults to Airflow's
+        ``[operators] default_deferrable``.
+    :param kwargs: The usual sensor options (``mode="reschedule"``, ``soft_fail``, ...).
+    """
+
+    template_fields: Sequence[str] = ("export_task_id",)
+    ui_color = "#3370ff"
+
+    def __init__(
+        self,
+        *,
+        export_task_id: str,
+        feishu_vc_conn_id: str = FeishuVCHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.export_task_id = export_task_id
+        self.feishu_vc_conn_id = feishu_vc_conn_id
+        self.deferrable = deferrable
+
+    @property
+    def hook(self) -> FeishuVCHook:
+        return FeishuVCHook(self.feishu_vc_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        result = self._outcome(self.hook.get_export(self.export_task_id))
+        if result is not None:
+            return result
+        from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
+
+        self.log.info("Feishu export %s is processing; deferring to the triggerer", self.export_task_id)
+        self.defer(
+            trigger=FeishuVCExportTrigger(
+                export_task_id=self.export_task_id,
+                feishu_vc_conn_id=self.feishu_vc_conn_id,
+                poll_interval=self.poke_interval,
+                deadline=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        result = self._outcome(self.hook.get_export(self.export_task_id))
+        if result is None:
+            self.log.info("Feishu export %s is still processing", self.export_task_id)
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=result)
+
+    def _outcome(self, task: ExportTask) -> dict[str, str] | None:
+        """The XCom value when done, None while processing; raises when the export failed."""
+        from airflow_provider_feishu_vc.client.protocol import ExportStatus
+
+        if task.status is ExportStatus.FAILED:
+            self._fail(f"Feishu export {task.export_task_id} failed: {task.fail_msg or '(no fail_msg given)'}")
+        if task.status is ExportStatus.DONE:
+            return self._done(task.export_task_id, task.file_token)
+        return None
+
+    def _done(self, export_task_id: str, file_token: Any) -> dict[str, str]:
+        if not isinstance(file_token, str) or not file_token:
+            raise self._error(f"Feishu export {export_task_id} is done but carries no file_token")
+        self.log.info("Feishu export %s is done (file_token %s)", export_task_id, file_token)
+        return {"export_task_id": export_task_id, "file_token": file_token}
+
+    @staticmethod
+    def _fail(message: str) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(message)
+
+    @staticmethod
+    def _error(message: str) -> Exception:
+        from airflow_provider_feishu_vc.client.errors import FeishuVCError
+
+        return FeishuVCError(message)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, str]:
+        """Resume after the trigger fired: anything but a well-formed success event fails the task."""
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        from airflow_provider_feishu_vc.triggers.feishu_vc import EVENT_STATUSES, FAILED, SUCCESS, TIMEOUT
+
+        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
+            raise self._error(f"Feishu export {self.export_task_id}: unexpected trigger event {event!r}")
+        export_task_id = str(event.get("export_task_id") or self.export_task_id)
+        message = str(event.get("message") or "")
+        status = event["status"]
+        if status == SUCCESS:
+            return self._done(export_task_id, event.get("file_token"))
+        if status == FAILED:
+            self._fail(message)
+        if status == TIMEOUT:
+            raise AirflowSensorTimeout(message)
+        raise self._error(message)

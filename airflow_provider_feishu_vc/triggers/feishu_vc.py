@@ -1,0 +1,110 @@
+"""Trigger that waits for a Feishu VC export inside the triggerer, without a worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCError
+from airflow_provider_feishu_vc.client.exports import validate_export_task_id
+from airflow_provider_feishu_vc.client.protocol import ExportStatus
+from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+
+#: Longest pause between polls after repeated transient errors.
+MAX_ERROR_BACKOFF = 300.0
+
+SUCCESS, FAILED, TIMEOUT, ERROR = "success", "failed", "timeout", "error"
+EVENT_STATUSES = (SUCCESS, FAILED, TIMEOUT, ERROR)
+
+
+class FeishuVCExportTrigger(BaseTrigger):
+    """Poll one export until Feishu says it is done or failed, or ``deadline`` passes; fire exactly one event.
+
+    Every trigger of the same app in a triggerer shares one HTTP pool, one token and one rate budget, so
+    thousands of waits stretch their poll interval instead of tripping Feishu's limit.
+
+    :param export_task_id: The Feishu export to wait for.
+    :param feishu_vc_conn_id: The ``feishu_vc`` connection.
+    :param poll_interval: Seconds between status checks (longer when the app's rate budget is spent).
+    :param deadline: Wall-clock epoch seconds after which a ``timeout`` event fires; None waits forever.
+    """
+
+    def __init__(
+        self,
+        export_task_id: str,
+        feishu_vc_conn_id: str = FeishuVCHook.default_conn_name,
+        poll_interval: float = 10.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.export_task_id = validate_export_task_id(export_task_id)
+        self.feishu_vc_conn_id = feishu_vc_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = None if deadline is None else float(deadline)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "export_task_id": self.export_task_id,
+                "feishu_vc_conn_id": self.feishu_vc_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    def _event(self, status: str, message: str, **fields: Any) -> TriggerEvent:
+        return TriggerEvent({"status": status, "export_task_id": self.export_task_id, "message": message, **fields})
+
+    def _seconds_left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.time()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            event = await self._wait()
+        except FeishuVCError as error:
+            event = self._error_event(error)
+        yield event
+
+    async def _wait(self) -> TriggerEvent:
+        hook = FeishuVCHook(self.feishu_vc_conn_id)
+        failures = 0
+        async with hook.async_client() as client:
+            while True:
+                if self._seconds_left() <= 0:
+                    return self._event(TIMEOUT, f"Feishu export {self.export_task_id} was not done by the deadline")
+                try:
+                    task = await client.get_export(self.export_task_id)
+                except FeishuVCError as error:
+                    if not getattr(error, "retryable", False):
+                        raise
+                    failures += 1
+                    pause = min(self.poll_interval * 2**failures, MAX_ERROR_BACKOFF)
+                    self.log.warning(
+                        "Polling Feishu export %s failed (%s); trying again in %.0f s",
+                        self.export_task_id,
+                        error,
+                        pause,
+                    )
+                    await asyncio.sleep(max(0.0, min(pause, self._seconds_left())))
+                    continue
+                failures = 0
+                if task.status is ExportStatus.DONE:
+                    return self._event(
+                        SUCCESS, f"Feishu export {self.export_task_id} is done", file_token=task.file_token
+                    )
+                if task.status is ExportStatus.FAILED:
+                    return self._event(
+                        FAILED,
+                        f"Feishu export {self.export_task_id} failed: {task.fail_msg or '(no fail_msg given)'}",
+                        fail_msg=task.fail_msg,
+                    )
+                await asyncio.sleep(max(0.0, min(self.poll_interval, self._seconds_left())))
+
+    def _error_event(self, error: FeishuVCError) -> TriggerEvent:
+        code = error.code if isinstance(error, FeishuVCAPIError) else None
+        return self._event(ERROR, f"Waiting for Feishu export {self.export_task_id} failed: {error}", code=code)

@@ -1,0 +1,109 @@
+"""The async client: same rules as the sync one, plus what it shares per app inside one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import itertools
+
+import pytest
+
+from airflow_provider_feishu_vc.client.async_client import RateBudget, open_sessions, shared_client
+from airflow_provider_feishu_vc.client.config import ClientConfig
+from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError
+from airflow_provider_feishu_vc.client.protocol import ExportStatus
+from airflow_provider_feishu_vc.testing import FeishuVCEmulator
+from tests.conftest import FAST_RETRIES
+
+NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
+
+
+@pytest.fixture
+def config(config: ClientConfig) -> ClientConfig:
+    """The emulator's app with a high rate budget: pacing is tested on its own below."""
+    return dataclasses.replace(config, rate_limit_per_minute=60_000)
+
+
+async def test_create_poll_and_download(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
+    async with shared_client(config, policy=FAST_RETRIES) as client:
+        export_task_id = await client.create_export(
+            "meeting_list", start_time=NOW - dt.timedelta(hours=5), end_time=NOW
+        )
+        assert (await client.get_export(export_task_id)).status is ExportStatus.PROCESSING
+        await asyncio.sleep(0.4)
+        task = await client.get_export(export_task_id)
+        assert task.status is ExportStatus.DONE
+        async with client.open_download(task.file_token, chunk_size=512) as download:
+            size = 0
+            async for chunk in download.chunks:
+                size += len(chunk)
+        assert size == download.info.size > 0
+    assert open_sessions() == 0  # the pool is closed with its last user
+
+
+async def test_two_hundred_callers_cause_one_token_fetch(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
+    emulator.inject("latency", path=TOKEN_PATH, seconds=0.3)
+    secrets_seen: list[str] = []
+
+    async def one() -> str:
+        async with shared_client(config, on_secret=secrets_seen.append) as client:
+            return await client.access_token()
+
+    tokens = await asyncio.gather(*(one() for _ in range(200)))
+    assert len(set(tokens)) == 1
+    assert emulator.count(TOKEN_PATH) == 1
+    assert secrets_seen == [tokens[0]]  # the token went to the masker once
+
+
+async def test_async_mask_callback_is_awaited(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
+    masked: list[str] = []
+
+    async def amask(secret: str) -> None:
+        await asyncio.sleep(0)
+        masked.append(secret)
+
+    async with shared_client(config, on_secret=amask) as client:
+        token = await client.access_token()
+    assert masked == [token]
+
+
+async def test_revoked_token_is_replayed_once(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
+    async with shared_client(config, policy=FAST_RETRIES) as client:
+        first = await client.access_token()
+        emulator.revoke_tokens()
+        with pytest.raises(FeishuVCAPIError) as raised:
+            await client.get_export("1")
+        assert raised.value.code == 121004  # the replay reached the real answer
+        assert await client.access_token() != first
+    assert emulator.count(TOKEN_PATH) == 2
+
+
+async def test_a_429_pauses_every_caller_of_the_app(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
+    async with shared_client(config, policy=FAST_RETRIES) as client:
+        await client.access_token()
+        export_task_id = await client.create_export(
+            "meeting_list", start_time=NOW - dt.timedelta(hours=1), end_time=NOW
+        )
+        emulator.inject("rate_limit", path="/open-apis/vc/", reset=0.6)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        finished = await asyncio.gather(*(client.get_export(export_task_id) for _ in range(5)))
+        assert len(finished) == 5
+        assert loop.time() - started >= 0.6
+    assert emulator.count(status=429) == 1  # the others waited instead of hitting the limit too
+
+
+async def test_rate_budget_spaces_requests_evenly() -> None:
+    budget = RateBudget(per_minute=600, share=1.0)  # one every 0.1 s
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def take() -> None:
+        await budget.acquire()
+        times.append(loop.time())
+
+    await asyncio.gather(*(take() for _ in range(6)))
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= 0.09 for gap in gaps), gaps
