@@ -3,7 +3,9 @@
 Three steps, one per task:
 
 1. ``create_export`` asks Feishu to export the meeting list. With no times given, the range is the DAG run's
-   data interval: a ``@daily`` run exports exactly its day, in the DAG's time zone.
+   data interval: a ``@daily`` run exports exactly its day, in the DAG's time zone. (Airflow 3's plain
+   ``"@daily"`` string gives runs an empty data interval unless ``[scheduler] create_cron_data_intervals`` is
+   on, so the schedule is spelled out as a ``CronDataIntervalTimetable``.)
 2. ``wait_for_export`` waits until Feishu has built the file. ``deferrable=True`` hands the waiting to the
    triggerer, so no worker slot is held while Feishu works.
 3. ``download_export`` streams the file into the DAG's storage: ``[feishu_vc] storage_base`` (default: a folder
@@ -16,7 +18,7 @@ Point the ``feishu_vc_default`` connection at your app: login = App ID, password
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from airflow_provider_feishu_vc.operators.feishu_vc import (
     FeishuVCCreateExportOperator,
@@ -26,7 +28,7 @@ from airflow_provider_feishu_vc.sensors.feishu_vc import FeishuVCExportSensor
 
 with DAG(
     dag_id="example_feishu_vc_export",
-    schedule="@daily",
+    schedule=CronDataIntervalTimetable("@daily", timezone="Asia/Shanghai"),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     tags=["feishu", "example"],

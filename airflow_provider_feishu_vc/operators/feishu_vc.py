@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
+from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
 if TYPE_CHECKING:
@@ -95,17 +96,25 @@ class FeishuVCCreateExportOperator(BaseOperator):
     def export_fields(self, context: Context) -> dict[str, Any]:
         """The fields to send: the ones given, plus the data interval where the kind has a range."""
         fields = {name: getattr(self, name) for name in EXPORT_FIELDS if getattr(self, name) is not None}
-        if self.export_type in INTERVAL_DEFAULTED_KINDS:
-            for name, key in (("start_time", "data_interval_start"), ("end_time", "data_interval_end")):
-                if name not in fields and context.get(key) is not None:
-                    fields[name] = context[key]
+        if self.export_type not in INTERVAL_DEFAULTED_KINDS or {"start_time", "end_time"} <= fields.keys():
+            return fields
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        if start is None or end is None or start >= end:
+            missing = "start_time" if "start_time" not in fields else "end_time"
+            raise FeishuVCConfigError(
+                missing,
+                f"is not given and the DAG run's data interval is empty ({start} to {end}). Pass start_time and "
+                "end_time, or schedule the DAG with a timetable that has data intervals, e.g. "
+                'CronDataIntervalTimetable("@daily", timezone=...) (Airflow 3\'s plain "@daily" has none unless '
+                "[scheduler] create_cron_data_intervals is on).",
+            )
+        fields.setdefault("start_time", start)
+        fields.setdefault("end_time", end)
         return fields
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
-
-        fields = self.export_fields(context)
         try:
+            fields = self.export_fields(context)
             export_task_id = FeishuVCHook(self.feishu_vc_conn_id).create_export(
                 self.export_type, user_id_type=self.user_id_type, **fields
             )
@@ -190,8 +199,6 @@ class FeishuVCDownloadExportOperator(BaseOperator):
         return ObjectStoragePath(destination, conn_id=self.storage_conn_id), into_folder
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
-
         file_token, export_task_id = self.file_token, self.export_task_id
         if isinstance(file_token, Mapping):
             export_task_id = export_task_id or file_token.get("export_task_id")
