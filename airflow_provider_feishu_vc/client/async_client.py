@@ -7,7 +7,10 @@ token (one fetch however many callers ask at once) and the rate budget of the ex
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
+import os
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -88,13 +91,23 @@ class AppSession:
 _SESSIONS: dict[tuple[int, tuple[str, str, str]], AppSession] = {}
 
 
+@functools.cache
+def tls_context(verify: bool) -> ssl.SSLContext | bool:
+    """One TLS context per process: loading the CA bundle takes tens of milliseconds, too long for a loop."""
+    if not verify:
+        return False
+    import certifi
+
+    return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
+
+
 def _new_session(config: ClientConfig) -> AppSession:
     import httpx
 
     http = httpx.AsyncClient(
         base_url=config.base_url,
         timeout=httpx_timeout(config),
-        verify=config.verify_ssl,
+        verify=tls_context(config.verify_ssl),
         follow_redirects=False,
         limits=httpx.Limits(max_connections=MAX_POOL_CONNECTIONS, max_keepalive_connections=MAX_POOL_CONNECTIONS),
     )

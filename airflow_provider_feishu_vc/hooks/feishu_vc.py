@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cached_property
@@ -48,6 +50,27 @@ def as_storage_path(destination: str | os.PathLike[str] | ObjectStoragePath) -> 
     return ObjectStoragePath(text)
 
 
+CONFIG_TTL = 60.0
+_ASYNC_CONFIGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _shared_async_config(hook: FeishuVCHook) -> ClientConfig:
+    loop = asyncio.get_running_loop()
+    configs = _ASYNC_CONFIGS.setdefault(loop, {})
+    entry = configs.get(hook.feishu_vc_conn_id)
+    if entry is None or time.monotonic() - entry[0] > CONFIG_TTL:
+        entry = (time.monotonic(), asyncio.ensure_future(hook._load_config()))
+        configs[hook.feishu_vc_conn_id] = entry
+    try:
+        return await asyncio.shield(entry[1])
+    except Exception:
+        if configs.get(hook.feishu_vc_conn_id) is entry:
+            del configs[hook.feishu_vc_conn_id]  # a failed lookup is not cached
+        raise
+
+
 class FeishuVCHook(BaseHook):
     """Interact with Feishu / Lark video-conference exports.
 
@@ -83,11 +106,18 @@ class FeishuVCHook(BaseHook):
         return self._checked(config_from_connection(self.get_connection(self.feishu_vc_conn_id)))
 
     async def aget_config(self) -> ClientConfig:
-        """The settings, looked up without blocking the event loop (for triggers)."""
+        """The settings, looked up without blocking the event loop (for triggers).
+
+        One lookup per connection serves every trigger of the event loop for ``CONFIG_TTL`` seconds, so a
+        thousand triggers starting together cost one connection fetch, not a thousand.
+        """
         if "config" not in self.__dict__:
-            conn = await self.aget_connection(self.feishu_vc_conn_id)
-            self.__dict__["config"] = self._checked(config_from_connection(conn))
+            self.__dict__["config"] = await _shared_async_config(self)
         return self.config
+
+    async def _load_config(self) -> ClientConfig:
+        conn = await self.aget_connection(self.feishu_vc_conn_id)
+        return self._checked(config_from_connection(conn))
 
     def _checked(self, config: ClientConfig) -> ClientConfig:
         from airflow.sdk.log import mask_secret

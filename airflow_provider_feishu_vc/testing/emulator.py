@@ -18,7 +18,9 @@ import json
 import random
 import secrets
 import shutil
+import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -34,6 +36,8 @@ from airflow_provider_feishu_vc.testing.workbook import XLSX_CONTENT_TYPE, write
 EXPORT_KINDS = ("meeting_list", "participant_list", "participant_quality_list", "resource_reservation_list")
 DAY = 86_400
 DOWNLOAD_CHUNK = 1024 * 1024
+#: Not a Feishu path: the emulator's own request statistics, for tests that run it as a separate process.
+ADMIN_STATS_PATH = "/_emulator/stats"
 
 
 class FeishuError(Exception):
@@ -232,6 +236,11 @@ class FeishuVCEmulator:
                 1 for record in self.requests if record.path.startswith(("/open-apis/auth/", "/open-apis/authen/"))
             )
 
+    def issued_tokens(self) -> list[str]:
+        """Every access token handed out so far that is still known (for leak checks)."""
+        with self._lock:
+            return list(self._tokens)
+
     def export_ids(self) -> list[str]:
         with self._lock:
             return list(self._exports)
@@ -254,6 +263,11 @@ class FeishuVCEmulator:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
+        if request.url.path == ADMIN_STATS_PATH:
+            from starlette.responses import JSONResponse
+
+            await JSONResponse(self.stats())(scope, receive, send)
+            return
         headers = {k.lower(): v for k, v in request.headers.items()}
         record = RequestRecord(request.method, request.url.path, request.url.query, headers.get("authorization"))
         with self._lock:
@@ -338,6 +352,19 @@ class FeishuVCEmulator:
         from starlette.responses import JSONResponse
 
         return JSONResponse({"code": 0, "msg": "success", **payload})
+
+    def stats(self) -> dict[str, Any]:
+        """Request counts by path and by status, and the token requests: what tests of a separate process read."""
+        with self._lock:
+            by_path = collections.Counter(record.path for record in self.requests)
+            by_status = collections.Counter(str(record.status) for record in self.requests)
+        return {
+            "requests": sum(by_path.values()),
+            "by_path": dict(by_path),
+            "by_status": dict(by_status),
+            "token_requests": self.token_requests(),
+            "exports": len(self._exports),
+        }
 
     async def _route(self, request: Any, path: str, headers: Mapping[str, str], body: dict[str, Any]) -> Any:
         method = request.method
@@ -659,6 +686,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--app-id", default="cli_emulator")
     parser.add_argument("--app-secret", default="emulator-secret")
     parser.add_argument("--export-delay", type=float, default=2.0, help="seconds until an export is done")
+    parser.add_argument(
+        "--export-delay-max", type=float, default=None, help="if set, each export takes a random time up to this"
+    )
     parser.add_argument("--token-ttl", type=float, default=7200.0)
     parser.add_argument("--rate-limit", type=int, default=100, help="requests per window per endpoint")
     parser.add_argument("--rate-window", type=float, default=60.0, help="seconds")
@@ -668,11 +698,12 @@ def main(argv: list[str] | None = None) -> None:
         app_secret=args.app_secret,
         host=args.host,
         port=args.port,
-        export_delay=args.export_delay,
+        export_delay=args.export_delay if args.export_delay_max is None else (args.export_delay, args.export_delay_max),
         token_ttl=args.token_ttl,
         rate_limit=args.rate_limit,
         rate_window=args.rate_window,
     )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly (temporary files) on terminate()
     with emulator:
         print(f"Feishu VC emulator listening on {emulator.url} (app {args.app_id})", flush=True)
         try:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx  # noqa: F401  (imported with the trigger, outside the event loop, not on a first poll inside it)
+from airflow.sdk.log import amask_secret  # noqa: F401
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_feishu_vc.client.async_client import tls_context
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCError
 from airflow_provider_feishu_vc.client.exports import validate_export_task_id
 from airflow_provider_feishu_vc.client.protocol import ExportStatus
@@ -16,6 +21,12 @@ from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
 #: Longest pause between polls after repeated transient errors.
 MAX_ERROR_BACKOFF = 300.0
+
+# Work that would otherwise block the triggerer's event loop on the first poll: load the CA bundle, and the
+# asyncio backend that httpx's connection layer (anyio) imports on its first request.
+tls_context(True)
+with contextlib.suppress(ImportError):
+    importlib.import_module("anyio._backends._asyncio")
 
 SUCCESS, FAILED, TIMEOUT, ERROR = "success", "failed", "timeout", "error"
 EVENT_STATUSES = (SUCCESS, FAILED, TIMEOUT, ERROR)
