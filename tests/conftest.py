@@ -8,10 +8,22 @@ import tempfile
 _home = tempfile.mkdtemp(prefix="feishu-vc-tests-airflow-home-")
 os.environ.setdefault("AIRFLOW_HOME", _home)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.path.dirname(__file__), "..", "example_dags"))
+# The dags folder holds copies of the example DAG and of the tests' DAGs: dag.test() needs a DAG's file to be
+# in the dags folder, and the repository root cannot be one (the virtualenv lies below it).
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DAGS_FOLDER = os.path.join(_home, "dags")
+os.makedirs(DAGS_FOLDER, exist_ok=True)
+for _source in ("example_dags/example_feishu_vc_export.py", "tests/dags/feishu_vc_test_dags.py"):
+    with (
+        open(os.path.join(_REPO, _source), "rb") as _from,
+        open(os.path.join(DAGS_FOLDER, os.path.basename(_source)), "wb") as _to,
+    ):
+        _to.write(_from.read())
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = DAGS_FOLDER
 
 import json  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -49,6 +61,17 @@ def connection_env(emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch) 
     connection = {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET}
     monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", json.dumps(connection))
     return "feishu_vc_default"
+
+
+def load_dag_file(name: str) -> Any:
+    """Import one file of the tests' dags folder as a module (its DAGs then belong to that folder)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), os.path.join(DAGS_FOLDER, name))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def airflow_cli(*args: str, env: dict[str, str] | None = None, check: bool = True):

@@ -579,7 +579,7 @@ class FeishuVCEmulator:
         path = await asyncio.to_thread(self._workbook, job)
         size = path.stat().st_size
         name = self.download_filename or f"视频会议_{job.kind}_{job.task_id}.xlsx"
-        ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+        ascii_name = "".join(ch if " " <= ch < "\x7f" and ch not in '"\\' else "_" for ch in name)
         fault = self._take_fault("/open-apis/vc/v1/exports/download", ("drop_connection", "truncate"))
         limit = int(fault.params.get("after_bytes", size // 2)) if fault else size
 
