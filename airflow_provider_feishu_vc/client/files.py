@@ -74,6 +74,9 @@ class FileInfo:
 
 
 def check_complete(info: FileInfo, received: int) -> None:
+    """Refuse a download that is empty or whose byte count differs from ``Content-Length``."""
+    if received == 0:
+        raise FeishuVCDownloadError("Feishu sent an empty file (0 bytes); nothing was written to the destination")
     if info.size is not None and received != info.size:
         raise FeishuVCDownloadError(
             f"the download delivered {received} bytes but Content-Length announced {info.size}; "

@@ -119,6 +119,8 @@ class FeishuVCEmulator:
         refresh_token: str | None = "emulator-refresh-token",
         meeting_every: int = 3600,
         rows_override: int | None = None,
+        tls_certfile: str | None = None,
+        tls_keyfile: str | None = None,
     ) -> None:
         self.app_id, self.app_secret = app_id, app_secret
         self.host, self.port = host, port
@@ -128,6 +130,7 @@ class FeishuVCEmulator:
         self.app_ticket = app_ticket
         self.meeting_every = meeting_every
         self.rows_override = rows_override
+        self.tls_certfile, self.tls_keyfile = tls_certfile, tls_keyfile
         self.log_level = "critical"
         self.granted_scopes = {"vc:export"}
         self.admin_role = True
@@ -152,7 +155,7 @@ class FeishuVCEmulator:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls_certfile else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> FeishuVCEmulator:
         import uvicorn
@@ -170,6 +173,8 @@ class FeishuVCEmulator:
             interface="asgi3",
             backlog=4096,
             timeout_keep_alive=30,
+            ssl_certfile=self.tls_certfile,
+            ssl_keyfile=self.tls_keyfile,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -205,9 +210,10 @@ class FeishuVCEmulator:
         """Serve a fault for the next ``times`` requests under ``path``.
 
         Kinds: ``latency`` (seconds), ``http_error`` (status, code), ``gateway_html`` (status), ``rate_limit``
-        (reset: seconds or None for no header), ``error_code`` (code, status), ``malformed_json``,
-        ``unknown_status``, ``missing_file_token``, ``drop_connection`` (after_bytes), ``truncate``
-        (after_bytes), ``redirect`` (location).
+        (reset: seconds or None for no header), ``error_code`` (code, status), ``token_invalid`` (code),
+        ``malformed_json``, ``unknown_status``, ``missing_file_token``, ``redirect`` (location); downloads:
+        ``drop_connection`` (after_bytes), ``truncate`` (after_bytes), ``slow_body`` (chunk, seconds),
+        ``empty_file``.
         """
         with self._lock:
             self._faults.append(Fault(kind, path, times, params))
@@ -580,18 +586,25 @@ class FeishuVCEmulator:
         size = path.stat().st_size
         name = self.download_filename or f"视频会议_{job.kind}_{job.task_id}.xlsx"
         ascii_name = "".join(ch if " " <= ch < "\x7f" and ch not in '"\\' else "_" for ch in name)
+        if self._take_fault("/open-apis/vc/v1/exports/download", ("empty_file",)):
+            size = 0
         fault = self._take_fault("/open-apis/vc/v1/exports/download", ("drop_connection", "truncate"))
         limit = int(fault.params.get("after_bytes", size // 2)) if fault else size
+        slow = self._take_fault("/open-apis/vc/v1/exports/download", ("slow_body",))
+        chunk_size = int(slow.params.get("chunk", 4096)) if slow else DOWNLOAD_CHUNK
+        pause = float(slow.params.get("seconds", 0.1)) if slow else 0.0
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0
             with path.open("rb") as handle:
                 while sent < limit:
-                    chunk = handle.read(min(DOWNLOAD_CHUNK, limit - sent))
+                    chunk = handle.read(min(chunk_size, limit - sent))
                     if not chunk:
                         break
                     sent += len(chunk)
                     yield chunk
+                    if pause:
+                        await asyncio.sleep(pause)
             if fault is not None and fault.kind == "drop_connection":
                 raise ConnectionAbortedError("emulator dropped the connection on purpose")
 
