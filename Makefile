@@ -30,3 +30,6 @@ lock:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+bench: install
+	AIRFLOW_HOME=$$(mktemp -d) $(PY) benchmarks/run.py $(BENCH_ARGS)

@@ -183,7 +183,7 @@ class AsyncFeishuVCClient:
         return endpoints.read_export_task(export_task_id, await self._run(call_json(request, self.policy)))
 
     @asynccontextmanager
-    async def open_download(self, file_token: str, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[AsyncDownload]:
+    async def open_download(self, file_token: str, chunk_size: int | None = CHUNK_SIZE) -> AsyncIterator[AsyncDownload]:
         import httpx
 
         response = await self._run(call(endpoints.download_request(file_token), self.policy))

@@ -32,7 +32,7 @@ from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, to
 if TYPE_CHECKING:
     import httpx
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE: int | None = None  # the transport's own pieces (64 KiB): no re-chunking copy
 SecretCallback = Callable[[str], Any]
 
 
@@ -102,7 +102,7 @@ class FeishuVCClient:
         return endpoints.read_export_task(export_task_id, self._run(call_json(request, self.policy)))
 
     @contextmanager
-    def open_download(self, file_token: str, chunk_size: int = CHUNK_SIZE) -> Iterator[Download]:
+    def open_download(self, file_token: str, chunk_size: int | None = CHUNK_SIZE) -> Iterator[Download]:
         """Open the export file; iterate ``chunks`` to stream it. Raises if fewer or more bytes arrive than
         announced."""
         import httpx

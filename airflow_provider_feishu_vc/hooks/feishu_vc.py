@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
+import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
 
 PROGRESS_LOG_INTERVAL = 5.0
+WRITE_QUEUE_CHUNKS = 16
 
 
 def config_from_connection(conn: Connection) -> ClientConfig:
@@ -229,17 +232,43 @@ class FeishuVCHook(BaseHook):
                 "destination", f"{target} already exists; pass overwrite=True to replace it, or choose another path"
             )
 
-    def _write_chunks(self, partial: ObjectStoragePath, chunks: Any, size: int | None) -> int:
+    def _write_chunks(self, partial: ObjectStoragePath, chunks: Iterable[bytes], size: int | None) -> int:
+        """Write ``chunks`` to ``partial`` from a second thread, so disk writes overlap with reading the network.
+
+        At most ``WRITE_QUEUE_CHUNKS`` chunks wait in between: memory stays flat whatever the file's size.
+        """
+        pending: queue.Queue[bytes | None] = queue.Queue(maxsize=WRITE_QUEUE_CHUNKS)
+        failures: list[BaseException] = []
+
+        def write_all(handle: Any) -> None:
+            while (chunk := pending.get()) is not None:
+                if failures:
+                    continue  # keep draining so that the reader never blocks on a full queue
+                try:
+                    handle.write(chunk)
+                except BaseException as error:
+                    failures.append(error)
+
         received = 0
         started = last_log = time.monotonic()
         with partial.open("wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-                received += len(chunk)
-                now = time.monotonic()
-                if now - last_log >= PROGRESS_LOG_INTERVAL:
-                    last_log = now
-                    rate = received / (now - started) / 1e6
-                    share = f" ({100 * received / size:.0f}%)" if size else ""
-                    self.log.info("Downloaded %d bytes%s at %.1f MB/s", received, share, rate)
+            writer = threading.Thread(target=write_all, args=(handle,), name="feishu-vc-download-writer")
+            writer.start()
+            try:
+                for chunk in chunks:
+                    if failures:
+                        break
+                    pending.put(chunk)
+                    received += len(chunk)
+                    now = time.monotonic()
+                    if now - last_log >= PROGRESS_LOG_INTERVAL:
+                        last_log = now
+                        rate = received / (now - started) / 1e6
+                        share = f" ({100 * received / size:.0f}%)" if size else ""
+                        self.log.info("Downloaded %d bytes%s at %.1f MB/s", received, share, rate)
+            finally:
+                pending.put(None)
+                writer.join()
+        if failures:
+            raise failures[0]
         return received

@@ -38,6 +38,10 @@ DAY = 86_400
 DOWNLOAD_CHUNK = 1024 * 1024
 #: Not a Feishu path: the emulator's own request statistics, for tests that run it as a separate process.
 ADMIN_STATS_PATH = "/_emulator/stats"
+#: Not a Feishu path either: when each export is (or was) done, as wall-clock epoch seconds.
+ADMIN_EXPORTS_PATH = "/_emulator/exports"
+#: POST {"rate_limit": n} to change the limit of a running emulator process (set-up of load tests).
+ADMIN_CONFIG_PATH = "/_emulator/config"
 
 
 class FeishuError(Exception):
@@ -269,10 +273,15 @@ class FeishuVCEmulator:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
-        if request.url.path == ADMIN_STATS_PATH:
+        if request.url.path in (ADMIN_STATS_PATH, ADMIN_EXPORTS_PATH, ADMIN_CONFIG_PATH):
             from starlette.responses import JSONResponse
 
-            await JSONResponse(self.stats())(scope, receive, send)
+            if request.url.path == ADMIN_CONFIG_PATH:
+                changes = await request.json()
+                self.rate_limit = int(changes.get("rate_limit", self.rate_limit))
+                self.export_delay = changes.get("export_delay", self.export_delay)
+            answer = self.export_ready_times() if request.url.path == ADMIN_EXPORTS_PATH else self.stats()
+            await JSONResponse(answer)(scope, receive, send)
             return
         headers = {k.lower(): v for k, v in request.headers.items()}
         record = RequestRecord(request.method, request.url.path, request.url.query, headers.get("authorization"))
@@ -358,6 +367,12 @@ class FeishuVCEmulator:
         from starlette.responses import JSONResponse
 
         return JSONResponse({"code": 0, "msg": "success", **payload})
+
+    def export_ready_times(self) -> dict[str, float]:
+        """Wall-clock epoch seconds at which each export is (or was) done."""
+        offset = time.time() - time.monotonic()
+        with self._lock:
+            return {task_id: job.ready_at + offset for task_id, job in self._exports.items()}
 
     def stats(self) -> dict[str, Any]:
         """Request counts by path and by status, and the token requests: what tests of a separate process read."""
@@ -570,7 +585,7 @@ class FeishuVCEmulator:
                 data.SHEET_NAMES[job.kind],
                 data.COLUMNS[job.kind],
                 data.rows(job.kind, job.body, count, self.meeting_every),
-                compress=count < 200_000,
+                compress=self.rows_override is None,  # large-file mode: stored, so size follows rows
             )
             job.path = path
             return path
@@ -705,6 +720,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-ttl", type=float, default=7200.0)
     parser.add_argument("--rate-limit", type=int, default=100, help="requests per window per endpoint")
     parser.add_argument("--rate-window", type=float, default=60.0, help="seconds")
+    parser.add_argument("--rows", type=int, default=None, help="force the data rows of every export (large files)")
     args = parser.parse_args(argv)
     emulator = FeishuVCEmulator(
         app_id=args.app_id,
@@ -715,6 +731,7 @@ def main(argv: list[str] | None = None) -> None:
         token_ttl=args.token_ttl,
         rate_limit=args.rate_limit,
         rate_window=args.rate_window,
+        rows_override=args.rows,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly (temporary files) on terminate()
     with emulator:

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from typing import Any
 
-from airflow_provider_feishu_vc.testing.emulator import ADMIN_STATS_PATH
+from airflow_provider_feishu_vc.testing.emulator import ADMIN_CONFIG_PATH, ADMIN_EXPORTS_PATH, ADMIN_STATS_PATH
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,6 +55,19 @@ class EmulatorProcess:
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.url + ADMIN_STATS_PATH, timeout=5) as answer:
+            return json.load(answer)
+
+    def configure(self, **changes: Any) -> None:
+        """Change a running emulator: ``rate_limit`` (requests per window)."""
+        request = urllib.request.Request(
+            self.url + ADMIN_CONFIG_PATH, data=json.dumps(changes).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
+    def export_ready_times(self) -> dict[str, float]:
+        with urllib.request.urlopen(self.url + ADMIN_EXPORTS_PATH, timeout=30) as answer:
             return json.load(answer)
 
     def stop(self) -> None:

@@ -1,0 +1,85 @@
+"""Streaming download: large exports from the emulator to a local file and to memory://, beside curl -o."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_provider_feishu_vc.client.config import ClientConfig
+from airflow_provider_feishu_vc.client.protocol import ExportStatus
+from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+from airflow_provider_feishu_vc.testing.process import EmulatorProcess
+
+APP_ID, APP_SECRET = "cli_bench", "bench-secret"
+WORKER = Path(__file__).with_name("_download_worker.py")
+BYTES_PER_ROW = 1093  # what one meeting row of 17 cells takes in the stored (uncompressed) sheet
+
+
+@dataclass
+class DownloadResult:
+    target_mib: int
+    size: int
+    label: str
+    mb_per_s: float
+    peak_growth_mib: float | None
+
+
+def _done_file_token(client: FeishuVCClient) -> str:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    export_task_id = client.create_export("meeting_list", start_time=now - dt.timedelta(hours=1), end_time=now)
+    while (task := client.get_export(export_task_id)).status is ExportStatus.PROCESSING:
+        time.sleep(0.2)
+    assert task.file_token
+    return task.file_token
+
+
+def _ours(env: dict[str, str], file_token: str, destination: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, str(WORKER), file_token, destination], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_size(target_mib: int) -> list[DownloadResult]:
+    rows = target_mib * 1024 * 1024 // BYTES_PER_ROW
+    with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, export_delay=0.1, rows=rows) as emulator:
+        config = ClientConfig.from_connection_parts(host=emulator.url, login=APP_ID, password=APP_SECRET)
+        with FeishuVCClient(config) as client:
+            file_token = _done_file_token(client)
+            token = client.access_token()
+        url = f"{emulator.url}/open-apis/vc/v1/exports/download?file_token={urllib.parse.quote(file_token, safe='')}"
+        curl = ["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {token}", "-o"]
+        subprocess.run([*curl, "/dev/null", url], check=True)  # the emulator builds the workbook once
+        env = {**os.environ, "AIRFLOW_CONN_FEISHU_VC_DEFAULT": json.dumps(
+            {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET})}  # fmt: skip
+        results = []
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as folder:
+            local = Path(folder) / "curl.xlsx"
+            started = time.perf_counter()
+            subprocess.run([*curl, str(local), url], check=True)
+            curl_seconds = time.perf_counter() - started
+            size = local.stat().st_size
+            local.unlink()
+            results.append(DownloadResult(target_mib, size, "curl -o (baseline)", size / curl_seconds / 1e6, None))
+            for label, destination in (
+                ("ours -> local file", f"{folder}/ours.xlsx"),
+                ("ours -> memory://", "memory://bench/ours.xlsx"),
+            ):
+                measured = _ours(env, file_token, destination)
+                results.append(
+                    DownloadResult(
+                        target_mib, measured["bytes"], label, measured["bytes"] / measured["seconds"] / 1e6,
+                        measured["peak_growth"] / 2**20,
+                    )
+                )  # fmt: skip
+                Path(f"{folder}/ours.xlsx").unlink(missing_ok=True)
+        return results

@@ -1,0 +1,149 @@
+"""Waiting at scale: N FeishuVCExportTriggers in one event loop against the emulator, beside a baseline.
+
+The emulator runs in its own process with Feishu's 100-requests-per-minute window shrunk by ``--scale``
+(20: 100 per 3 s), and the client is told the same limit, so the run shows the real limit in minutes / scale.
+The baseline is the pattern common in providers: per poll a new HTTP client and a fresh token, no shared budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gc
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+import httpx
+import psutil
+
+from airflow_provider_feishu_vc.client.config import ClientConfig
+from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE
+from airflow_provider_feishu_vc.testing.process import EmulatorProcess
+from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
+
+APP_ID, APP_SECRET = "cli_bench", "bench-secret"
+TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
+NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class WaitResult:
+    label: str
+    n: int
+    seconds: float
+    cpu_seconds: float
+    token_requests: int
+    status_requests: int
+    rate_limited: int
+    worst_lag_ms: float
+    kib_per_wait: float
+    delay_p50: float
+    delay_max: float
+    finished: int
+
+    @property
+    def status_per_minute(self) -> float:
+        return self.status_requests / self.seconds * 60
+
+
+def _start_exports(emulator: EmulatorProcess, n: int) -> list[str]:
+    config = ClientConfig.from_connection_parts(host=emulator.url, login=APP_ID, password=APP_SECRET)
+    with FeishuVCClient(config) as client:
+        return [
+            client.create_export("meeting_list", start_time=NOW - dt.timedelta(hours=1), end_time=NOW) for _ in range(n)
+        ]
+
+
+async def _lag_ticker(stop: asyncio.Event, worst: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        expected = loop.time() + 0.01
+        await asyncio.sleep(0.01)
+        worst[0] = max(worst[0], loop.time() - expected)
+
+
+async def _ours(export_id: str, poll: float, done_at: dict[str, float]) -> str:
+    async for event in FeishuVCExportTrigger(export_id, poll_interval=poll).run():
+        done_at[export_id] = time.time()
+        return event.payload["status"]
+    return "none"
+
+
+async def _baseline(url: str, export_id: str, poll: float, done_at: dict[str, float]) -> str:
+    credentials = {"app_id": APP_ID, "app_secret": APP_SECRET}
+    while True:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            token = (await client.post(TOKEN_PATH, json=credentials)).json().get("tenant_access_token")
+            answer = await client.get(
+                f"/open-apis/vc/v1/exports/{export_id}", headers={"Authorization": f"Bearer {token}"}
+            )
+        if answer.status_code == 200 and answer.json()["data"]["status"] in (2, 3):
+            done_at[export_id] = time.time()
+            return "success"
+        await asyncio.sleep(poll)
+
+
+def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float, float]) -> WaitResult:
+    options = {"export_delay": spread[0], "export_delay_max": spread[1], "rate_window": 60 / scale}
+    with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, **options) as emulator:
+        os.environ["AIRFLOW_CONN_FEISHU_VC_DEFAULT"] = json.dumps(
+            {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET,
+             "extra": {"rate_limit_per_minute": 100 * scale}}
+        )  # fmt: skip
+        emulator.configure(rate_limit=1_000_000)  # set-up: create the N exports at once
+        export_ids = _start_exports(emulator, n)
+        emulator.configure(rate_limit=100)
+        TOKEN_CACHE.clear()
+        before = emulator.stats()
+        done_at: dict[str, float] = {}
+        process = psutil.Process()
+
+        async def main() -> tuple[list[str], float, float]:
+            if label == "ours":  # what a triggerer has imported already: connection machinery, TLS context
+                from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+
+                await FeishuVCHook()._load_config()
+            gc.collect()
+            gc.freeze()  # measure the waits, not a full collection of this process's import heap
+            rss_before = process.memory_info().rss
+            stop, worst = asyncio.Event(), [0.0]
+            ticker = asyncio.ensure_future(_lag_ticker(stop, worst))
+            if label == "ours":
+                tasks = [asyncio.ensure_future(_ours(i, poll, done_at)) for i in export_ids]
+            else:
+                tasks = [asyncio.ensure_future(_baseline(emulator.url, i, poll, done_at)) for i in export_ids]
+            await asyncio.sleep(min(spread[0], poll) * 0.8)  # every wait started, none finished yet
+            rss_waiting = process.memory_info().rss
+            statuses = await asyncio.gather(*tasks)
+            stop.set()
+            await ticker
+            gc.unfreeze()
+            return statuses, worst[0], (rss_waiting - rss_before) / n
+
+        cpu, started, started_wall = time.process_time(), time.monotonic(), time.time()
+        statuses, worst_lag, bytes_per_wait = asyncio.run(main())
+        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+        after = emulator.stats()
+        ready = emulator.export_ready_times()
+    # From the moment the export was done, or the wait began if it was done before that.
+    delays = [done_at[i] - max(ready[i], started_wall) for i in export_ids if i in done_at]
+    status_paths = sum(v for k, v in after["by_path"].items() if k.startswith("/open-apis/vc/v1/exports/7"))
+    status_before = sum(v for k, v in before["by_path"].items() if k.startswith("/open-apis/vc/v1/exports/7"))
+    return WaitResult(
+        label=label,
+        n=n,
+        seconds=seconds,
+        cpu_seconds=cpu,
+        token_requests=after["token_requests"] - before["token_requests"],
+        status_requests=status_paths - status_before,
+        rate_limited=after["by_status"].get("429", 0) - before["by_status"].get("429", 0),
+        worst_lag_ms=worst_lag * 1000,
+        kib_per_wait=bytes_per_wait / 1024,
+        delay_p50=statistics.median(delays) if delays else float("nan"),
+        delay_max=max(delays) if delays else float("nan"),
+        finished=sum(1 for s in statuses if s == "success"),
+    )
