@@ -33,3 +33,6 @@ clean:
 
 bench: install
 	AIRFLOW_HOME=$$(mktemp -d) $(PY) benchmarks/run.py $(BENCH_ARGS)
+
+e2e: install
+	$(PY) -m pytest -m e2e tests/e2e -s -p no:cacheprovider

@@ -22,6 +22,7 @@ ROWS: list[tuple[str, str, str, str, str]] = []
 
 def row(section: str, figure: str, ours: str, baseline: str = "", verdict: bool | None = None) -> None:
     ROWS.append((section, figure, ours, baseline, "" if verdict is None else ("PASS" if verdict else "FAIL")))
+    print(" | ".join(ROWS[-1]), flush=True)  # as it comes, so that a crash later keeps what was measured
 
 
 def ratio(ours: float, base: float) -> str:

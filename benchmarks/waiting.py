@@ -22,6 +22,7 @@ import psutil
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
 from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE
+from airflow_provider_feishu_vc.testing.loop_lag import LoopLagMonitor
 from airflow_provider_feishu_vc.testing.process import EmulatorProcess
 from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
 
@@ -44,6 +45,7 @@ class WaitResult:
     delay_p50: float
     delay_max: float
     finished: int
+    transport_errors: int  # counted for the baseline only: the trigger retries its own
 
     @property
     def status_per_minute(self) -> float:
@@ -58,14 +60,6 @@ def _start_exports(emulator: EmulatorProcess, n: int) -> list[str]:
         ]
 
 
-async def _lag_ticker(stop: asyncio.Event, worst: list[float]) -> None:
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        expected = loop.time() + 0.01
-        await asyncio.sleep(0.01)
-        worst[0] = max(worst[0], loop.time() - expected)
-
-
 async def _ours(export_id: str, poll: float, done_at: dict[str, float]) -> str:
     async for event in FeishuVCExportTrigger(export_id, poll_interval=poll).run():
         done_at[export_id] = time.time()
@@ -73,17 +67,21 @@ async def _ours(export_id: str, poll: float, done_at: dict[str, float]) -> str:
     return "none"
 
 
-async def _baseline(url: str, export_id: str, poll: float, done_at: dict[str, float]) -> str:
+async def _baseline(url: str, export_id: str, poll: float, done_at: dict[str, float], errors: list[int]) -> str:
+    """Per poll: a new client, a fresh token, one status request; any failure waits for the next poll."""
     credentials = {"app_id": APP_ID, "app_secret": APP_SECRET}
     while True:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            token = (await client.post(TOKEN_PATH, json=credentials)).json().get("tenant_access_token")
-            answer = await client.get(
-                f"/open-apis/vc/v1/exports/{export_id}", headers={"Authorization": f"Bearer {token}"}
-            )
-        if answer.status_code == 200 and answer.json()["data"]["status"] in (2, 3):
-            done_at[export_id] = time.time()
-            return "success"
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                token = (await client.post(TOKEN_PATH, json=credentials)).json().get("tenant_access_token")
+                answer = await client.get(
+                    f"/open-apis/vc/v1/exports/{export_id}", headers={"Authorization": f"Bearer {token}"}
+                )
+            if answer.status_code == 200 and answer.json()["data"]["status"] in (2, 3):
+                done_at[export_id] = time.time()
+                return "success"
+        except httpx.HTTPError:
+            errors[0] += 1
         await asyncio.sleep(poll)
 
 
@@ -100,6 +98,7 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
         TOKEN_CACHE.clear()
         before = emulator.stats()
         done_at: dict[str, float] = {}
+        errors = [0]
         process = psutil.Process()
 
         async def main() -> tuple[list[str], float, float]:
@@ -110,19 +109,18 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
             gc.collect()
             gc.freeze()  # measure the waits, not a full collection of this process's import heap
             rss_before = process.memory_info().rss
-            stop, worst = asyncio.Event(), [0.0]
-            ticker = asyncio.ensure_future(_lag_ticker(stop, worst))
-            if label == "ours":
-                tasks = [asyncio.ensure_future(_ours(i, poll, done_at)) for i in export_ids]
-            else:
-                tasks = [asyncio.ensure_future(_baseline(emulator.url, i, poll, done_at)) for i in export_ids]
-            await asyncio.sleep(min(spread[0], poll) * 0.8)  # every wait started, none finished yet
-            rss_waiting = process.memory_info().rss
-            statuses = await asyncio.gather(*tasks)
-            stop.set()
-            await ticker
+            async with LoopLagMonitor() as lag:
+                if label == "ours":
+                    tasks = [asyncio.ensure_future(_ours(i, poll, done_at)) for i in export_ids]
+                else:
+                    tasks = [
+                        asyncio.ensure_future(_baseline(emulator.url, i, poll, done_at, errors)) for i in export_ids
+                    ]
+                await asyncio.sleep(min(spread[0], poll) * 0.8)  # every wait started, none finished yet
+                rss_waiting = process.memory_info().rss
+                statuses = await asyncio.gather(*tasks)
             gc.unfreeze()
-            return statuses, worst[0], (rss_waiting - rss_before) / n
+            return statuses, lag.worst, (rss_waiting - rss_before) / n
 
         cpu, started, started_wall = time.process_time(), time.monotonic(), time.time()
         statuses, worst_lag, bytes_per_wait = asyncio.run(main())
@@ -146,4 +144,5 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
         delay_p50=statistics.median(delays) if delays else float("nan"),
         delay_max=max(delays) if delays else float("nan"),
         finished=sum(1 for s in statuses if s == "success"),
+        transport_errors=errors[0],
     )

@@ -35,6 +35,8 @@ from airflow_provider_feishu_vc.testing import FeishuVCEmulator  # noqa: E402
 APP_ID = "cli_a1b2c3d4e5f6"
 APP_SECRET = "s3cr3t-app-secret-value"
 FAST_RETRIES = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05)
+#: Extras for tests where pacing is not the subject: Feishu's 100/min would space every call 0.67 s apart.
+UNPACED = {"rate_limit_per_minute": 60_000}
 
 
 @pytest.fixture(autouse=True)
@@ -52,13 +54,19 @@ def emulator() -> Iterator[FeishuVCEmulator]:
 
 @pytest.fixture
 def config(emulator: FeishuVCEmulator) -> ClientConfig:
-    return ClientConfig.from_connection_parts(host=emulator.url, login=APP_ID, password=APP_SECRET)
+    return ClientConfig.from_connection_parts(host=emulator.url, login=APP_ID, password=APP_SECRET, extra=UNPACED)
 
 
 @pytest.fixture
 def connection_env(emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
     """``feishu_vc_default`` pointing at the emulator, as an AIRFLOW_CONN_ environment variable (JSON form)."""
-    connection = {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET}
+    connection = {
+        "conn_type": "feishu_vc",
+        "host": emulator.url,
+        "login": APP_ID,
+        "password": APP_SECRET,
+        "extra": UNPACED,
+    }
     monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", json.dumps(connection))
     return "feishu_vc_default"
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_feishu_vc.client import endpoints
+from airflow_provider_feishu_vc.client.budget import RateBudget
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo, check_complete
@@ -46,36 +47,7 @@ from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, to
 if TYPE_CHECKING:
     import httpx
 
-#: Share of the app's documented limit that this process spends, leaving room for clock skew and other callers.
-RATE_BUDGET_SHARE = 0.9
 MAX_POOL_CONNECTIONS = 32
-
-
-class RateBudget:
-    """Spaces requests evenly so that no window of the limit's length ever sees more than the limit.
-
-    A 429 pauses every caller until Feishu's reset time; callers then line up again at the steady pace.
-    """
-
-    def __init__(self, per_minute: float, share: float = RATE_BUDGET_SHARE) -> None:
-        self.interval = 60.0 / (per_minute * share)
-        self._next_slot = 0.0
-        self._paused_until = 0.0
-
-    async def acquire(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            slot = max(loop.time(), self._next_slot, self._paused_until)
-            self._next_slot = slot + self.interval
-            delay = slot - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if loop.time() >= self._paused_until:
-                return
-
-    def pause(self, seconds: float) -> None:
-        until = asyncio.get_running_loop().time() + seconds
-        self._paused_until = max(self._paused_until, until)
 
 
 @dataclass
@@ -237,7 +209,7 @@ class AsyncFeishuVCClient:
         import httpx
 
         if request.rate_limited_endpoint:
-            await self._session.budget.acquire()
+            await self._session.budget.aacquire()
         http = self._session.http
         try:
             built = http.build_request(
@@ -245,7 +217,7 @@ class AsyncFeishuVCClient:
                 request.path,
                 params=request.params,
                 content=request.body_bytes(),
-                headers=request.headers(),
+                headers=request.headers("async"),
             )
             response = await http.send(built, stream=True)
         except httpx.TransportError as error:

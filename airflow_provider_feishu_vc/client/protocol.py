@@ -33,6 +33,7 @@ APP_TICKET_RESEND_PATH = "/open-apis/auth/v3/app_ticket/resend"
 USER_TOKEN_PATH = "/open-apis/authen/v2/oauth/token"
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+USER_AGENT = "airflow-provider-feishu-vc/0.1.0"
 
 
 # --- what a flow asks its driver for ------------------------------------------------------------------------
@@ -50,8 +51,9 @@ class HttpRequest:
     stream: bool = False
     rate_limited_endpoint: bool = False
 
-    def headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    def headers(self, flavour: str) -> dict[str, str]:
+        """``flavour`` ("sync" / "async") goes into the User-Agent, so a server's logs tell workers from triggerers."""
+        headers = {"Accept": "application/json", "User-Agent": f"{USER_AGENT} {flavour}"}
         if self.json_body is not None:
             headers["Content-Type"] = JSON_CONTENT_TYPE
         if self.token:

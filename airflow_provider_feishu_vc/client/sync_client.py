@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_feishu_vc.client import endpoints
+from airflow_provider_feishu_vc.client.budget import process_budget
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo, check_complete
@@ -76,6 +77,7 @@ class FeishuVCClient:
         self._on_secret = on_secret or (lambda secret: None)
         self._tokens = token_cache
         self._http: httpx.Client | None = None
+        self._budget = process_budget(config.app_key, config.rate_limit_per_minute)
         for secret in config.secrets:
             self._on_secret(secret)
 
@@ -159,6 +161,8 @@ class FeishuVCClient:
                 except FeishuVCTransportError as error:
                     failure = error
             elif isinstance(step, Sleep):
+                if step.rate_limited:
+                    self._budget.pause(step.seconds)
                 time.sleep(step.seconds)
             elif isinstance(step, NeedToken):
                 outcome = self.access_token(stale=step.stale)
@@ -178,6 +182,8 @@ class FeishuVCClient:
     def _send(self, request: HttpRequest) -> HttpResponse:
         import httpx
 
+        if request.rate_limited_endpoint:
+            self._budget.acquire()
         client = self._client()
         try:
             built = client.build_request(
@@ -185,7 +191,7 @@ class FeishuVCClient:
                 request.path,
                 params=request.params,
                 content=request.body_bytes(),
-                headers=request.headers(),
+                headers=request.headers("sync"),
             )
             response = client.send(built, stream=True)
         except httpx.TransportError as error:

@@ -36,6 +36,7 @@ from airflow_provider_feishu_vc.testing.workbook import XLSX_CONTENT_TYPE, write
 EXPORT_KINDS = ("meeting_list", "participant_list", "participant_quality_list", "resource_reservation_list")
 DAY = 86_400
 DOWNLOAD_CHUNK = 1024 * 1024
+TOKEN_PATH_PREFIXES = ("/open-apis/auth/", "/open-apis/authen/")
 #: Not a Feishu path: the emulator's own request statistics, for tests that run it as a separate process.
 ADMIN_STATS_PATH = "/_emulator/stats"
 #: Not a Feishu path either: when each export is (or was) done, as wall-clock epoch seconds.
@@ -68,6 +69,7 @@ class RequestRecord:
     path: str
     query: str
     authorization: str | None
+    user_agent: str = ""
     status: int = 0
     at: float = field(default_factory=time.time)
 
@@ -242,9 +244,7 @@ class FeishuVCEmulator:
 
     def token_requests(self) -> int:
         with self._lock:
-            return sum(
-                1 for record in self.requests if record.path.startswith(("/open-apis/auth/", "/open-apis/authen/"))
-            )
+            return sum(1 for record in self.requests if record.path.startswith(TOKEN_PATH_PREFIXES))
 
     def issued_tokens(self) -> list[str]:
         """Every access token handed out so far that is still known (for leak checks)."""
@@ -284,7 +284,13 @@ class FeishuVCEmulator:
             await JSONResponse(answer)(scope, receive, send)
             return
         headers = {k.lower(): v for k, v in request.headers.items()}
-        record = RequestRecord(request.method, request.url.path, request.url.query, headers.get("authorization"))
+        record = RequestRecord(
+            request.method,
+            request.url.path,
+            request.url.query,
+            headers.get("authorization"),
+            headers.get("user-agent", ""),
+        )
         with self._lock:
             self.requests.append(record)
         response = await self._respond(request, headers)
@@ -379,17 +385,22 @@ class FeishuVCEmulator:
         with self._lock:
             by_path = collections.Counter(record.path for record in self.requests)
             by_status = collections.Counter(str(record.status) for record in self.requests)
+            token_agents = collections.Counter(
+                record.user_agent for record in self.requests if record.path.startswith(TOKEN_PATH_PREFIXES)
+            )
         return {
             "requests": sum(by_path.values()),
             "by_path": dict(by_path),
             "by_status": dict(by_status),
             "token_requests": self.token_requests(),
+            "token_requests_by_user_agent": dict(token_agents),
             "exports": len(self._exports),
+            "issued_tokens": self.issued_tokens(),  # for leak checks of processes that cannot see this object
         }
 
     async def _route(self, request: Any, path: str, headers: Mapping[str, str], body: dict[str, Any]) -> Any:
         method = request.method
-        if path.startswith(("/open-apis/auth/", "/open-apis/authen/")):
+        if path.startswith(TOKEN_PATH_PREFIXES):
             if method != "POST":
                 raise FeishuError(404, 404, "404 page not found: token endpoints accept POST only")
             return self._token_endpoint(path, body)
@@ -537,7 +548,7 @@ class FeishuVCEmulator:
             raise _param_error("user_id_type", "must be open_id, union_id or user_id")
         _validate_export(kind, body)
         delay = self.export_delay
-        seconds = random.uniform(*delay) if isinstance(delay, tuple) else float(delay)
+        seconds = random.uniform(*delay) if isinstance(delay, (tuple, list)) else float(delay)
         with self._lock:
             task_id = str(next(self._task_ids))
             fail_msg = self.fail_next.pop(0) if self.fail_next else None

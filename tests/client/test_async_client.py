@@ -9,7 +9,8 @@ import itertools
 
 import pytest
 
-from airflow_provider_feishu_vc.client.async_client import RateBudget, open_sessions, shared_client
+from airflow_provider_feishu_vc.client.async_client import open_sessions, shared_client
+from airflow_provider_feishu_vc.client.budget import RateBudget
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError
 from airflow_provider_feishu_vc.client.protocol import ExportStatus
@@ -101,7 +102,7 @@ async def test_rate_budget_spaces_requests_evenly() -> None:
     times: list[float] = []
 
     async def take() -> None:
-        await budget.acquire()
+        await budget.aacquire()
         times.append(loop.time())
 
     await asyncio.gather(*(take() for _ in range(6)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import threading
 import time
 
@@ -19,7 +20,7 @@ from airflow_provider_feishu_vc.client.errors import (
 from airflow_provider_feishu_vc.client.protocol import ExportStatus
 from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
-from tests.conftest import APP_ID, APP_SECRET, FAST_RETRIES
+from tests.conftest import APP_ID, APP_SECRET, FAST_RETRIES, UNPACED
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
 DAY_RANGE = {"start_time": NOW - dt.timedelta(days=1), "end_time": NOW}
@@ -59,7 +60,7 @@ def test_store_app_fetches_app_token_then_tenant_token(emulator: FeishuVCEmulato
         host=emulator.url,
         login=APP_ID,
         password=APP_SECRET,
-        extra={"app_type": "store", "tenant_key": "tenant-1", "app_ticket": emulator.app_ticket},
+        extra={"app_type": "store", "tenant_key": "tenant-1", "app_ticket": emulator.app_ticket, **UNPACED},
     )
     client = client_for(config)
     assert client.create_export("meeting_list", **DAY_RANGE).isdigit()
@@ -83,7 +84,10 @@ def test_store_app_with_stale_ticket_asks_for_a_new_one(emulator: FeishuVCEmulat
 
 def test_user_token_is_refreshed_and_its_refresh_token_rotated(emulator: FeishuVCEmulator) -> None:
     config = ClientConfig.from_connection_parts(
-        host=emulator.url, login=APP_ID, password=APP_SECRET, extra={"refresh_token": "emulator-refresh-token"}
+        host=emulator.url,
+        login=APP_ID,
+        password=APP_SECRET,
+        extra={"refresh_token": "emulator-refresh-token", **UNPACED},
     )
     client = client_for(config)
     first = client.access_token()
@@ -98,7 +102,7 @@ def test_a_given_user_token_is_used_then_refreshed_when_rejected(emulator: Feish
         host=emulator.url,
         login=APP_ID,
         password=APP_SECRET,
-        extra={"user_access_token": "u-not-known-to-feishu", "refresh_token": "emulator-refresh-token"},
+        extra={"user_access_token": "u-not-known-to-feishu", "refresh_token": "emulator-refresh-token", **UNPACED},
     )
     assert client_for(config).create_export("meeting_list", **DAY_RANGE).isdigit()
     assert emulator.count("/open-apis/vc/v1/exports/meeting_list", status=400) == 1  # 99991677 once
@@ -361,3 +365,24 @@ def test_redirects_are_not_followed(emulator: FeishuVCEmulator, config: ClientCo
         with pytest.raises(FeishuVCAPIError, match="HTTP 302"):
             client.get_export("1")
         assert elsewhere.requests == []  # the token never crossed to another host
+
+
+def test_calls_of_one_process_share_a_paced_budget(emulator: FeishuVCEmulator) -> None:
+    config = ClientConfig.from_connection_parts(
+        host=emulator.url, login=APP_ID, password=APP_SECRET, extra={"rate_limit_per_minute": 540}
+    )  # 90% of 540/min: one request every 0.123 s
+    client_for(config).access_token()
+
+    def poll_unknown_export() -> None:
+        with pytest.raises(FeishuVCAPIError, match="121004"):
+            client_for(config).get_export("7")
+
+    threads = [threading.Thread(target=poll_unknown_export) for _ in range(3)]
+    threads += [threading.Thread(target=lambda: client_for(config).create_export("meeting_list", **DAY_RANGE))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    times = sorted(r.at for r in emulator.requests if r.path.startswith("/open-apis/vc/"))
+    assert len(times) == 4
+    assert all(later - earlier >= 0.11 for earlier, later in itertools.pairwise(times)), times

@@ -18,7 +18,7 @@ from airflow_provider_feishu_vc.client.protocol import ExportStatus
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
-from tests.conftest import APP_ID, APP_SECRET
+from tests.conftest import APP_ID, APP_SECRET, UNPACED
 from tests.reliability.conftest import never_answer, reset_at_once, reset_mid_response
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
@@ -26,6 +26,7 @@ EXPORTS = "/open-apis/vc/v1/exports/"
 
 
 def use(monkeypatch: pytest.MonkeyPatch, host: str, **extra: object) -> FeishuVCHook:
+    extra = {**UNPACED, **extra}
     connection = {"conn_type": "feishu_vc", "host": host, "login": APP_ID, "password": APP_SECRET, "extra": extra}
     monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", json.dumps(connection))
     return FeishuVCHook()

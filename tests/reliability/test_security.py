@@ -13,7 +13,7 @@ from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.sensors.feishu_vc import FeishuVCExportSensor
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
-from tests.conftest import APP_ID, APP_SECRET, load_dag_file
+from tests.conftest import APP_ID, APP_SECRET, UNPACED, load_dag_file
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
 HOSTILE_EXPORT_IDS = ["", "abc", "../../auth/v3/tenant_access_token/internal", "%2e%2e", "1?x=1", "1/download", " 1"]
@@ -21,6 +21,7 @@ HOSTILE_EXPORT_IDS = ["", "abc", "../../auth/v3/tenant_access_token/internal", "
 
 def use(monkeypatch: pytest.MonkeyPatch, host: str | None, **fields: object) -> FeishuVCHook:
     connection = {"conn_type": "feishu_vc", "host": host, "login": APP_ID, "password": APP_SECRET, **fields}
+    connection["extra"] = {**UNPACED, **connection.get("extra", {})}
     monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", json.dumps(connection))
     return FeishuVCHook()
 

@@ -1,0 +1,70 @@
+"""The rate budget of one app: requests spaced evenly under Feishu's limit, and paused together after a 429.
+
+One definition of the arithmetic serves the async client (shared by every trigger of a loop) and the sync client
+(shared by every thread of a process). Times are ``time.monotonic()`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+#: Share of the app's documented limit that one process spends, leaving room for clock skew and other callers.
+RATE_BUDGET_SHARE = 0.9
+
+
+class RateBudget:
+    """Spaces requests evenly so that no window of the limit's length ever sees more than the limit.
+
+    A 429 pauses every caller until Feishu's reset time; callers then line up again at the steady pace.
+    """
+
+    def __init__(self, per_minute: float, share: float = RATE_BUDGET_SHARE) -> None:
+        self.interval = 60.0 / (per_minute * share)
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Take the next free slot; return how many seconds to wait for it."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot, self._paused_until)
+            self._next_slot = slot + self.interval
+            return slot - now
+
+    def paused(self) -> bool:
+        return time.monotonic() < self._paused_until
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    def acquire(self) -> None:
+        """Block until the caller may send (sync client)."""
+        while True:
+            time.sleep(self.reserve())
+            if not self.paused():
+                return
+
+    async def aacquire(self) -> None:
+        """Wait until the caller may send, without blocking the loop (async client)."""
+        import asyncio
+
+        while True:
+            await asyncio.sleep(self.reserve())
+            if not self.paused():
+                return
+
+
+_PROCESS_BUDGETS: dict[tuple[str, str, str], RateBudget] = {}
+_PROCESS_BUDGETS_LOCK = threading.Lock()
+
+
+def process_budget(app_key: tuple[str, str, str], per_minute: float) -> RateBudget:
+    """The budget every sync client of one app shares in this process."""
+    with _PROCESS_BUDGETS_LOCK:
+        budget = _PROCESS_BUDGETS.get(app_key)
+        if budget is None:
+            budget = _PROCESS_BUDGETS[app_key] = RateBudget(per_minute)
+        return budget

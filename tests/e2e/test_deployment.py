@@ -1,0 +1,228 @@
+"""The provider in a real Airflow deployment (make e2e): a triggerer is killed mid-wait and the other one takes over."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pendulum
+import pytest
+
+from airflow_provider_feishu_vc.testing.process import EmulatorProcess
+from tests.e2e.deployment import Deployment, StepFailed
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+APP_ID, APP_SECRET = "cli_e2e_app", "e2e-app-secret-value"
+DAG_ID = "example_feishu_vc_export"
+EXPORT_SECONDS = 40  # long enough to kill a triggerer mid-wait and let the other one take over
+SCALE = 20  # Feishu's 100-per-minute window shrunk to 100 per 3 s, and the connection told the same limit
+MANY = 200
+
+
+class Timeline:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.events: list[tuple[float, str]] = []
+
+    def mark(self, what: str) -> None:
+        self.events.append((time.monotonic() - self.start, what))
+        print(f"[{self.events[-1][0]:7.1f} s] {what}", flush=True)
+
+    def __str__(self) -> str:
+        return "\n".join(f"  {at:7.1f} s  {what}" for at, what in self.events)
+
+
+@pytest.fixture(scope="module")
+def feishu() -> Iterator[EmulatorProcess]:
+    options = {"export_delay": EXPORT_SECONDS, "rate_window": 60 / SCALE}
+    with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, **options) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def deployment(feishu: EmulatorProcess) -> Iterator[Deployment]:
+    root = Path(tempfile.mkdtemp(prefix="feishu-vc-e2e-"))
+    # The budget is kept per process: two triggerers and the workers' first checks share Feishu's limit, so
+    # each process is given a third of it (as the README tells users running several triggerers).
+    connection = {"conn_type": "feishu_vc", "host": feishu.url, "login": APP_ID, "password": APP_SECRET,
+                  "extra": {"rate_limit_per_minute": 100 * SCALE / 3}}  # fmt: skip
+    env = {
+        "E2E_WAITS": str(MANY),
+        "AIRFLOW_CONN_FEISHU_VC_DEFAULT": json.dumps(connection),
+        "AIRFLOW__FEISHU_VC__STORAGE_BASE": (root / "exports").as_uri(),
+    }
+    airflow = Deployment(root, env)
+    try:
+        airflow.start_postgres()
+        airflow.start_airflow()
+        yield airflow
+    except StepFailed as failure:
+        raise StepFailed(f"{failure}\n{airflow.tails()}") from None
+    finally:
+        airflow.stop_all()
+        assert all(p.poll() is not None for p in airflow.processes.values()), "a process outlived the test"
+
+
+def task_instance(airflow: Deployment, run_id: str, task_id: str) -> dict:
+    quoted = urllib.parse.quote(run_id, safe="")
+    return airflow.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{quoted}/taskInstances/{task_id}")
+
+
+def test_connection_form_lists_feishu_vc(deployment: Deployment) -> None:
+    hooks = deployment.api("GET", "/ui/connections/hook_meta")
+    [meta] = [h for h in hooks if h["connection_type"] == "feishu_vc"]
+    behaviour = meta["standard_fields"]
+    assert behaviour["login"]["title"] == "App ID" and behaviour["password"]["title"] == "App Secret"
+    assert behaviour["url_schema"]["hidden"] and behaviour["port"]["hidden"] and not behaviour["host"]["hidden"]
+    assert behaviour["host"]["title"] == "API origin"
+    extras = meta["extra_fields"]
+    assert {"app_type", "tenant_key", "app_ticket", "timeout", "max_retries", "rate_limit_per_minute"} <= set(extras)
+    assert extras["app_ticket"]["schema"]["format"] == "password" and extras["app_type"]["value"] == "self_built"
+
+
+def quoted(run_id: str) -> str:
+    return urllib.parse.quote(run_id, safe="")
+
+
+def log_text(log: object) -> str:
+    """The lines of a task log as the REST API returns it (a list of structured events)."""
+    if isinstance(log, dict) and isinstance(log.get("content"), list):
+        return "\n".join(
+            f"{e.get('level', '')} {e.get('event', '')} {e.get('error_detail', '')}" if isinstance(e, dict) else str(e)
+            for e in log["content"]
+        )
+    return str(log)
+
+
+def all_task_instances(airflow: Deployment, dag_id: str, run_id: str) -> list[dict]:
+    """Every task instance of a run (the REST API pages at 100)."""
+    found: list[dict] = []
+    while True:
+        page = airflow.api(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted(run_id)}/taskInstances?limit=100&offset={len(found)}"
+        )
+        found += page["task_instances"]
+        if not page["task_instances"] or len(found) >= page["total_entries"]:
+            return found
+
+
+def test_many_waits_share_one_token_per_triggerer_and_stay_under_the_limit(
+    deployment: Deployment, feishu: EmulatorProcess
+) -> None:
+    airflow, timeline, dag_id = deployment, Timeline(), "feishu_vc_e2e_many_waits"
+    try:
+        airflow.wait_for(f"{dag_id} to be parsed", lambda: airflow.api("GET", f"/api/v2/dags/{dag_id}"), 120)
+        feishu.configure(export_delay=[75, 105])  # still processing when the last sensor starts
+        before = feishu.stats()
+        run_id = airflow.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
+        timeline.mark(f"triggered {dag_id} ({MANY} exports, one mapped deferrable sensor each)")
+        most_deferred = 0
+
+        def finished() -> str | None:
+            nonlocal most_deferred
+            deferred = sum(1 for ti in all_task_instances(airflow, dag_id, run_id) if ti["state"] == "deferred")
+            if deferred > most_deferred:
+                most_deferred = deferred
+                if deferred in (1, MANY // 2, MANY) or deferred % 50 == 0:
+                    timeline.mark(f"{deferred} sensors deferred at once")
+            state = airflow.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted(run_id)}")["state"]
+            return state if state in ("success", "failed") else None
+
+        state = airflow.wait_for("the many-waits run to finish", finished, 1200, interval=2)
+        timeline.mark(f"run finished: {state}; at most {most_deferred} sensors were deferred at once")
+        after = feishu.stats()
+        waits = [ti for ti in all_task_instances(airflow, dag_id, run_id) if ti["task_id"] == "wait_for_export"]
+        failed = [ti for ti in waits if ti["state"] != "success"]
+        if failed:
+            first = failed[0]
+            log = airflow.api(
+                "GET",
+                f"/api/v2/dags/{dag_id}/dagRuns/{quoted(run_id)}/taskInstances/wait_for_export/logs/"
+                f"{first['try_number'] or 1}?map_index={first['map_index']}&full_content=true",
+            )
+            states = sorted({ti["state"] for ti in failed})
+            raise AssertionError(f"{len(failed)} sensors ended {states}; the first one's log:\n{log_text(log)[-6000:]}")
+        assert state == "success" and len(waits) == MANY
+        assert most_deferred >= MANY // 2, most_deferred
+        rate_limited = after["by_status"].get("429", 0) - before["by_status"].get("429", 0)
+        assert rate_limited == 0, f"{rate_limited} requests were refused with 429"
+        agents = after["token_requests_by_user_agent"]
+        triggerer_tokens = sum(v - before["token_requests_by_user_agent"].get(k, 0) for k, v in agents.items()
+                               if k.endswith(" async"))  # fmt: skip
+        timeline.mark(f"token requests from triggerers: {triggerer_tokens} (2 triggerer processes); 429s: 0")
+        assert 1 <= triggerer_tokens <= 2
+    finally:
+        feishu.configure(export_delay=EXPORT_SECONDS)
+        print(f"\nTimeline:\n{timeline}", flush=True)
+
+
+def test_killed_triggerer_hands_the_wait_to_the_other(deployment: Deployment, feishu: EmulatorProcess) -> None:
+    timeline = Timeline()
+    airflow = deployment
+    try:
+        airflow.wait_for("the example DAG to be parsed", lambda: airflow.api("GET", f"/api/v2/dags/{DAG_ID}"), 120)
+        logical_date = pendulum.now("Asia/Shanghai").start_of("day")
+        run = airflow.api("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": logical_date.isoformat()})
+        run_id = run["dag_run_id"]
+        timeline.mark(f"triggered run {run_id}")
+
+        def deferred_with_triggerer() -> dict | None:
+            ti = task_instance(airflow, run_id, "wait_for_export")
+            job = ti.get("triggerer_job") or {}
+            return ti if ti["state"] == "deferred" and job.get("hostname") else None
+
+        ti = airflow.wait_for("the sensor to defer to a triggerer", deferred_with_triggerer, 180)
+        holder = ti["triggerer_job"]["hostname"]
+        timeline.mark(f"sensor deferred; its trigger runs in {holder}")
+        assert holder in ("triggerer-a", "triggerer-b")
+        create = task_instance(airflow, run_id, "create_export")
+        export_task_id = airflow.api(
+            "GET",
+            f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/create_export"
+            "/xcomEntries/return_value",
+        )["value"]
+        assert create["state"] == "success" and str(export_task_id).isdigit()
+
+        pid = airflow.kill(holder)
+        timeline.mark(f"kill -9 {holder} (pid {pid}) while export {export_task_id} is processing")
+        other = "triggerer-b" if holder == "triggerer-a" else "triggerer-a"
+
+        def taken_over() -> dict | None:
+            ti = task_instance(airflow, run_id, "wait_for_export")
+            job = ti.get("triggerer_job") or {}
+            return ti if job.get("hostname") == other or ti["state"] != "deferred" else None
+
+        ti = airflow.wait_for(f"{other} to take the trigger over", taken_over, 90)
+        timeline.mark(f"{other} took the trigger over (sensor state {ti['state']})")
+
+        def finished() -> str | None:
+            state = airflow.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}")["state"]
+            return state if state in ("success", "failed") else None
+
+        state = airflow.wait_for("the run to finish", finished, 240, interval=1)
+        timeline.mark(f"run finished: {state}")
+        assert state == "success"
+
+        files = list((airflow.root / "exports" / DAG_ID / run_id).glob("*.xlsx"))
+        assert len(files) == 1, files
+        assert files[0].name == f"视频会议_meeting_list_{export_task_id}.xlsx"
+        assert not list((airflow.root / "exports").rglob("*.part"))
+
+        log = str(airflow.api(
+            "GET",
+            f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/wait_for_export"
+            f"/logs/{ti.get('try_number') or 1}?full_content=true",
+        ))  # fmt: skip
+        assert str(export_task_id) in log
+        secrets = [APP_SECRET, *feishu.stats()["issued_tokens"]]
+        assert not [s for s in secrets if s in log], "a secret reached the task log"
+        for name in airflow.processes:
+            text = (airflow.logs / f"{name}.log").read_text(errors="replace")
+            assert not [s for s in secrets if s in text], f"a secret reached the {name} log"
+    finally:
+        print(f"\nTimeline:\n{timeline}", flush=True)
