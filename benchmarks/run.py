@@ -81,6 +81,12 @@ def bench_waiting(sizes: list[int], scale: float, poll: float, spread: tuple[flo
         )
         row(
             section,
+            "connection errors (timeouts, resets)",
+            "retried in the trigger; see 'finished'",
+            b(str(base.transport_errors)) if base else "",
+        )
+        row(
+            section,
             "CPU seconds",
             f"{ours.cpu_seconds:.1f}",
             b(f"{base.cpu_seconds:.1f} ({ratio(ours.cpu_seconds, base.cpu_seconds)})") if base else "",

@@ -42,7 +42,10 @@ def config_from_connection(conn: Connection) -> ClientConfig:
         raise FeishuVCConfigError(f"connection {conn.conn_id!r} {error.field}", error.problem) from None
 
 
-def as_storage_path(destination: str | os.PathLike[str] | ObjectStoragePath) -> ObjectStoragePath:
+def as_storage_path(
+    destination: str | os.PathLike[str] | ObjectStoragePath, conn_id: str | None = None
+) -> ObjectStoragePath:
+    """An ObjectStoragePath for a URI, a local path (made absolute) or an ObjectStoragePath (kept as it is)."""
     from airflow.sdk import ObjectStoragePath
 
     if isinstance(destination, ObjectStoragePath):
@@ -50,7 +53,7 @@ def as_storage_path(destination: str | os.PathLike[str] | ObjectStoragePath) -> 
     text = os.fspath(destination)
     if "://" not in text:
         text = "file://" + os.path.abspath(text)
-    return ObjectStoragePath(text)
+    return ObjectStoragePath(text, conn_id=conn_id)
 
 
 CONFIG_TTL = 60.0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
-from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook, as_storage_path
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -185,18 +185,11 @@ class FeishuVCDownloadExportOperator(BaseOperator):
 
     def _target(self, context: Context) -> tuple[ObjectStoragePath, bool | None]:
         """Where to write, and whether that is a folder (None: let the hook look)."""
-        from airflow.sdk import ObjectStoragePath
-
         destination = self.destination
         if destination is None:
             destination = f"{default_storage_base()}/{self.dag_id}/{context['run_id']}/"
-        if isinstance(destination, ObjectStoragePath):
-            return destination, None
-        destination = str(destination)
-        into_folder = True if destination.endswith("/") else None
-        if "://" not in destination:
-            destination = "file://" + os.path.abspath(destination)
-        return ObjectStoragePath(destination, conn_id=self.storage_conn_id), into_folder
+        into_folder = True if isinstance(destination, str) and destination.endswith("/") else None
+        return as_storage_path(destination, conn_id=self.storage_conn_id), into_folder
 
     def execute(self, context: Context) -> str:
         file_token, export_task_id = self.file_token, self.export_task_id

@@ -684,18 +684,24 @@ _RANGES = {
 }
 
 
+_TIME_FIELDS = ("start_time", "end_time", "meeting_start_time", "meeting_end_time", "join_time")
+
+
 def _validate_export(kind: str, body: Mapping[str, Any]) -> None:
     fields = _FIELDS[kind]
     for name, value in body.items():
         if name not in fields:
             continue  # Feishu ignores unknown JSON fields
         expected, _ = fields[name]
+        # Feishu's reference types times as strings, while the official SDK sends them as integers: take both.
+        if name in _TIME_FIELDS and type(value) is int:
+            continue
         if type(value) is not expected:
             raise _param_error(name, f"must be of type {expected.__name__}")
     for name, (_, required) in fields.items():
         if required and name not in body:
             raise _param_error(name, "is required")
-    for name in ("start_time", "end_time", "meeting_start_time", "meeting_end_time", "join_time"):
+    for name in _TIME_FIELDS:
         if name in body and not str(body[name]).isdigit():
             raise _param_error(name, "must be unix seconds")
     if "meeting_no" in body and not (len(body["meeting_no"]) == 9 and body["meeting_no"].isdigit()):
