@@ -102,7 +102,12 @@ class Deployment:
     def start(self, name: str, command: list[str], **env: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("wb")
         process = subprocess.Popen(
-            command, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.root,
         )
         self.processes[name] = process
         return process
@@ -119,15 +124,16 @@ class Deployment:
         binaries = _postgres_bin()
         data = self.root / "pgdata"
         as_postgres: list[str] = []
+        data.mkdir()
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             shutil.chown(self.root, "postgres")
-            data.mkdir()
             shutil.chown(data, "postgres")
             as_postgres = ["runuser", "-u", "postgres", "--"]
         subprocess.run(
             [*as_postgres, str(binaries / "initdb"), "-D", str(data), "-U", "airflow", "-A", "trust", "-E", "UTF8"],
             check=True,
             stdout=subprocess.DEVNULL,
+            cwd=data,  # a folder the postgres user may enter
         )
         command = [*as_postgres, str(binaries / "postgres"), "-D", str(data), "-p", str(self.pg_port),
                    "-h", "127.0.0.1", "-k", str(data), "-c", "max_connections=300"]  # fmt: skip
