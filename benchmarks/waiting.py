@@ -13,11 +13,13 @@ import gc
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
-from dataclasses import dataclass
+import tracemalloc
+from dataclasses import asdict, dataclass
 
 import httpx
-import psutil
 
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
@@ -101,7 +103,6 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
         before = emulator.stats()
         done_at: dict[str, float] = {}
         errors = [0]
-        process = psutil.Process()
 
         async def main() -> tuple[list[str], float, float]:
             if label == "ours":  # what a triggerer has imported already: connection machinery, TLS context
@@ -110,7 +111,8 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
                 await FeishuVCHook()._load_config()
             gc.collect()
             gc.freeze()  # measure the waits, not a full collection of this process's import heap
-            rss_before = process.memory_info().rss
+            tracemalloc.start()  # Python allocations of the waits themselves (RSS is too coarse for a few KiB)
+            allocated_before = tracemalloc.get_traced_memory()[0]
             async with LoopLagMonitor() as lag:
                 if label == "ours":
                     tasks = [asyncio.ensure_future(_ours(i, poll, done_at)) for i in export_ids]
@@ -119,10 +121,11 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
                         asyncio.ensure_future(_baseline(emulator.url, i, poll, done_at, errors)) for i in export_ids
                     ]
                 await asyncio.sleep(min(spread[0], poll) * 0.8)  # every wait started, none finished yet
-                rss_waiting = process.memory_info().rss
+                allocated_waiting = tracemalloc.get_traced_memory()[0]
+                tracemalloc.stop()
                 statuses = await asyncio.gather(*tasks)
             gc.unfreeze()
-            return statuses, lag.worst, (rss_waiting - rss_before) / n
+            return statuses, lag.worst, (allocated_waiting - allocated_before) / n
 
         cpu, started, started_wall = time.process_time(), time.monotonic(), time.time()
         statuses, worst_lag, bytes_per_wait = asyncio.run(main())
@@ -148,3 +151,23 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
         finished=sum(1 for s in statuses if s == "success"),
         transport_errors=errors[0],
     )
+
+
+def run_case_isolated(label: str, n: int, scale: float, poll: float, spread: tuple[float, float]) -> WaitResult:
+    """Run one case in a fresh interpreter, so that memory figures are not skewed by an earlier case's heap."""
+    arguments = json.dumps([label, n, scale, poll, list(spread)])
+    output = subprocess.run(
+        [sys.executable, __file__, arguments], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return WaitResult(**json.loads(output.splitlines()[-1]))
+
+
+if __name__ == "__main__":
+    import resource
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of baseline sockets at once
+    case_label, case_n, case_scale, case_poll, case_spread = json.loads(sys.argv[1])
+    result = run_case(case_label, case_n, case_scale, case_poll, (case_spread[0], case_spread[1]))
+    print(json.dumps(asdict(result)))
