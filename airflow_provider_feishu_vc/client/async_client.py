@@ -7,10 +7,7 @@ token (one fetch however many callers ask at once) and the rate budget of the ex
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
-import os
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,14 +32,14 @@ from airflow_provider_feishu_vc.client.protocol import (
     fetch_token,
     is_file_response,
 )
-from airflow_provider_feishu_vc.client.sync_client import (
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, token_key
+from airflow_provider_feishu_vc.client.transport import (
     CHUNK_SIZE,
     SecretCallback,
-    httpx_timeout,
+    client_options,
     lowercase_headers,
     transport_error,
 )
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, token_key
 
 if TYPE_CHECKING:
     import httpx
@@ -63,24 +60,11 @@ class AppSession:
 _SESSIONS: dict[tuple[int, tuple[str, str, str]], AppSession] = {}
 
 
-@functools.cache
-def tls_context(verify: bool) -> ssl.SSLContext | bool:
-    """One TLS context per process: loading the CA bundle takes tens of milliseconds, too long for a loop."""
-    if not verify:
-        return False
-    import certifi
-
-    return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
-
-
 def _new_session(config: ClientConfig) -> AppSession:
     import httpx
 
     http = httpx.AsyncClient(
-        base_url=config.base_url,
-        timeout=httpx_timeout(config),
-        verify=tls_context(config.verify_ssl),
-        follow_redirects=False,
+        **client_options(config),
         limits=httpx.Limits(max_connections=MAX_POOL_CONNECTIONS, max_keepalive_connections=MAX_POOL_CONNECTIONS),
     )
     return AppSession(http=http, budget=RateBudget(config.rate_limit_per_minute))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,28 +29,16 @@ from airflow_provider_feishu_vc.client.protocol import (
     is_file_response,
 )
 from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, token_key
+from airflow_provider_feishu_vc.client.transport import (
+    CHUNK_SIZE,
+    SecretCallback,
+    client_options,
+    lowercase_headers,
+    transport_error,
+)
 
 if TYPE_CHECKING:
     import httpx
-
-CHUNK_SIZE: int | None = None  # the transport's own pieces (64 KiB): no re-chunking copy
-SecretCallback = Callable[[str], Any]
-
-
-def transport_error(config: ClientConfig, error: Exception) -> FeishuVCTransportError:
-    return FeishuVCTransportError(
-        config.base_url, f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    )
-
-
-def lowercase_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers.items()}
-
-
-def httpx_timeout(config: ClientConfig) -> httpx.Timeout:
-    import httpx
-
-    return httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))
 
 
 @dataclass
@@ -78,8 +66,6 @@ class FeishuVCClient:
         self._tokens = token_cache
         self._http: httpx.Client | None = None
         self._budget = process_budget(config.app_key, config.rate_limit_per_minute)
-        for secret in config.secrets:
-            self._on_secret(secret)
 
     # -- public calls ---------------------------------------------------------------------------------------
 
@@ -171,12 +157,7 @@ class FeishuVCClient:
         if self._http is None:
             import httpx
 
-            self._http = httpx.Client(
-                base_url=self.config.base_url,
-                timeout=httpx_timeout(self.config),
-                verify=self.config.verify_ssl,
-                follow_redirects=False,
-            )
+            self._http = httpx.Client(**client_options(self.config))
         return self._http
 
     def _send(self, request: HttpRequest) -> HttpResponse:

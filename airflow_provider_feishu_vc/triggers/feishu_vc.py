@@ -13,10 +13,11 @@ import httpx  # noqa: F401  (imported with the trigger, outside the event loop, 
 from airflow.sdk.log import amask_secret  # noqa: F401
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_feishu_vc.client.async_client import tls_context
+from airflow_provider_feishu_vc.client import async_client  # noqa: F401  (loaded here, not inside the loop)
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCError
 from airflow_provider_feishu_vc.client.exports import validate_export_task_id
 from airflow_provider_feishu_vc.client.protocol import ExportStatus
+from airflow_provider_feishu_vc.client.transport import tls_context
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
 #: Longest pause between polls after repeated transient errors.
