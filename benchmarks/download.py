@@ -13,8 +13,8 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_provider_feishu_vc.client.api import ExportStatus
 from airflow_provider_feishu_vc.client.config import ClientConfig
-from airflow_provider_feishu_vc.client.protocol import ExportStatus
 from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
 from airflow_provider_feishu_vc.testing.process import EmulatorProcess
 

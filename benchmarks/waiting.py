@@ -108,7 +108,7 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
             if label == "ours":  # what a triggerer has imported already: connection machinery, TLS context
                 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
-                await FeishuVCHook()._load_config()
+                await FeishuVCHook.aget_connection(FeishuVCHook.default_conn_name)
             gc.collect()
             gc.freeze()  # measure the waits, not a full collection of this process's import heap
 

@@ -10,8 +10,8 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 from airflow.sdk._shared.secrets_masker import redact
 
+from airflow_provider_feishu_vc.client.api import ExportStatus
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
-from airflow_provider_feishu_vc.client.protocol import ExportStatus
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from tests.conftest import APP_ID, APP_SECRET

@@ -186,7 +186,7 @@ async def test_five_hundred_triggers_share_one_token_and_stay_under_the_limit(mo
         export_ids = start_exports(emulator, 500)  # type: ignore[arg-type]
         TOKEN_CACHE.clear()  # the triggers start with no token: they must fetch exactly one between them
         # A triggerer has Airflow's connection machinery imported long before; this test process has not.
-        await FeishuVCHook()._load_config()
+        await FeishuVCHook.aget_connection(FeishuVCHook.default_conn_name)
         before = emulator.stats()
         triggers = [FeishuVCExportTrigger(i, poll_interval=0.5) for i in export_ids]  # the triggerer builds these
         # A full garbage collection of this process's heap (Airflow, pytest, the set-up above) pauses any loop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from airflow_provider_feishu_vc.client.api import ExportStatus, ExportTask
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import (
     FeishuVCAPIError,
@@ -11,7 +12,6 @@ from airflow_provider_feishu_vc.client.errors import (
     FeishuVCExportFailedError,
     FeishuVCTransportError,
 )
-from airflow_provider_feishu_vc.client.protocol import ExportStatus, ExportTask
 
 __all__ = [
     "ClientConfig",

@@ -1,7 +1,8 @@
 """The rate budget of one app: requests spaced evenly under Feishu's limit, and paused together after a 429.
 
-One definition of the arithmetic serves the async client (shared by every trigger of a loop) and the sync client
-(shared by every thread of a process). Times are ``time.monotonic()`` seconds.
+Pure bookkeeping (no sleeping): flows ask :meth:`RateBudget.reserve` how long to wait and yield that sleep to
+their driver, so the same arithmetic serves the async client (shared by every trigger of a loop) and the sync
+client (shared by every thread of a process). Times are ``time.monotonic()`` seconds.
 """
 
 from __future__ import annotations
@@ -40,31 +41,25 @@ class RateBudget:
         with self._lock:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
-    def acquire(self) -> None:
-        """Block until the caller may send (sync client)."""
-        while True:
-            time.sleep(self.reserve())
-            if not self.paused():
-                return
 
-    async def aacquire(self) -> None:
-        """Wait until the caller may send, without blocking the loop (async client)."""
-        import asyncio
+class AppBudgets:
+    """The rate budgets of one app. Today every export endpoint draws from one budget."""
 
-        while True:
-            await asyncio.sleep(self.reserve())
-            if not self.paused():
-                return
+    def __init__(self, per_minute: float) -> None:
+        self._shared = RateBudget(per_minute)
+
+    def for_api(self, name: str) -> RateBudget:
+        return self._shared
 
 
-_PROCESS_BUDGETS: dict[tuple[str, str, str], RateBudget] = {}
+_PROCESS_BUDGETS: dict[tuple[str, str, str], AppBudgets] = {}
 _PROCESS_BUDGETS_LOCK = threading.Lock()
 
 
-def process_budget(app_key: tuple[str, str, str], per_minute: float) -> RateBudget:
-    """The budget every sync client of one app shares in this process."""
+def process_budgets(app_key: tuple[str, str, str], per_minute: float) -> AppBudgets:
+    """The budgets every sync client of one app shares in this process."""
     with _PROCESS_BUDGETS_LOCK:
-        budget = _PROCESS_BUDGETS.get(app_key)
-        if budget is None:
-            budget = _PROCESS_BUDGETS[app_key] = RateBudget(per_minute)
-        return budget
+        budgets = _PROCESS_BUDGETS.get(app_key)
+        if budgets is None:
+            budgets = _PROCESS_BUDGETS[app_key] = AppBudgets(per_minute)
+        return budgets

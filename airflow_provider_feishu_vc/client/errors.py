@@ -43,7 +43,16 @@ CODE_HINTS: Mapping[int, str] = {
 
 
 class FeishuVCError(Exception):
-    """Base class of every error raised by this provider."""
+    """Base class of every error raised by this provider.
+
+    ``retryable`` says whether the same request may succeed later; ``after(attempts)`` is the error to raise
+    once the retries are spent (the same error, stating how many attempts were made).
+    """
+
+    retryable = False
+
+    def after(self, attempts: int) -> FeishuVCError:
+        return self
 
 
 class FeishuVCConfigError(FeishuVCError, ValueError):
@@ -62,8 +71,9 @@ class FeishuVCTransportError(FeishuVCError):
         self.host = host
         self.detail = detail
         self.attempts = attempts
-        self.retryable = True
         super().__init__(f"Could not reach {host} after {attempts} attempt(s): {detail}")
+
+    retryable = True
 
     def after(self, attempts: int) -> FeishuVCTransportError:
         return FeishuVCTransportError(self.host, self.detail, attempts)

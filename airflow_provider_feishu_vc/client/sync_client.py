@@ -1,4 +1,4 @@
-"""Blocking Feishu VC client: drives the flows of :mod:`.protocol` with ``httpx.Client``."""
+"""Blocking Feishu VC client: performs the steps of :mod:`.api` flows with ``httpx.Client`` and ``time.sleep``."""
 
 from __future__ import annotations
 
@@ -6,35 +6,32 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from airflow_provider_feishu_vc.client import endpoints
-from airflow_provider_feishu_vc.client.budget import process_budget
+from airflow_provider_feishu_vc.client import api
+from airflow_provider_feishu_vc.client.budget import process_budgets
+from airflow_provider_feishu_vc.client.calls import ExportCalls
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
-from airflow_provider_feishu_vc.client.files import FileInfo, check_complete
+from airflow_provider_feishu_vc.client.files import FileInfo
 from airflow_provider_feishu_vc.client.protocol import (
-    AccessToken,
-    ExportTask,
+    Driving,
     Flow,
     HttpRequest,
     HttpResponse,
+    MaskSecret,
     NeedToken,
     RetryPolicy,
     Sleep,
     T,
-    call,
-    call_json,
-    fetch_token,
-    is_file_response,
 )
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, token_key
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache
 from airflow_provider_feishu_vc.client.transport import (
-    CHUNK_SIZE,
     SecretCallback,
+    build_request,
     client_options,
-    lowercase_headers,
-    transport_error,
+    response_head,
+    transport_errors,
 )
 
 if TYPE_CHECKING:
@@ -49,67 +46,42 @@ class Download:
     chunks: Iterator[bytes]
 
 
-class FeishuVCClient:
-    """Talks to one Feishu app with blocking I/O. Thread-safe; tokens are shared process-wide."""
+class FeishuVCClient(ExportCalls):
+    """Talks to one Feishu app with blocking I/O. Thread-safe; tokens and rate budgets are shared process-wide."""
+
+    driver_name = "sync"
 
     def __init__(
-        self,
-        config: ClientConfig,
-        *,
-        on_secret: SecretCallback | None = None,
-        token_cache: TokenCache = TOKEN_CACHE,
+        self, config: ClientConfig, *, on_secret: SecretCallback | None = None, token_cache: TokenCache = TOKEN_CACHE,
         policy: RetryPolicy | None = None,
-    ) -> None:
-        self.config = config
-        self.policy = policy or RetryPolicy(max_retries=config.max_retries)
-        self._on_secret = on_secret or (lambda secret: None)
-        self._tokens = token_cache
+    ) -> None:  # fmt: skip
+        budgets = process_budgets(config.app_key, config.rate_limit_per_minute)
+        super().__init__(config, budgets, token_cache=token_cache, policy=policy)
+        self._on_secret = on_secret
         self._http: httpx.Client | None = None
-        self._budget = process_budget(config.app_key, config.rate_limit_per_minute)
-
-    # -- public calls ---------------------------------------------------------------------------------------
 
     def access_token(self, *, stale: str | None = None, force: bool = False) -> str:
         """The app's access token from the cache, fetched when missing, near expiry, equal to ``stale``, or
         when ``force`` is set (to check the credentials)."""
-        key = token_key(self.config)
-        token = None if force else self._tokens.usable(key, stale)
-        if token is None:
-            with self._tokens.thread_lock(key):
-                token = None if force else self._tokens.usable(key, stale)
-                if token is None:
-                    token = self._fetch_token(key)
-        return token.value
-
-    def create_export(self, export_type: str, user_id_type: str | None = None, **fields: Any) -> str:
-        request = endpoints.create_export_request(export_type, fields, user_id_type)
-        return endpoints.read_export_task_id(self._run(call_json(request, self.policy)))
-
-    def get_export(self, export_task_id: str) -> ExportTask:
-        request = endpoints.get_export_request(export_task_id)
-        return endpoints.read_export_task(export_task_id, self._run(call_json(request, self.policy)))
+        with self.tokens.thread_lock(self.token_key):
+            token = None if force else self.tokens.usable(self.token_key, stale)
+            return (token or self._renew_token()).value
 
     @contextmanager
-    def open_download(self, file_token: str, chunk_size: int | None = CHUNK_SIZE) -> Iterator[Download]:
+    def open_download(self, file_token: str, chunk_size: int | None = None) -> Iterator[Download]:
         """Open the export file; iterate ``chunks`` to stream it. Raises if fewer or more bytes arrive than
         announced."""
-        import httpx
-
-        response = self._run(call(endpoints.download_request(file_token), self.policy))
-        stream = response.stream
-        info = FileInfo.from_headers(response.headers)
+        answer = self.run(api.open_download(file_token, self.policy, self.budgets))
 
         def chunks() -> Iterator[bytes]:
-            try:
-                yield from stream.iter_bytes(chunk_size)
-            except httpx.TransportError as error:
-                raise transport_error(self.config, error) from error
-            check_complete(info, stream.num_bytes_downloaded)
+            with transport_errors(self.config):
+                yield from answer.stream.iter_bytes(chunk_size)
+            answer.check_complete(answer.stream.num_bytes_downloaded)
 
         try:
-            yield Download(info, chunks())
+            yield Download(answer.info, chunks())
         finally:
-            stream.close()
+            answer.stream.close()
 
     def close(self) -> None:
         if self._http is not None:
@@ -122,68 +94,35 @@ class FeishuVCClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- driving flows --------------------------------------------------------------------------------------
+    # -- performing the steps of a flow ----------------------------------------------------------------------
 
-    def _fetch_token(self, key: Any) -> AccessToken:
-        token = self._run(fetch_token(self.config, self.policy, self._tokens.current(key)))
-        self._on_secret(token.value)
-        if token.refresh_token:
-            self._on_secret(token.refresh_token)
-        self._tokens.store(key, token)
-        return token
-
-    def _run(self, flow: Flow[T]) -> T:
-        outcome: Any = None
-        failure: Exception | None = None
-        while True:
+    def run(self, flow: Flow[T]) -> T:
+        driving = Driving(flow)
+        while (step := driving.next_step()) is not None:
             try:
-                step = flow.throw(failure) if failure is not None else flow.send(outcome)
-            except StopIteration as stop:
-                return stop.value
-            outcome, failure = None, None
-            if isinstance(step, HttpRequest):
-                try:
-                    outcome = self._send(step)
-                except FeishuVCTransportError as error:
-                    failure = error
-            elif isinstance(step, Sleep):
-                if step.rate_limited:
-                    self._budget.pause(step.seconds)
-                time.sleep(step.seconds)
-            elif isinstance(step, NeedToken):
-                outcome = self.access_token(stale=step.stale)
+                driving.outcome = getattr(self, f"_{step.handler}")(step)
+            except FeishuVCTransportError as error:
+                driving.outcome = error
+        return driving.result  # type: ignore[return-value]
 
-    def _client(self) -> httpx.Client:
+    def _send(self, request: HttpRequest) -> HttpResponse:
         if self._http is None:
             import httpx
 
             self._http = httpx.Client(**client_options(self.config))
-        return self._http
+        with transport_errors(self.config):
+            response = self._http.send(build_request(self._http, request, self.driver_name), stream=request.stream)
+            head = response_head(response, request)
+            if request.stream and not head.is_file:
+                head.body = response.read()  # an error's JSON envelope
+        return head
 
-    def _send(self, request: HttpRequest) -> HttpResponse:
-        import httpx
+    def _sleep(self, step: Sleep) -> None:
+        time.sleep(step.seconds)
 
-        if request.rate_limited_endpoint:
-            self._budget.acquire()
-        client = self._client()
-        try:
-            built = client.build_request(
-                request.method,
-                request.path,
-                params=request.params,
-                content=request.body_bytes(),
-                headers=request.headers("sync"),
-            )
-            response = client.send(built, stream=True)
-        except httpx.TransportError as error:
-            raise transport_error(self.config, error) from error
-        headers = lowercase_headers(response.headers)
-        if request.stream and is_file_response(response.status_code, headers):
-            return HttpResponse(response.status_code, headers, stream=response)
-        try:
-            body = response.read()
-        except httpx.TransportError as error:
-            raise transport_error(self.config, error) from error
-        finally:
-            response.close()
-        return HttpResponse(response.status_code, headers, body)
+    def _token(self, step: NeedToken) -> str:
+        return self.access_token(stale=step.stale)
+
+    def _mask(self, step: MaskSecret) -> None:
+        if self._on_secret is not None:
+            self._on_secret(step.value)

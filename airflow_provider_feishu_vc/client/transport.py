@@ -1,20 +1,22 @@
-"""How both clients use httpx: one place for client options, TLS, timeouts and transport-error mapping."""
+"""How both drivers use httpx: client options, TLS, timeouts, request and response conversion, and the
+mapping of transport errors. httpx is imported only when a client is built."""
 
 from __future__ import annotations
 
 import functools
 import os
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
+from airflow_provider_feishu_vc.client.protocol import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     import httpx
 
-CHUNK_SIZE: int | None = None  # the transport's own pieces (64 KiB): no re-chunking copy
 SecretCallback = Callable[[str], Any]
 
 
@@ -40,11 +42,32 @@ def client_options(config: ClientConfig) -> dict[str, Any]:
     }
 
 
-def transport_error(config: ClientConfig, error: Exception) -> FeishuVCTransportError:
-    return FeishuVCTransportError(
-        config.base_url, f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+@contextmanager
+def transport_errors(config: ClientConfig) -> Iterator[None]:
+    """Turn httpx's transport errors (refused, reset, timeout, DNS) into ``FeishuVCTransportError``."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TransportError as error:
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise FeishuVCTransportError(config.base_url, detail) from error
+
+
+def build_request(http: httpx.Client | httpx.AsyncClient, request: HttpRequest, driver_name: str) -> httpx.Request:
+    return http.build_request(
+        request.method,
+        request.path,
+        params=request.params,
+        content=request.body_bytes(),
+        headers=request.headers(driver_name),
     )
 
 
-def lowercase_headers(headers: Mapping[str, str] | httpx.Headers) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers.items()}
+def response_head(response: httpx.Response, request: HttpRequest) -> HttpResponse:
+    """What the flow reads of ``response``: a streamed request keeps the response open as ``stream``; any other
+    answer was read whole by httpx."""
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    if request.stream:
+        return HttpResponse(response.status_code, headers, stream=response)
+    return HttpResponse(response.status_code, headers, response.content)

@@ -9,9 +9,8 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -24,8 +23,8 @@ from airflow_provider_feishu_vc.get_provider_info import UI_FIELD_BEHAVIOUR
 if TYPE_CHECKING:
     from airflow.sdk import Connection, ObjectStoragePath
 
+    from airflow_provider_feishu_vc.client.api import ExportTask
     from airflow_provider_feishu_vc.client.async_client import AsyncFeishuVCClient
-    from airflow_provider_feishu_vc.client.protocol import ExportTask
     from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
 
 PROGRESS_LOG_INTERVAL = 5.0
@@ -56,25 +55,30 @@ def as_storage_path(
     return ObjectStoragePath(text, conn_id=conn_id)
 
 
-CONFIG_TTL = 60.0
-_ASYNC_CONFIGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future]]] = (
-    weakref.WeakKeyDictionary()
-)
+class LoopConfigCache:
+    """Connection settings per event loop and connection id, kept ``ttl`` seconds: a thousand triggers starting
+    together cost one connection lookup, not a thousand. A failed lookup is not kept."""
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def get(self, conn_id: str, load: Callable[[], Awaitable[ClientConfig]]) -> ClientConfig:
+        entries = self._loops.setdefault(asyncio.get_running_loop(), {})
+        entry = entries.get(conn_id)
+        if entry is None or time.monotonic() - entry[0] > self.ttl:
+            entry = entries[conn_id] = (time.monotonic(), asyncio.ensure_future(load()))
+        try:
+            return await asyncio.shield(entry[1])
+        except Exception:
+            if entries.get(conn_id) is entry:
+                del entries[conn_id]
+            raise
 
 
-async def _shared_async_config(hook: FeishuVCHook) -> ClientConfig:
-    loop = asyncio.get_running_loop()
-    configs = _ASYNC_CONFIGS.setdefault(loop, {})
-    entry = configs.get(hook.feishu_vc_conn_id)
-    if entry is None or time.monotonic() - entry[0] > CONFIG_TTL:
-        entry = (time.monotonic(), asyncio.ensure_future(hook._load_config()))
-        configs[hook.feishu_vc_conn_id] = entry
-    try:
-        return await asyncio.shield(entry[1])
-    except Exception:
-        if configs.get(hook.feishu_vc_conn_id) is entry:
-            del configs[hook.feishu_vc_conn_id]  # a failed lookup is not cached
-        raise
+LOOP_CONFIGS = LoopConfigCache()
 
 
 class FeishuVCHook(BaseHook):
@@ -95,6 +99,8 @@ class FeishuVCHook(BaseHook):
     def __init__(self, feishu_vc_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.feishu_vc_conn_id = feishu_vc_conn_id
+        self._config: ClientConfig | None = None
+        self._client: FeishuVCClient | None = None
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -107,25 +113,25 @@ class FeishuVCHook(BaseHook):
 
     # -- settings and clients --------------------------------------------------------------------------------
 
-    @cached_property
+    @property
     def config(self) -> ClientConfig:
-        return self._checked(config_from_connection(self.get_connection(self.feishu_vc_conn_id)))
+        """The connection's settings, validated, with its secrets registered with the masker."""
+        if self._config is None:
+            self._config = self._accepted(config_from_connection(self.get_connection(self.feishu_vc_conn_id)))
+        return self._config
 
     async def aget_config(self) -> ClientConfig:
-        """The settings, looked up without blocking the event loop (for triggers).
+        """The settings, looked up without blocking the event loop (for triggers); shared per loop."""
+        if self._config is None:
+            self._config = await LOOP_CONFIGS.get(self.feishu_vc_conn_id, self._aload_config)
+        return self._config
 
-        One lookup per connection serves every trigger of the event loop for ``CONFIG_TTL`` seconds, so a
-        thousand triggers starting together cost one connection fetch, not a thousand.
-        """
-        if "config" not in self.__dict__:
-            self.__dict__["config"] = await _shared_async_config(self)
-        return self.config
-
-    async def _load_config(self) -> ClientConfig:
+    async def _aload_config(self) -> ClientConfig:
         conn = await self.aget_connection(self.feishu_vc_conn_id)
-        return self._checked(config_from_connection(conn))
+        return self._accepted(config_from_connection(conn))
 
-    def _checked(self, config: ClientConfig) -> ClientConfig:
+    def _accepted(self, config: ClientConfig) -> ClientConfig:
+        """Register the connection's secrets with the masker and warn when TLS checks are off."""
         from airflow.sdk.log import mask_secret
 
         for secret in config.secrets:
@@ -139,16 +145,21 @@ class FeishuVCHook(BaseHook):
         return config
 
     def get_conn(self) -> FeishuVCClient:
-        """The blocking client for this connection (one per hook; tokens shared process-wide)."""
+        """The blocking client for this connection (one per hook, closed by :meth:`close`; tokens and rate
+        budgets are shared process-wide)."""
+        if self._client is None:
+            from airflow.sdk.log import mask_secret
+
+            from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+
+            self._client = FeishuVCClient(self.config, on_secret=mask_secret)
         return self._client
 
-    @cached_property
-    def _client(self) -> FeishuVCClient:
-        from airflow.sdk.log import mask_secret
-
-        from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
-
-        return FeishuVCClient(self.config, on_secret=mask_secret)
+    def close(self) -> None:
+        """Close the blocking client's connections (a new one is made if the hook is used again)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     @asynccontextmanager
     async def async_client(self) -> AsyncIterator[AsyncFeishuVCClient]:
@@ -184,10 +195,6 @@ class FeishuVCHook(BaseHook):
 
     def get_export(self, export_task_id: str) -> ExportTask:
         return self.get_conn().get_export(export_task_id)
-
-    async def aget_export(self, export_task_id: str) -> ExportTask:
-        async with self.async_client() as client:
-            return await client.get_export(export_task_id)
 
     def download_export(
         self,

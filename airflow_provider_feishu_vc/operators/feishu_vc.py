@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
+from airflow_provider_feishu_vc.client.exports import EXPORT_KINDS
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook, as_storage_path
 
 if TYPE_CHECKING:
@@ -16,10 +17,8 @@ if TYPE_CHECKING:
 
 #: Kinds whose query range defaults to the DAG run's data interval (start_time / end_time).
 INTERVAL_DEFAULTED_KINDS = ("meeting_list", "resource_reservation_list")
-EXPORT_FIELDS = (
-    "start_time", "end_time", "meeting_status", "meeting_no", "user_id", "room_id", "meeting_type",
-    "meeting_start_time", "meeting_end_time", "join_time", "room_level_id", "need_topic", "room_ids", "is_exclude",
-)  # fmt: skip
+#: Every export field of every kind, by Feishu's name, in the order the kinds list them.
+EXPORT_FIELDS = tuple(dict.fromkeys(name for kind in EXPORT_KINDS.values() for name in kind.fields))
 
 
 def _fail_on_bad_input(error: Exception) -> None:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_provider_feishu_vc.client.errors import FeishuVCError
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_feishu_vc.client.protocol import ExportTask
+    from airflow_provider_feishu_vc.client.api import ExportTask
 
 
 class FeishuVCExportSensor(BaseSensorOperator):
@@ -50,11 +52,19 @@ class FeishuVCExportSensor(BaseSensorOperator):
         self.feishu_vc_conn_id = feishu_vc_conn_id
         self.deferrable = deferrable
 
-    @property
+    @cached_property
     def hook(self) -> FeishuVCHook:
+        """One hook (and HTTP client) for every poke of this try; closed when ``execute`` ends."""
         return FeishuVCHook(self.feishu_vc_conn_id)
 
     def execute(self, context: Context) -> Any:
+        try:
+            return self._wait_or_defer(context)
+        finally:
+            if "hook" in self.__dict__:
+                self.hook.close()
+
+    def _wait_or_defer(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         result = self._outcome(self.hook.get_export(self.export_task_id))
@@ -82,32 +92,20 @@ class FeishuVCExportSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=result)
 
     def _outcome(self, task: ExportTask) -> dict[str, str] | None:
-        """The XCom value when done, None while processing; raises when the export failed."""
-        from airflow_provider_feishu_vc.client.protocol import ExportStatus
+        """The XCom value when done, None while processing; fails the task when the export failed."""
+        from airflow_provider_feishu_vc.client.api import ExportStatus
 
         if task.status is ExportStatus.FAILED:
-            self._fail(f"Feishu export {task.export_task_id} failed: {task.fail_msg or '(no fail_msg given)'}")
+            _fail_task(str(task.failure()))
         if task.status is ExportStatus.DONE:
             return self._done(task.export_task_id, task.file_token)
         return None
 
     def _done(self, export_task_id: str, file_token: Any) -> dict[str, str]:
         if not isinstance(file_token, str) or not file_token:
-            raise self._error(f"Feishu export {export_task_id} is done but carries no file_token")
+            raise FeishuVCError(f"Feishu export {export_task_id} is done but carries no file_token")
         self.log.info("Feishu export %s is done (file_token %s)", export_task_id, file_token)
         return {"export_task_id": export_task_id, "file_token": file_token}
-
-    @staticmethod
-    def _fail(message: str) -> None:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(message)
-
-    @staticmethod
-    def _error(message: str) -> Exception:
-        from airflow_provider_feishu_vc.client.errors import FeishuVCError
-
-        return FeishuVCError(message)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, str]:
         """Resume after the trigger fired: anything but a well-formed success event fails the task."""
@@ -116,14 +114,21 @@ class FeishuVCExportSensor(BaseSensorOperator):
         from airflow_provider_feishu_vc.triggers.feishu_vc import EVENT_STATUSES, FAILED, SUCCESS, TIMEOUT
 
         if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
-            raise self._error(f"Feishu export {self.export_task_id}: unexpected trigger event {event!r}")
+            raise FeishuVCError(f"Feishu export {self.export_task_id}: unexpected trigger event {event!r}")
         export_task_id = str(event.get("export_task_id") or self.export_task_id)
         message = str(event.get("message") or "")
         status = event["status"]
         if status == SUCCESS:
             return self._done(export_task_id, event.get("file_token"))
         if status == FAILED:
-            self._fail(message)
+            _fail_task(message)
         if status == TIMEOUT:
             raise AirflowSensorTimeout(message)
-        raise self._error(message)
+        raise FeishuVCError(message)
+
+
+def _fail_task(message: str) -> NoReturn:
+    """Fail the task without retries: a failed export stays failed."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException(message)

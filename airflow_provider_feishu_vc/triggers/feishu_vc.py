@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx  # noqa: F401  (imported with the trigger, outside the event loop, not on a first poll inside it)
-from airflow.sdk.log import amask_secret  # noqa: F401
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_feishu_vc.client import async_client  # noqa: F401  (loaded here, not inside the loop)
+from airflow_provider_feishu_vc.client.api import ExportStatus
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCError
 from airflow_provider_feishu_vc.client.exports import validate_export_task_id
-from airflow_provider_feishu_vc.client.protocol import ExportStatus
-from airflow_provider_feishu_vc.client.transport import tls_context
+from airflow_provider_feishu_vc.client.protocol import RetryPolicy
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
 #: Longest pause between polls after repeated transient errors.
 MAX_ERROR_BACKOFF = 300.0
-
-# Work that would otherwise block the triggerer's event loop on the first poll: load the CA bundle, and the
-# asyncio backend that httpx's connection layer (anyio) imports on its first request.
-tls_context(True)
-with contextlib.suppress(ImportError):
-    importlib.import_module("anyio._backends._asyncio")
 
 SUCCESS, FAILED, TIMEOUT, ERROR = "success", "failed", "timeout", "error"
 EVENT_STATUSES = (SUCCESS, FAILED, TIMEOUT, ERROR)
@@ -84,6 +73,7 @@ class FeishuVCExportTrigger(BaseTrigger):
 
     async def _wait(self) -> TriggerEvent:
         hook = FeishuVCHook(self.feishu_vc_conn_id)
+        error_backoff = RetryPolicy(base_delay=self.poll_interval, max_delay=MAX_ERROR_BACKOFF)
         failures = 0
         async with hook.async_client() as client:
             while True:
@@ -92,10 +82,10 @@ class FeishuVCExportTrigger(BaseTrigger):
                 try:
                     task = await client.get_export(self.export_task_id)
                 except FeishuVCError as error:
-                    if not getattr(error, "retryable", False):
+                    if not error.retryable:
                         raise
                     failures += 1
-                    pause = min(self.poll_interval * 2**failures, MAX_ERROR_BACKOFF)
+                    pause = error_backoff.backoff(failures + 1)
                     self.log.warning(
                         "Polling Feishu export %s failed (%s); trying again in %.0f s",
                         self.export_task_id,
@@ -110,11 +100,7 @@ class FeishuVCExportTrigger(BaseTrigger):
                         SUCCESS, f"Feishu export {self.export_task_id} is done", file_token=task.file_token
                     )
                 if task.status is ExportStatus.FAILED:
-                    return self._event(
-                        FAILED,
-                        f"Feishu export {self.export_task_id} failed: {task.fail_msg or '(no fail_msg given)'}",
-                        fail_msg=task.fail_msg,
-                    )
+                    return self._event(FAILED, str(task.failure()), fail_msg=task.fail_msg)
                 await asyncio.sleep(max(0.0, min(self.poll_interval, self._seconds_left())))
 
     def _error_event(self, error: FeishuVCError) -> TriggerEvent:

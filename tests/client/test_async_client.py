@@ -9,11 +9,12 @@ import itertools
 
 import pytest
 
-from airflow_provider_feishu_vc.client.async_client import open_sessions, shared_client
+from airflow_provider_feishu_vc.client.api import ExportStatus
+from airflow_provider_feishu_vc.client.async_client import AsyncFeishuVCClient, open_sessions, shared_client
 from airflow_provider_feishu_vc.client.budget import RateBudget
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError
-from airflow_provider_feishu_vc.client.protocol import ExportStatus
+from airflow_provider_feishu_vc.client.protocol import wait_for_budget
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from tests.conftest import FAST_RETRIES
 
@@ -96,15 +97,16 @@ async def test_a_429_pauses_every_caller_of_the_app(emulator: FeishuVCEmulator, 
     assert emulator.count(status=429) == 1  # the others waited instead of hitting the limit too
 
 
-async def test_rate_budget_spaces_requests_evenly() -> None:
+async def test_rate_budget_spaces_requests_evenly(config: ClientConfig) -> None:
     budget = RateBudget(per_minute=600, share=1.0)  # one every 0.1 s
     loop = asyncio.get_running_loop()
     times: list[float] = []
 
-    async def take() -> None:
-        await budget.aacquire()
+    async def take(client: AsyncFeishuVCClient) -> None:
+        await client.run(wait_for_budget(budget))
         times.append(loop.time())
 
-    await asyncio.gather(*(take() for _ in range(6)))
+    async with shared_client(config) as client:
+        await asyncio.gather(*(take(client) for _ in range(6)))
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert all(gap >= 0.09 for gap in gaps), gaps

@@ -7,7 +7,8 @@ import datetime as dt
 import pendulum
 import pytest
 
-from airflow_provider_feishu_vc.client.endpoints import create_export_request, get_export_request
+from airflow_provider_feishu_vc.client import api
+from airflow_provider_feishu_vc.client.budget import AppBudgets
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
 from airflow_provider_feishu_vc.client.exports import (
     EXPORT_KINDS,
@@ -15,6 +16,8 @@ from airflow_provider_feishu_vc.client.exports import (
     to_unix_seconds,
     validate_export_task_id,
 )
+from airflow_provider_feishu_vc.client.protocol import HttpRequest, RetryPolicy
+from tests.client.scripted import first_request
 
 START = dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc)
 END = START + dt.timedelta(days=1)
@@ -155,6 +158,10 @@ def test_valid_bodies_for_every_kind() -> None:
     assert rooms["room_ids"] == ["omm_1"] and rooms["is_exclude"] is True
 
 
+def create_export_request(export_type: str, fields: dict[str, object], user_id_type: str | None) -> HttpRequest:
+    return first_request(api.create_export(export_type, fields, user_id_type, RetryPolicy(), AppBudgets(100)))
+
+
 def test_user_id_type_goes_to_the_query() -> None:
     request = create_export_request("meeting_list", {"start_time": START, "end_time": END}, "union_id")
     assert request.params == (("user_id_type", "union_id"),)
@@ -172,7 +179,7 @@ def test_user_id_type_goes_to_the_query() -> None:
 )
 def test_export_task_id_must_be_numeric(bad: object) -> None:
     with pytest.raises(FeishuVCConfigError) as raised:
-        get_export_request(bad)
+        first_request(api.get_export(bad, RetryPolicy(), AppBudgets(100)))
     assert raised.value.field == "export_task_id"
 
 

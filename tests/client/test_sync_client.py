@@ -11,13 +11,13 @@ import time
 import openpyxl
 import pytest
 
+from airflow_provider_feishu_vc.client.api import ExportStatus
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import (
     FeishuVCAPIError,
     FeishuVCDownloadError,
     FeishuVCTransportError,
 )
-from airflow_provider_feishu_vc.client.protocol import ExportStatus
 from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from tests.conftest import APP_ID, APP_SECRET, FAST_RETRIES, UNPACED

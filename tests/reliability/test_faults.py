@@ -9,12 +9,12 @@ import time
 
 import pytest
 
+from airflow_provider_feishu_vc.client.api import ExportStatus
 from airflow_provider_feishu_vc.client.errors import (
     FeishuVCAPIError,
     FeishuVCConfigError,
     FeishuVCTransportError,
 )
-from airflow_provider_feishu_vc.client.protocol import ExportStatus
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger

@@ -1,0 +1,45 @@
+"""What the sync and the async driver share: settings, retry policy, budgets, and the calls they run as flows.
+
+A driver subclasses :class:`ExportCalls` and supplies ``run(flow)``: blocking (it returns the result) or
+async (it returns an awaitable), so ``client.get_export(...)`` is a value on one and awaitable on the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_feishu_vc.client import api
+from airflow_provider_feishu_vc.client.budget import AppBudgets
+from airflow_provider_feishu_vc.client.config import ClientConfig
+from airflow_provider_feishu_vc.client.protocol import Flow, RetryPolicy, T
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, token_key
+
+
+class ExportCalls:
+    """The export API of one app, for a driver to run."""
+
+    driver_name = ""
+
+    def __init__(
+        self, config: ClientConfig, budgets: AppBudgets, *, token_cache: TokenCache = TOKEN_CACHE,
+        policy: RetryPolicy | None = None,
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.policy = policy or RetryPolicy(max_retries=config.max_retries)
+        self.budgets = budgets
+        self.tokens = token_cache
+        self.token_key = token_key(config)
+
+    def run(self, flow: Flow[T]) -> Any:
+        raise NotImplementedError
+
+    def create_export(self, export_type: str, user_id_type: str | None = None, **fields: Any) -> Any:
+        """Start an export; the result is its ``export_task_id``."""
+        return self.run(api.create_export(export_type, fields, user_id_type, self.policy, self.budgets))
+
+    def get_export(self, export_task_id: str) -> Any:
+        """The export's state as an :class:`~.api.ExportTask`."""
+        return self.run(api.get_export(export_task_id, self.policy, self.budgets))
+
+    def _renew_token(self) -> Any:
+        return self.run(self.tokens.renew(self.config, self.policy))
