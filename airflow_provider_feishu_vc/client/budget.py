@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 #: Share of the app's documented limit that one process spends, leaving room for clock skew and other callers.
 RATE_BUDGET_SHARE = 0.9
@@ -20,8 +21,11 @@ class RateBudget:
     A 429 pauses every caller until Feishu's reset time; callers then line up again at the steady pace.
     """
 
-    def __init__(self, per_minute: float, share: float = RATE_BUDGET_SHARE) -> None:
+    def __init__(
+        self, per_minute: float, share: float = RATE_BUDGET_SHARE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.interval = 60.0 / (per_minute * share)
+        self._clock = clock
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._lock = threading.Lock()
@@ -29,24 +33,24 @@ class RateBudget:
     def reserve(self) -> float:
         """Take the next free slot; return how many seconds to wait for it."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             slot = max(now, self._next_slot, self._paused_until)
             self._next_slot = slot + self.interval
             return slot - now
 
     def paused(self) -> bool:
-        return time.monotonic() < self._paused_until
+        return self._clock() < self._paused_until
 
     def pause(self, seconds: float) -> None:
         with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
 
 
 class AppBudgets:
     """The rate budgets of one app. Today every export endpoint draws from one budget."""
 
-    def __init__(self, per_minute: float) -> None:
-        self._shared = RateBudget(per_minute)
+    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._shared = RateBudget(per_minute, clock=clock)
 
     def for_api(self, name: str) -> RateBudget:
         return self._shared

@@ -32,10 +32,21 @@ def refused() -> FeishuVCTransportError:
 
 
 @dataclass
+class FakeClock:
+    """A monotonic clock that moves only when the script 'sleeps'."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
 class Script:
     """Answers for the flow's HTTP requests, in order; tokens handed out as ``t-1``, ``t-2``, ..."""
 
     answers: list[HttpResponse | Exception]
+    clock: FakeClock = field(default_factory=FakeClock)
     steps: list[Step] = field(default_factory=list)
     tokens_given: int = 0
 
@@ -61,6 +72,8 @@ class Script:
             self.steps.append(step)
             if isinstance(step, HttpRequest):
                 driving.outcome = next(pending)  # type: ignore[call-overload]
+            elif isinstance(step, Sleep):
+                self.clock.now += step.seconds
             elif isinstance(step, NeedToken):
                 self.tokens_given += 1
                 driving.outcome = f"t-{self.tokens_given}"

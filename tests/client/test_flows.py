@@ -1,0 +1,154 @@
+"""The flows of the core, driven with scripted answers: no server, no sockets, no sleeping (as h11 is tested)."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_feishu_vc.client import api
+from airflow_provider_feishu_vc.client.budget import AppBudgets, RateBudget
+from airflow_provider_feishu_vc.client.config import ClientConfig
+from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCTransportError
+from airflow_provider_feishu_vc.client.protocol import (
+    Flow,
+    HttpRequest,
+    HttpResponse,
+    RetryPolicy,
+    Sleep,
+    call_with_retries,
+)
+from airflow_provider_feishu_vc.client.tokens import TokenCache, token_key
+from tests.client.scripted import FakeClock, Script, answer, refused
+
+POLICY = RetryPolicy(max_retries=3, base_delay=0.5, max_delay=4.0)
+UNLIMITED = AppBudgets(per_minute=1e9)
+STATUS = {"data": {"status": 3, "file_token": "box+/=", "url": "https://cdn/x"}}
+
+
+def status_flow(budgets: AppBudgets = UNLIMITED) -> Flow[api.ExportTask]:
+    return api.get_export("7111", POLICY, budgets)
+
+
+def test_a_status_answer_becomes_a_typed_task_in_one_request() -> None:
+    script = Script([answer(code=0, **STATUS)])
+    task = script.run(status_flow())
+    assert task == api.ExportTask("7111", api.ExportStatus.DONE, "https://cdn/x", "box+/=")
+    assert script.kinds() == ["NeedToken", "HttpRequest"]
+    assert script.requests[0].path == "/open-apis/vc/v1/exports/7111" and script.requests[0].token == "t-1"
+
+
+@pytest.mark.parametrize(
+    "transient",
+    [refused(), answer(500, code=121001, msg="internal error"), HttpResponse(502, {}, b"<html>Bad Gateway</html>")],
+    ids=["refused", "121001", "html-502"],
+)
+def test_transient_failures_are_retried_with_growing_jittered_backoff(transient: object) -> None:
+    script = Script([transient, transient, answer(code=0, **STATUS)])  # type: ignore[list-item]
+    assert script.run(status_flow()).status is api.ExportStatus.DONE
+    assert len(script.requests) == 3
+    first, second = script.sleeps
+    assert 0 <= first <= 0.5 and 0 <= second <= 1.0  # full jitter under base * 2**(attempt - 1)
+
+
+def test_retries_end_after_max_retries_naming_the_attempts() -> None:
+    script = Script([refused()] * 4)
+    with pytest.raises(FeishuVCTransportError, match="after 4 attempt"):
+        script.run(status_flow())
+    assert len(script.requests) == 4 and len(script.sleeps) == 3
+
+
+def test_a_permanent_code_is_raised_at_once() -> None:
+    script = Script([answer(403, code=121005, msg="no permission")])
+    with pytest.raises(FeishuVCAPIError, match="Meeting management") as raised:
+        script.run(status_flow())
+    assert raised.value.code == 121005 and script.sleeps == []
+
+
+def test_a_rejected_token_is_replaced_and_the_request_replayed_once() -> None:
+    script = Script([answer(400, code=99991663, msg="token invalid"), answer(code=0, **STATUS)])
+    script.run(status_flow())
+    assert script.kinds() == ["NeedToken", "HttpRequest", "NeedToken", "HttpRequest"]
+    assert [r.token for r in script.requests] == ["t-1", "t-2"]
+    assert script.sleeps == []  # a replay is not a retry: no backoff
+
+
+def test_a_second_token_rejection_is_reported_not_replayed_again() -> None:
+    script = Script([answer(400, code=99991663, msg="token invalid")] * 2)
+    with pytest.raises(FeishuVCAPIError) as raised:
+        script.run(status_flow())
+    assert raised.value.code == 99991663 and len(script.requests) == 2
+
+
+def test_a_429_waits_the_reset_time_and_pauses_the_budget() -> None:
+    clock = FakeClock()
+    budgets = AppBudgets(per_minute=1e9, clock=clock)
+    limited = answer(429, {"x-ogw-ratelimit-reset": "2.5"}, code=99991400, msg="request trigger frequency limit")
+
+    script = Script([limited, answer(code=0, **STATUS)], clock=clock)
+    flow = status_flow(budgets)
+    step = next(flow)  # NeedToken
+    step = flow.send("t-1")  # the request
+    step = flow.send(limited)
+    assert step == Sleep(2.5)
+    assert budgets.for_api(api.STATUS_API).paused()  # every other caller of the app waits too
+    clock.now += 2.5
+    assert not budgets.for_api(api.STATUS_API).paused()
+    assert script.run(status_flow(budgets)).status is api.ExportStatus.DONE
+
+
+def test_a_429_without_reset_header_backs_off() -> None:
+    clock = FakeClock()
+    limited = answer(429, code=99991400, msg="request trigger frequency limit")
+    script = Script([limited, answer(code=0, **STATUS)], clock=clock)
+    script.run(status_flow(AppBudgets(per_minute=1e9, clock=clock)))
+    assert len(script.sleeps) == 1 and 1.0 <= script.sleeps[0] <= 1.5
+
+
+def test_requests_of_a_spent_budget_wait_for_their_slot() -> None:
+    clock = FakeClock()
+    budget = RateBudget(per_minute=60, share=1.0, clock=clock)  # one a second
+    request = HttpRequest("GET", "/open-apis/vc/v1/exports/1", budget=budget)
+    flows = [call_with_retries(request, POLICY, authenticated=False) for _ in range(3)]
+    assert [next(flow) for flow in flows] == [request, Sleep(1.0), Sleep(2.0)]  # three callers at once, spaced
+
+
+def test_envelope_is_parsed_once_into_the_payload() -> None:
+    script = Script([answer(code=0, data={"task_id": "42"})])
+    response = script.run(call_with_retries(HttpRequest("POST", "/x"), POLICY))
+    assert response.payload == {"code": 0, "data": {"task_id": "42"}}
+
+
+def test_create_export_returns_the_id_and_refuses_an_answer_without_one() -> None:
+    fields = {"start_time": 1_764_000_000, "end_time": 1_764_003_600}
+    script = Script([answer(code=0, data={"task_id": "7111"})])
+    assert script.run(api.create_export("meeting_list", fields, None, POLICY, UNLIMITED)) == "7111"
+    assert script.requests[0].json_body == {"start_time": "1764000000", "end_time": "1764003600"}
+    with pytest.raises(FeishuVCAPIError, match="no usable task_id"):
+        Script([answer(code=0, data={})]).run(api.create_export("meeting_list", fields, None, POLICY, UNLIMITED))
+
+
+def test_a_download_answer_stays_open_and_an_error_answer_is_raised() -> None:
+    stream = object()
+    file_answer = HttpResponse(200, {"content-type": "application/octet-stream", "content-length": "3"}, stream=stream)
+    download = Script([file_answer]).run(api.open_download("tok", POLICY, UNLIMITED))
+    assert download.stream is stream and download.info.size == 3
+    with pytest.raises(FeishuVCAPIError, match="121004"):
+        Script([answer(404, code=121004, msg="data not exist")]).run(api.open_download("tok", POLICY, UNLIMITED))
+
+
+def test_a_token_is_fetched_masked_and_cached() -> None:
+    config = ClientConfig(base_url="https://open.feishu.cn", app_id="cli_1", app_secret="s")
+    cache = TokenCache()
+    script = Script([answer(code=0, tenant_access_token="t-fresh", expire=7200)])
+    token = script.run(cache.renew(config, POLICY))
+    assert token.value == "t-fresh" and script.masked == ["t-fresh"]
+    assert script.requests[0].json_body == {"app_id": "cli_1", "app_secret": "s"} and script.requests[0].token is None
+    assert cache.usable(token_key(config)) == token
+
+
+def test_a_user_token_refresh_masks_both_tokens() -> None:
+    config = ClientConfig(base_url="https://open.feishu.cn", app_id="cli_1", app_secret="s", refresh_token="r-old")
+    refreshed = answer(code=0, access_token="u-new", expires_in=7200, refresh_token="r-new")
+    script = Script([refreshed])
+    token = script.run(TokenCache().renew(config, POLICY))
+    assert token.refresh_token == "r-new" and script.masked == ["u-new", "r-new"]
+    assert script.requests[0].json_body["refresh_token"] == "r-old"  # type: ignore[index]
