@@ -62,14 +62,8 @@ def run_size(target_mib: int) -> list[DownloadResult]:
         url = f"{emulator.url}/open-apis/vc/v1/exports/download?file_token={urllib.parse.quote(file_token, safe='')}"
         curl = ["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {token}", "-o"]
         subprocess.run([*curl, "/dev/null", url], check=True)  # the emulator builds the workbook once
-        connection = {
-            "conn_type": "feishu_vc",
-            "host": emulator.url,
-            "login": APP_ID,
-            "password": APP_SECRET,
-            "extra": {"rate_limit_per_minute": 1e9},
-        }  # back-to-back downloads: pacing is not measured here
-        env = {**os.environ, "AIRFLOW_CONN_FEISHU_VC_DEFAULT": json.dumps(connection)}  # fmt: skip
+        # back-to-back downloads: pacing is not measured here
+        env = {**os.environ, "AIRFLOW_CONN_FEISHU_VC_DEFAULT": emulator.connection(rate_limit_per_minute=1e9)}
         results = []
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as folder:
             local = Path(folder) / "curl.xlsx"

@@ -92,10 +92,7 @@ async def _baseline(url: str, export_id: str, poll: float, done_at: dict[str, fl
 def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float, float]) -> WaitResult:
     options = {"export_delay": spread[0], "export_delay_max": spread[1], "rate_window": 60 / scale}
     with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, **options) as emulator:
-        os.environ["AIRFLOW_CONN_FEISHU_VC_DEFAULT"] = json.dumps(
-            {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET,
-             "extra": {"rate_limit_per_minute": 100 * scale}}
-        )  # fmt: skip
+        os.environ["AIRFLOW_CONN_FEISHU_VC_DEFAULT"] = emulator.connection(rate_limit_per_minute=100 * scale)
         emulator.configure(rate_limit=1_000_000)  # set-up: create the N exports at once
         export_ids = _start_exports(emulator, n)
         emulator.configure(rate_limit=100)

@@ -8,7 +8,6 @@ and prints where the file landed with its size and the rows of each sheet. Exits
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -43,19 +42,13 @@ def main() -> int:
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="feishu-vc-demo-airflow-"))
     with FeishuVCEmulator(app_id="cli_demo_app", app_secret="demo-app-secret", export_delay=3) as feishu:
-        connection = {
-            "conn_type": "feishu_vc",
-            "host": feishu.url,
-            "login": feishu.app_id,
-            "password": feishu.app_secret,
-        }
         env = {
             **os.environ,
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__FEISHU_VC__STORAGE_BASE": OUTPUT.as_uri(),
-            "AIRFLOW_CONN_FEISHU_VC_DEFAULT": json.dumps(connection),
+            "AIRFLOW_CONN_FEISHU_VC_DEFAULT": feishu.connection(),
         }
         print(f"Feishu VC emulator at {feishu.url}; AIRFLOW_HOME={home}")
         try:

@@ -21,7 +21,6 @@ for _source in ("example_dags/example_feishu_vc_export.py", "tests/dags/feishu_v
         _to.write(_from.read())
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = DAGS_FOLDER
 
-import json  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -46,10 +45,17 @@ def _fresh_token_cache() -> Iterator[None]:
     TOKEN_CACHE.clear()
 
 
-@pytest.fixture
-def emulator() -> Iterator[FeishuVCEmulator]:
+@pytest.fixture(scope="session")
+def session_emulator() -> Iterator[FeishuVCEmulator]:
     with FeishuVCEmulator(app_id=APP_ID, app_secret=APP_SECRET, export_delay=0.3) as running:
         yield running
+
+
+@pytest.fixture
+def emulator(session_emulator: FeishuVCEmulator) -> FeishuVCEmulator:
+    """The session's emulator as new: no tokens, exports, requests, faults or changed options."""
+    session_emulator.reset()
+    return session_emulator
 
 
 @pytest.fixture
@@ -60,14 +66,7 @@ def config(emulator: FeishuVCEmulator) -> ClientConfig:
 @pytest.fixture
 def connection_env(emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
     """``feishu_vc_default`` pointing at the emulator, as an AIRFLOW_CONN_ environment variable (JSON form)."""
-    connection = {
-        "conn_type": "feishu_vc",
-        "host": emulator.url,
-        "login": APP_ID,
-        "password": APP_SECRET,
-        "extra": UNPACED,
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", emulator.connection(**UNPACED))
     return "feishu_vc_default"
 
 

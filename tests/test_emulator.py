@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import datetime as dt
 import io
+import json
 import time
 
 import httpx
 import openpyxl
+import pytest
 
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
-from airflow_provider_feishu_vc.testing.data import COLUMNS
+from airflow_provider_feishu_vc.testing.emulator import EmulatorOptions, Fault
+from airflow_provider_feishu_vc.testing.emulator.data import COLUMNS
+from airflow_provider_feishu_vc.testing.process import EmulatorProcess
 from tests.conftest import APP_ID, APP_SECRET
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
@@ -86,3 +92,53 @@ def test_token_endpoints_refuse_get_and_bad_credentials(emulator: FeishuVCEmulat
     assert httpx.get(emulator.url + TOKEN_PATH).status_code == 404
     wrong = httpx.post(emulator.url + TOKEN_PATH, json={"app_id": "cli_other", "app_secret": "x"})
     assert wrong.status_code == 200 and wrong.json()["code"] == 10003
+
+
+def test_connection_points_airflow_at_the_emulator(emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", emulator.connection(timeout=7))
+    hook = FeishuVCHook()
+    assert hook.config.base_url == emulator.url and hook.config.timeout == 7.0
+    assert hook.test_connection()[0] is True
+    assert json.loads(emulator.connection()) == {
+        "conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET,
+    }  # fmt: skip
+
+
+def test_reset_gives_a_fresh_tenant_with_the_original_options(emulator: FeishuVCEmulator) -> None:
+    token = httpx.post(emulator.url + TOKEN_PATH, json={"app_id": APP_ID, "app_secret": APP_SECRET}).json()
+    emulator.configure(export_delay=60, rate_limit=1)
+    emulator.inject(Fault.GATEWAY_HTML, times=5)
+    emulator.state.fail_next.append("boom")
+    emulator.reset()
+    assert emulator.requests == [] and emulator.issued_tokens() == [] and emulator.state.fail_next == []
+    assert emulator.options.export_delay == 0.3 and emulator.options.rate_limit == 100
+    headers = {"Authorization": f"Bearer {token['tenant_access_token']}"}
+    answer = httpx.get(emulator.url + "/open-apis/vc/v1/exports/1", headers=headers)
+    assert answer.status_code == 400 and answer.json()["code"] == 99991663  # the old token is gone, no fault served
+
+
+def test_options_are_declared_once_for_constructor_command_line_and_process() -> None:
+    parser = argparse.ArgumentParser()
+    EmulatorOptions.add_arguments(parser)
+    flags = {action.dest for action in parser._actions if action.dest != "help"}
+    assert flags == {option.name for option in dataclasses.fields(EmulatorOptions)}
+    parsed = EmulatorOptions.from_arguments(parser.parse_args(["--export-delay-max", "4.5", "--rows", "10"]))
+    assert parsed.export_delay_max == 4.5 and parsed.rows == 10 and parsed.rate_window == 60.0
+    with pytest.raises(TypeError, match="unknown emulator option"):
+        FeishuVCEmulator(export_delya=1)
+    with pytest.raises(TypeError, match="unknown emulator option"):
+        EmulatorProcess(rate=1)
+    with pytest.raises(ValueError):
+        FeishuVCEmulator().inject("no_such_fault")
+
+
+def test_a_process_emulator_takes_the_same_options_and_resets() -> None:
+    with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, rate_limit=2, export_delay=0.1) as process:
+        token = httpx.post(process.url + TOKEN_PATH, json={"app_id": APP_ID, "app_secret": APP_SECRET}).json()
+        headers = {"Authorization": f"Bearer {token['tenant_access_token']}"}
+        codes = [httpx.get(process.url + "/open-apis/vc/v1/exports/1", headers=headers).status_code for _ in range(3)]
+        assert codes == [404, 404, 429]
+        process.reset()
+        assert process.stats()["requests"] == 0 and process.stats()["issued_tokens"] == []

@@ -43,7 +43,7 @@ def test_test_connection_reports_feishus_code(emulator: FeishuVCEmulator, monkey
 
 def test_uri_form_connection_works(emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
-        "AIRFLOW_CONN_FEISHU_VC_URI", f"feishu-vc://{APP_ID}:{APP_SECRET}@127.0.0.1:{emulator.port}?timeout=7"
+        "AIRFLOW_CONN_FEISHU_VC_URI", f"feishu-vc://{APP_ID}:{APP_SECRET}@127.0.0.1:{emulator.options.port}?timeout=7"
     )
     hook = FeishuVCHook("feishu_vc_uri")
     assert hook.config.base_url == emulator.url and hook.config.timeout == 7.0

@@ -172,7 +172,7 @@ def test_hostile_file_names_cannot_escape_the_folder(
     emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, hostile: str, expected: str
 ) -> None:
     _, file_token = done_export(emulator)
-    emulator.download_filename = hostile
+    emulator.state.download_filename = hostile
     folder = tmp_path / "exports"
     operator = FeishuVCDownloadExportOperator(
         task_id="d", file_token=file_token, destination=f"{folder}/", export_task_id="7"

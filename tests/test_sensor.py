@@ -61,7 +61,7 @@ def test_deferrable_sensor_returns_at_once_when_already_done(emulator: FeishuVCE
 
 
 def test_deferrable_sensor_fails_at_once_when_already_failed(emulator: FeishuVCEmulator, connection_env: str) -> None:
-    emulator.fail_next.append("no meetings in range")
+    emulator.state.fail_next.append("no meetings in range")
     export_task_id = new_export(emulator)
     emulator.finish_now()
     with pytest.raises(AirflowFailException, match=f"{export_task_id} failed: no meetings in range"):
@@ -107,7 +107,7 @@ def test_default_deferrable_follows_airflow_config(monkeypatch: pytest.MonkeyPat
 def test_whole_dag_runs_in_every_sensor_mode(
     airflow_db: str, emulator: FeishuVCEmulator, connection_env: str, capfd: pytest.CaptureFixture[str], dag_name: str
 ) -> None:
-    emulator.export_delay = 1.0  # still processing at the first check, whatever the machine's speed
+    emulator.configure(export_delay=1.0)  # still processing at the first check, whatever the machine's speed
     dag = getattr(load_test_dags(), dag_name)
     run = dag.test(logical_date=pendulum.now("Asia/Shanghai").start_of("day"))
     output = "".join(capfd.readouterr())
@@ -134,7 +134,7 @@ def test_whole_dag_runs_in_every_sensor_mode(
 def test_timeout_with_soft_fail_skips(
     airflow_db: str, connection_env: str, emulator: FeishuVCEmulator, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    emulator.export_delay = 3600
+    emulator.configure(export_delay=3600)
     FeishuVCHook().create_export("meeting_list", start_time=NOW - dt.timedelta(hours=1), end_time=NOW)
     run = load_test_dags().soft_fail_dag.test()
     output = "".join(capfd.readouterr())

@@ -29,14 +29,7 @@ TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 def set_connection(
     monkeypatch: pytest.MonkeyPatch, emulator: FeishuVCEmulator | EmulatorProcess, **extra: object
 ) -> None:
-    connection = {
-        "conn_type": "feishu_vc",
-        "host": emulator.url,
-        "login": APP_ID,
-        "password": APP_SECRET,
-        "extra": extra,
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", emulator.connection(**extra))
 
 
 def start_exports(emulator: FeishuVCEmulator | EmulatorProcess, count: int) -> list[str]:
@@ -73,7 +66,7 @@ async def test_success_event_carries_the_file_token(fast_app: FeishuVCEmulator) 
 
 
 async def test_failed_event_carries_fail_msg(fast_app: FeishuVCEmulator) -> None:
-    fast_app.fail_next.append("export quota exceeded")
+    fast_app.state.fail_next.append("export quota exceeded")
     [export_task_id] = start_exports(fast_app, 1)
     event = await first_event(FeishuVCExportTrigger(export_task_id, poll_interval=0.1))
     assert event["status"] == "failed" and event["fail_msg"] == "export quota exceeded"
@@ -81,7 +74,7 @@ async def test_failed_event_carries_fail_msg(fast_app: FeishuVCEmulator) -> None
 
 
 async def test_timeout_event_at_the_deadline(fast_app: FeishuVCEmulator) -> None:
-    fast_app.export_delay = 60
+    fast_app.configure(export_delay=60)
     [export_task_id] = start_exports(fast_app, 1)
     started = time.time()
     event = await first_event(FeishuVCExportTrigger(export_task_id, poll_interval=0.2, deadline=started + 0.6))
@@ -147,7 +140,7 @@ def test_a_path_in_the_export_id_is_refused() -> None:
 
 
 async def test_a_recreated_trigger_keeps_the_original_deadline(fast_app: FeishuVCEmulator) -> None:
-    fast_app.export_delay = 60
+    fast_app.configure(export_delay=60)
     [export_task_id] = start_exports(fast_app, 1)
     started = time.time()
     original = FeishuVCExportTrigger(export_task_id, poll_interval=0.1, deadline=started + 1.0)
@@ -164,7 +157,7 @@ async def test_a_recreated_trigger_keeps_the_original_deadline(fast_app: FeishuV
 
 
 async def test_cancelling_leaves_no_task_and_no_pool(fast_app: FeishuVCEmulator) -> None:
-    fast_app.export_delay = 60
+    fast_app.configure(export_delay=60)
     export_ids = start_exports(fast_app, 3)
     before = asyncio.all_tasks()
     tasks = [asyncio.ensure_future(first_event(FeishuVCExportTrigger(i, poll_interval=0.05))) for i in export_ids]
@@ -207,11 +200,13 @@ async def test_five_hundred_triggers_share_one_token_and_stay_under_the_limit(mo
 
 async def test_three_hundred_waits_at_the_real_limit_time_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Feishu's 100-per-minute window shrunk to 100 per 3 s, the client told the same limit (2,000 per minute)."""
-    with FeishuVCEmulator(app_id=APP_ID, app_secret=APP_SECRET, export_delay=(0.5, 4.0), rate_window=3.0) as emulator:
+    with FeishuVCEmulator(
+        app_id=APP_ID, app_secret=APP_SECRET, export_delay=0.5, export_delay_max=4.0, rate_window=3.0
+    ) as emulator:
         set_connection(monkeypatch, emulator, rate_limit_per_minute=2_000)
-        emulator.rate_limit = 100_000  # set-up: create the 300 exports at once
+        emulator.configure(rate_limit=100_000)  # set-up: create the 300 exports at once
         export_ids = start_exports(emulator, 300)
-        emulator.rate_limit = 100
+        emulator.configure(rate_limit=100)
         events = await asyncio.gather(*(first_event(FeishuVCExportTrigger(i, poll_interval=2.0)) for i in export_ids))
         assert all(e["status"] == "success" for e in events)
         assert emulator.count(status=429) == 0

@@ -1,8 +1,8 @@
 """Non-blocking Feishu VC client for triggers: performs the steps of :mod:`.api` flows with ``httpx.AsyncClient``.
 
-Everything that can be shared is shared per app inside one event loop (one triggerer): the HTTP pool, the
-token (one fetch however many callers ask at once) and the rate budgets of the export APIs. The first session
-of a process loads the CA bundle and httpx's async backend in a worker thread, off the event loop.
+Everything that can be shared is shared: per connection settings inside one event loop (one triggerer) the
+HTTP pool, per app and process the token (one fetch however many callers ask at once) and the rate budgets.
+The first session of a process loads the CA bundle and httpx's async backend in a worker thread, off the loop.
 """
 
 from __future__ import annotations
@@ -16,31 +16,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from airflow_provider_feishu_vc.client import api
-from airflow_provider_feishu_vc.client.budget import AppBudgets
+from airflow_provider_feishu_vc.client import api, protocol, transport
+from airflow_provider_feishu_vc.client.budget import AppBudgets, process_budgets
 from airflow_provider_feishu_vc.client.calls import ExportCalls
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo
-from airflow_provider_feishu_vc.client.protocol import (
-    Driving,
-    Flow,
-    HttpRequest,
-    HttpResponse,
-    MaskSecret,
-    NeedToken,
-    RetryPolicy,
-    Sleep,
-    T,
-)
+from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolicy, T
 from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache
-from airflow_provider_feishu_vc.client.transport import (
-    SecretCallback,
-    build_request,
-    client_options,
-    response_head,
-    transport_errors,
-)
+from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
 if TYPE_CHECKING:
     import httpx
@@ -73,21 +57,23 @@ def _new_http_client(config: ClientConfig) -> httpx.AsyncClient:
     with contextlib.suppress(ImportError):
         importlib.import_module("anyio._backends._asyncio")  # imported by httpx on its first request otherwise
     limits = httpx.Limits(max_connections=MAX_POOL_CONNECTIONS, max_keepalive_connections=MAX_POOL_CONNECTIONS)
-    return httpx.AsyncClient(**client_options(config), limits=limits)
+    return httpx.AsyncClient(**transport.client_options(config), limits=limits)
 
 
-_SESSIONS: dict[tuple[int, tuple[str, str, str]], AppSession] = {}
+_SESSIONS: dict[tuple[int, ClientConfig], AppSession] = {}
 
 
 @asynccontextmanager
 async def shared_client(
     config: ClientConfig, *, on_secret: SecretCallback | None = None, policy: RetryPolicy | None = None
 ) -> AsyncIterator[AsyncFeishuVCClient]:
-    """An async client using the app's shared pool and budgets; the pool closes when its last user leaves."""
-    key = (id(asyncio.get_running_loop()), config.app_key)
+    """An async client sharing its pool with every caller of the same settings in this loop, and the app's rate
+    budgets with the whole process; the pool closes when its last user leaves."""
+    key = (id(asyncio.get_running_loop()), config)
     session = _SESSIONS.get(key)
     if session is None:
-        session = _SESSIONS[key] = AppSession(config, AppBudgets(config.rate_limit_per_minute))
+        budgets = process_budgets(config.app_key, config.rate_limit_per_minute)
+        session = _SESSIONS[key] = AppSession(config, budgets)
     session.users += 1
     try:
         yield AsyncFeishuVCClient(config, session, on_secret=on_secret, policy=policy)
@@ -156,22 +142,23 @@ class AsyncFeishuVCClient(ExportCalls):
                 driving.outcome = error
         return driving.result  # type: ignore[return-value]
 
-    async def _send(self, request: HttpRequest) -> HttpResponse:
+    async def _send(self, request: protocol.HttpRequest) -> protocol.HttpResponse:
         http = await self._session.opened()
         with transport_errors(self.config):
-            response = await http.send(build_request(http, request, self.driver_name), stream=request.stream)
-            head = response_head(response, request)
+            built = transport.build_request(http, request, self.driver_name)
+            response = await http.send(built, stream=request.stream)
+            head = transport.response_head(response, request)
             if request.stream and not head.is_file:
                 head.body = await response.aread()  # an error's JSON envelope
         return head
 
-    async def _sleep(self, step: Sleep) -> None:
+    async def _sleep(self, step: protocol.Sleep) -> None:
         await asyncio.sleep(step.seconds)
 
-    async def _token(self, step: NeedToken) -> str:
+    async def _token(self, step: protocol.NeedToken) -> str:
         return await self.access_token(stale=step.stale)
 
-    async def _mask(self, step: MaskSecret) -> None:
+    async def _mask(self, step: protocol.MaskSecret) -> None:
         result = self._on_secret(step.value) if self._on_secret is not None else None
         if inspect.isawaitable(result):
             await result

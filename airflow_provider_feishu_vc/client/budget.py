@@ -56,14 +56,15 @@ class AppBudgets:
         return self._shared
 
 
-_PROCESS_BUDGETS: dict[tuple[str, str, str], AppBudgets] = {}
+_PROCESS_BUDGETS: dict[tuple[tuple[str, str, str], float], AppBudgets] = {}
 _PROCESS_BUDGETS_LOCK = threading.Lock()
 
 
 def process_budgets(app_key: tuple[str, str, str], per_minute: float) -> AppBudgets:
-    """The budgets every sync client of one app shares in this process."""
+    """The budgets every client of one app (and limit) shares in this process: the threads of a worker and the
+    triggers of a triggerer alike."""
     with _PROCESS_BUDGETS_LOCK:
-        budgets = _PROCESS_BUDGETS.get(app_key)
+        budgets = _PROCESS_BUDGETS.get((app_key, per_minute))
         if budgets is None:
-            budgets = _PROCESS_BUDGETS[app_key] = AppBudgets(per_minute)
+            budgets = _PROCESS_BUDGETS[(app_key, per_minute)] = AppBudgets(per_minute)
         return budgets

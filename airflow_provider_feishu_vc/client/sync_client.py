@@ -8,31 +8,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from airflow_provider_feishu_vc.client import api
+from airflow_provider_feishu_vc.client import api, protocol, transport
 from airflow_provider_feishu_vc.client.budget import process_budgets
 from airflow_provider_feishu_vc.client.calls import ExportCalls
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo
-from airflow_provider_feishu_vc.client.protocol import (
-    Driving,
-    Flow,
-    HttpRequest,
-    HttpResponse,
-    MaskSecret,
-    NeedToken,
-    RetryPolicy,
-    Sleep,
-    T,
-)
+from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolicy, T
 from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache
-from airflow_provider_feishu_vc.client.transport import (
-    SecretCallback,
-    build_request,
-    client_options,
-    response_head,
-    transport_errors,
-)
+from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
 if TYPE_CHECKING:
     import httpx
@@ -105,24 +89,26 @@ class FeishuVCClient(ExportCalls):
                 driving.outcome = error
         return driving.result  # type: ignore[return-value]
 
-    def _send(self, request: HttpRequest) -> HttpResponse:
+    def _send(self, request: protocol.HttpRequest) -> protocol.HttpResponse:
         if self._http is None:
             import httpx
 
-            self._http = httpx.Client(**client_options(self.config))
+            self._http = httpx.Client(**transport.client_options(self.config))
         with transport_errors(self.config):
-            response = self._http.send(build_request(self._http, request, self.driver_name), stream=request.stream)
-            head = response_head(response, request)
+            response = self._http.send(
+                transport.build_request(self._http, request, self.driver_name), stream=request.stream
+            )
+            head = transport.response_head(response, request)
             if request.stream and not head.is_file:
                 head.body = response.read()  # an error's JSON envelope
         return head
 
-    def _sleep(self, step: Sleep) -> None:
+    def _sleep(self, step: protocol.Sleep) -> None:
         time.sleep(step.seconds)
 
-    def _token(self, step: NeedToken) -> str:
+    def _token(self, step: protocol.NeedToken) -> str:
         return self.access_token(stale=step.stale)
 
-    def _mask(self, step: MaskSecret) -> None:
+    def _mask(self, step: protocol.MaskSecret) -> None:
         if self._on_secret is not None:
             self._on_secret(step.value)

@@ -11,7 +11,14 @@ import time
 import urllib.request
 from typing import Any
 
-from airflow_provider_feishu_vc.testing.emulator import ADMIN_CONFIG_PATH, ADMIN_EXPORTS_PATH, ADMIN_STATS_PATH
+from airflow_provider_feishu_vc.testing.emulator import (
+    ADMIN_CONFIG_PATH,
+    ADMIN_EXPORTS_PATH,
+    ADMIN_RESET_PATH,
+    ADMIN_STATS_PATH,
+    EmulatorOptions,
+)
+from airflow_provider_feishu_vc.testing.emulator.options import EmulatorAddress
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -20,26 +27,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-class EmulatorProcess:
-    """Run ``python -m airflow_provider_feishu_vc.testing.emulator`` with the given options (CLI names, without
-    dashes: ``export_delay=1``) on a free loopback port; read its request statistics with :meth:`stats`."""
+class EmulatorProcess(EmulatorAddress):
+    """Run ``python -m airflow_provider_feishu_vc.testing.emulator`` with the given options (the names of
+    :class:`~.emulator.EmulatorOptions`) on a free loopback port; read its request statistics with :meth:`stats`."""
 
-    def __init__(self, *, host: str = "127.0.0.1", app_id: str = "cli_emulator", app_secret: str = "emulator-secret",
-                 **options: Any) -> None:  # fmt: skip
-        self.host, self.port = host, free_port(host)
-        self.app_id, self.app_secret = app_id, app_secret
-        self.options = options
+    def __init__(self, **options: Any) -> None:
+        self.options = EmulatorOptions()
+        self.options.change(options)
+        self.options.port = free_port(self.options.host)
+        self._arguments = EmulatorOptions.command_line({**options, "port": self.options.port})
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
     def start(self) -> EmulatorProcess:
-        command = [sys.executable, "-m", "airflow_provider_feishu_vc.testing.emulator", "--host", self.host,
-                   "--port", str(self.port), "--app-id", self.app_id, "--app-secret", self.app_secret]  # fmt: skip
-        for name, value in self.options.items():
-            command += [f"--{name.replace('_', '-')}", str(value)]
+        command = [sys.executable, "-m", "airflow_provider_feishu_vc.testing.emulator", *self._arguments]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
         while True:
@@ -53,22 +53,26 @@ class EmulatorProcess:
                     raise RuntimeError(f"the emulator process did not start: {error[-2000:]}") from None
                 time.sleep(0.05)
 
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url + ADMIN_STATS_PATH, timeout=5) as answer:
+    def _admin(self, path: str, changes: dict[str, Any] | None = None, timeout: float = 5) -> Any:
+        data = None if changes is None else json.dumps(changes).encode()
+        request = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             return json.load(answer)
+
+    def stats(self) -> dict[str, Any]:
+        return self._admin(ADMIN_STATS_PATH)
 
     def configure(self, **changes: Any) -> None:
-        """Change a running emulator: ``rate_limit`` (requests per window)."""
-        request = urllib.request.Request(
-            self.url + ADMIN_CONFIG_PATH, data=json.dumps(changes).encode(), method="POST",
-            headers={"Content-Type": "application/json"},
-        )  # fmt: skip
-        with urllib.request.urlopen(request, timeout=5):
-            pass
+        """Change options of the running emulator (``rate_limit``, ``export_delay``, ...)."""
+        self.options.change(changes)
+        self._admin(ADMIN_CONFIG_PATH, changes)
+
+    def reset(self) -> None:
+        """Forget every token, export and request of the running emulator."""
+        self._admin(ADMIN_RESET_PATH, {})
 
     def export_ready_times(self) -> dict[str, float]:
-        with urllib.request.urlopen(self.url + ADMIN_EXPORTS_PATH, timeout=30) as answer:
-            return json.load(answer)
+        return self._admin(ADMIN_EXPORTS_PATH, timeout=30)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

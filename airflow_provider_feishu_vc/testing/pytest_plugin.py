@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -10,21 +9,22 @@ import pytest
 from airflow_provider_feishu_vc.testing.emulator import FeishuVCEmulator
 
 
-@pytest.fixture
-def feishu_vc_emulator() -> Iterator[FeishuVCEmulator]:
-    """A running emulator with exports that finish after 0.5 s; stopped after the test."""
+@pytest.fixture(scope="session")
+def feishu_vc_emulator_session() -> Iterator[FeishuVCEmulator]:
+    """One running emulator for the whole test session (exports finish after 0.5 s)."""
     with FeishuVCEmulator(app_id="cli_test_app", app_secret="test-app-secret", export_delay=0.5) as emulator:
         yield emulator
 
 
 @pytest.fixture
+def feishu_vc_emulator(feishu_vc_emulator_session: FeishuVCEmulator) -> FeishuVCEmulator:
+    """The session's emulator, reset for this test: no tokens, exports, requests, faults or changed options."""
+    feishu_vc_emulator_session.reset()
+    return feishu_vc_emulator_session
+
+
+@pytest.fixture
 def feishu_vc_connection(feishu_vc_emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point the ``feishu_vc_default`` connection at the emulator (through ``AIRFLOW_CONN_...``); return its id."""
-    connection = {
-        "conn_type": "feishu_vc",
-        "host": feishu_vc_emulator.url,
-        "login": feishu_vc_emulator.app_id,
-        "password": feishu_vc_emulator.app_secret,
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_DEFAULT", feishu_vc_emulator.connection())
     return "feishu_vc_default"

@@ -60,7 +60,7 @@ def test_store_app_fetches_app_token_then_tenant_token(emulator: FeishuVCEmulato
         host=emulator.url,
         login=APP_ID,
         password=APP_SECRET,
-        extra={"app_type": "store", "tenant_key": "tenant-1", "app_ticket": emulator.app_ticket, **UNPACED},
+        extra={"app_type": "store", "tenant_key": "tenant-1", "app_ticket": emulator.options.app_ticket, **UNPACED},
     )
     client = client_for(config)
     assert client.create_export("meeting_list", **DAY_RANGE).isdigit()
@@ -217,7 +217,7 @@ def test_status_moves_from_processing_to_done(emulator: FeishuVCEmulator, config
 
 
 def test_failed_export_carries_fail_msg(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
-    emulator.fail_next.append("too many meetings")
+    emulator.state.fail_next.append("too many meetings")
     client = client_for(config)
     task = wait_done(client, client.create_export("meeting_list", **DAY_RANGE))
     assert task.status is ExportStatus.FAILED and task.fail_msg == "too many meetings"
@@ -344,7 +344,7 @@ def test_permanent_codes_are_not_retried_and_say_what_to_fix(
 
 
 def test_missing_scope_names_it(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
-    emulator.granted_scopes.clear()
+    emulator.state.granted_scopes.clear()
     with pytest.raises(FeishuVCAPIError) as raised:
         client_for(config).create_export("meeting_list", **DAY_RANGE)
     assert raised.value.code == 99991672 and "Missing: vc:export" in str(raised.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 import urllib.parse
@@ -49,11 +48,9 @@ def deployment(feishu: EmulatorProcess) -> Iterator[Deployment]:
     root = Path(tempfile.mkdtemp(prefix="feishu-vc-e2e-"))
     # The budget is kept per process: two triggerers and the workers' first checks share Feishu's limit, so
     # each process is given a third of it (as the README tells users running several triggerers).
-    connection = {"conn_type": "feishu_vc", "host": feishu.url, "login": APP_ID, "password": APP_SECRET,
-                  "extra": {"rate_limit_per_minute": 100 * SCALE / 3}}  # fmt: skip
     env = {
         "E2E_WAITS": str(MANY),
-        "AIRFLOW_CONN_FEISHU_VC_DEFAULT": json.dumps(connection),
+        "AIRFLOW_CONN_FEISHU_VC_DEFAULT": feishu.connection(rate_limit_per_minute=100 * SCALE / 3),
         "AIRFLOW__FEISHU_VC__STORAGE_BASE": (root / "exports").as_uri(),
     }
     airflow = Deployment(root, env)
@@ -117,7 +114,7 @@ def test_many_waits_share_one_token_per_triggerer_and_stay_under_the_limit(
     airflow, timeline, dag_id = deployment, Timeline(), "feishu_vc_e2e_many_waits"
     try:
         airflow.wait_for(f"{dag_id} to be parsed", lambda: airflow.api("GET", f"/api/v2/dags/{dag_id}"), 120)
-        feishu.configure(export_delay=[75, 105])  # still processing when the last sensor starts
+        feishu.configure(export_delay=75, export_delay_max=105)  # still processing when the last sensor starts
         before = feishu.stats()
         run_id = airflow.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
         timeline.mark(f"triggered {dag_id} ({MANY} exports, one mapped deferrable sensor each)")
@@ -157,7 +154,7 @@ def test_many_waits_share_one_token_per_triggerer_and_stay_under_the_limit(
         timeline.mark(f"token requests from triggerers: {triggerer_tokens} (2 triggerer processes); 429s: 0")
         assert 1 <= triggerer_tokens <= 2
     finally:
-        feishu.configure(export_delay=EXPORT_SECONDS)
+        feishu.configure(export_delay=EXPORT_SECONDS, export_delay_max=None)
         print(f"\nTimeline:\n{timeline}", flush=True)
 
 

@@ -33,7 +33,7 @@ def test_secrets_stay_out_of_logs_xcoms_rendered_fields_and_trigger_rows(
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    emulator.export_delay = 1.0
+    emulator.configure(export_delay=1.0)
     dag = load_dag_file("feishu_vc_test_dags.py").deferrable_dag
     run = dag.test(logical_date=pendulum.now("Asia/Shanghai").start_of("day"))
     output = "".join(capfd.readouterr())

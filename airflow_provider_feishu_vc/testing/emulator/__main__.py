@@ -1,0 +1,32 @@
+"""``python -m airflow_provider_feishu_vc.testing.emulator --port 8999 --app-id cli_x --app-secret s``"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from airflow_provider_feishu_vc.testing.emulator.options import EmulatorOptions
+from airflow_provider_feishu_vc.testing.emulator.server import FeishuVCEmulator
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_feishu_vc.testing.emulator", description="Run a local Feishu VC API emulator."
+    )
+    EmulatorOptions.add_arguments(parser)
+    options = EmulatorOptions.from_arguments(parser.parse_args(argv))
+    emulator = FeishuVCEmulator(**vars(options))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly (temporary files) on terminate()
+    with emulator:
+        print(f"Feishu VC emulator listening on {emulator.url} (app {options.app_id})", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

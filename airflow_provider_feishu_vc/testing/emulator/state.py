@@ -1,0 +1,277 @@
+"""The emulated tenant's state: issued tokens, exports and their files, rate windows and the request log.
+
+No HTTP here: the app (:mod:`.app`) turns requests into calls on :class:`TenantState` and its answers or
+:class:`~.rules.FeishuError` into responses.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import random
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from airflow_provider_feishu_vc.testing.emulator import data
+from airflow_provider_feishu_vc.testing.emulator.options import EmulatorOptions
+from airflow_provider_feishu_vc.testing.emulator.rules import FeishuError, RateLimited, check_export, param_error
+from airflow_provider_feishu_vc.testing.emulator.workbook import write_workbook
+
+TOKEN_PATH_PREFIXES = ("/open-apis/auth/", "/open-apis/authen/")
+FIRST_TASK_ID = 7_111_325_589_855_797_267
+DAY = 86_400
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str
+    query: str
+    authorization: str | None
+    user_agent: str = ""
+    status: int = 0
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class IssuedToken:
+    value: str
+    kind: str  # tenant | app | user
+    expires_at: float
+
+    def remaining(self) -> float:
+        return self.expires_at - time.monotonic()
+
+
+@dataclass
+class ExportJob:
+    task_id: str
+    kind: str
+    body: dict[str, Any]
+    ready_at: float
+    fail_msg: str | None
+    file_token: str
+    path: Path | None = None
+    rows: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class TenantState:
+    """One Feishu tenant with one app, as the emulator's options describe it."""
+
+    def __init__(self, options: EmulatorOptions) -> None:
+        self.options = options
+        self._files = Path(tempfile.mkdtemp(prefix="feishu-vc-emulator-"))
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every token, export, request and rate window; restore the test knobs."""
+        with self._lock:
+            self.granted_scopes = {"vc:export"}
+            self.admin_role = True
+            self.download_filename: str | None = None
+            self.fail_next: list[str] = []
+            self.requests: list[RequestRecord] = []
+            self.tokens: dict[str, IssuedToken] = {}
+            self._latest: dict[str, IssuedToken] = {}
+            self._refresh_tokens = {self.options.refresh_token} if self.options.refresh_token else set()
+            self.exports: dict[str, ExportJob] = {}
+            self._by_file_token: dict[str, ExportJob] = {}
+            self._windows: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+            self._task_ids = itertools.count(FIRST_TASK_ID)
+        for leftover in self._files.iterdir():
+            leftover.unlink()
+
+    def close(self) -> None:
+        shutil.rmtree(self._files, ignore_errors=True)
+
+    def record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append(record)
+
+    # -- tokens --------------------------------------------------------------------------------------------
+
+    def issue(self, kind: str, owner: str) -> IssuedToken:
+        """Same token while more than the re-issue window remains; otherwise a new one (the old stays valid)."""
+        window = min(1800.0, self.options.token_ttl / 4)
+        with self._lock:
+            latest = self._latest.get(owner)
+            if latest is not None and latest.value in self.tokens and latest.remaining() >= window:
+                return latest
+            token = self._new_token(kind)
+            self._latest[owner] = token
+            return token
+
+    def _new_token(self, kind: str) -> IssuedToken:
+        prefix = {"tenant": "t-", "app": "a-", "user": "u-"}[kind]
+        token = IssuedToken(prefix + secrets.token_urlsafe(24), kind, time.monotonic() + self.options.token_ttl)
+        self.tokens[token.value] = token
+        return token
+
+    def check_app(self, body: dict[str, Any], id_key: str = "app_id", secret_key: str = "app_secret") -> None:
+        if body.get(id_key) != self.options.app_id:
+            raise FeishuError(200, 10003, "invalid param: app_id")
+        if body.get(secret_key) != self.options.app_secret:
+            raise FeishuError(200, 10014, "app secret invalid")
+
+    def valid_token(self, value: str, kind: str) -> bool:
+        with self._lock:
+            token = self.tokens.get(value)
+        return token is not None and token.kind == kind and token.remaining() > 0
+
+    def refresh_user_token(self, refresh_token: Any) -> tuple[IssuedToken, str]:
+        """Spend ``refresh_token`` (single use) for a new user token and the refresh token that succeeds it."""
+        with self._lock:
+            if refresh_token not in self._refresh_tokens:
+                raise FeishuError(400, 20037, "refresh_token is invalid or has been used")
+            self._refresh_tokens.discard(refresh_token)
+            successor = "ur-" + secrets.token_urlsafe(24)
+            self._refresh_tokens.add(successor)
+            return self._new_token("user"), successor
+
+    def authenticate(self, authorization: str) -> None:
+        """Accept a live tenant or user token with the scope and admin role exports need."""
+        if not authorization.startswith("Bearer ") or not authorization[7:].strip():
+            raise FeishuError(400, 99991661, "Missing access token for authorization")
+        value = authorization[7:].strip()
+        with self._lock:
+            token = self.tokens.get(value)
+        if token is None or token.remaining() <= 0 or token.kind == "app":
+            if value.startswith("u-"):
+                raise FeishuError(400, 99991677, "user access token expired or invalid")
+            raise FeishuError(400, 99991663, "Invalid access token for authorization")
+        if "vc:export" not in self.granted_scopes:
+            raise FeishuError(
+                400,
+                99991672,
+                "Access denied. One of the following scopes is required: [vc:export]",
+                permission_violations=[{"type": "action_scope_required", "subject": "vc:export"}],
+            )
+        if not self.admin_role:
+            raise FeishuError(403, 121005, "no permission")
+
+    def revoke_tokens(self) -> None:
+        with self._lock:
+            self.tokens.clear()
+            self._latest.clear()
+
+    # -- rate limits ---------------------------------------------------------------------------------------
+
+    def spend_rate(self, endpoint: str) -> None:
+        """Count a request against ``endpoint``'s window; raise ``RateLimited`` when the window is full."""
+        now = time.monotonic()
+        with self._lock:
+            window = self._windows[endpoint]
+            while window and window[0] <= now - self.options.rate_window:
+                window.popleft()
+            if len(window) >= self.options.rate_limit:
+                reset = window[0] + self.options.rate_window - now
+            else:
+                window.append(now)
+                return
+        raise RateLimited(reset)
+
+    # -- exports -------------------------------------------------------------------------------------------
+
+    def create_export(self, kind: str, body: dict[str, Any]) -> ExportJob:
+        check_export(kind, body)
+        seconds = self.options.export_seconds(random.uniform)
+        with self._lock:
+            task_id = str(next(self._task_ids))
+            job = ExportJob(
+                task_id=task_id,
+                kind=kind,
+                body=dict(body),
+                ready_at=time.monotonic() + seconds,
+                fail_msg=self.fail_next.pop(0) if self.fail_next else None,
+                file_token=secrets.token_urlsafe(18).replace("-", "+").replace("_", "/") + "==",
+            )
+            self.exports[task_id] = job
+            self._by_file_token[job.file_token] = job
+        return job
+
+    def status(self, task_id: str, origin: str) -> dict[str, Any]:
+        if not task_id.isdigit():
+            raise param_error("task_id", "must be numeric")
+        with self._lock:
+            job = self.exports.get(task_id)
+        if job is None:
+            raise FeishuError(404, 121004, "data not exist")
+        if time.monotonic() < job.ready_at:
+            return {"status": 1}
+        if job.fail_msg is not None:
+            return {"status": 2, "fail_msg": job.fail_msg}
+        return {"status": 3, "url": f"{origin}/cdn/{quote(job.file_token)}", "file_token": job.file_token}
+
+    def finished_export(self, file_token: str) -> ExportJob:
+        with self._lock:
+            job = self._by_file_token.get(file_token)
+        if job is None or time.monotonic() < job.ready_at or job.fail_msg is not None:
+            raise FeishuError(404, 121004, "data not exist")
+        return job
+
+    def workbook(self, job: ExportJob) -> Path:
+        """The export's file, written on first download (blocking: call it from a thread)."""
+        with job.lock:
+            if job.path is not None:
+                return job.path
+            count = self.options.rows
+            if count is None:
+                count = data.row_count(job.kind, job.body, self.options.meeting_every)
+            path = self._files / f"{job.task_id}.xlsx"
+            job.rows = write_workbook(
+                path,
+                data.SHEET_NAMES[job.kind],
+                data.COLUMNS[job.kind],
+                data.rows(job.kind, job.body, count, self.options.meeting_every),
+                compress=self.options.rows is None,  # large-file mode: stored, so size follows rows
+            )
+            job.path = path
+            return path
+
+    def finish_now(self) -> None:
+        with self._lock:
+            for job in self.exports.values():
+                job.ready_at = min(job.ready_at, time.monotonic())
+
+    # -- what tests read -----------------------------------------------------------------------------------
+
+    def count(self, path: str | None = None, status: int | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for record in self.requests
+                if (path is None or record.path == path) and (status is None or record.status == status)
+            )
+
+    def export_ready_times(self) -> dict[str, float]:
+        """Wall-clock epoch seconds at which each export is (or was) done."""
+        offset = time.time() - time.monotonic()
+        with self._lock:
+            return {task_id: job.ready_at + offset for task_id, job in self.exports.items()}
+
+    def stats(self) -> dict[str, Any]:
+        """Request counts by path and by status, and the token requests: what tests of a separate process read."""
+        with self._lock:
+            by_path = collections.Counter(record.path for record in self.requests)
+            by_status = collections.Counter(str(record.status) for record in self.requests)
+            token_agents = collections.Counter(
+                record.user_agent for record in self.requests if record.path.startswith(TOKEN_PATH_PREFIXES)
+            )
+            return {
+                "requests": sum(by_path.values()),
+                "by_path": dict(by_path),
+                "by_status": dict(by_status),
+                "token_requests": sum(token_agents.values()),
+                "token_requests_by_user_agent": dict(token_agents),
+                "exports": len(self.exports),
+                "issued_tokens": list(self.tokens),  # for leak checks of processes that cannot see this object
+            }
