@@ -18,8 +18,9 @@ Point the ``feishu_vc_default`` connection at your app: login = App ID, password
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
+from airflow_provider_feishu_vc.compat import CronDataIntervalTimetable
 from airflow_provider_feishu_vc.operators.feishu_vc import (
     FeishuVCCreateExportOperator,
     FeishuVCDownloadExportOperator,

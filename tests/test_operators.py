@@ -14,9 +14,9 @@ import openpyxl
 import pendulum
 import pytest
 from airflow.sdk import Asset, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCError
+from airflow_provider_feishu_vc.compat import AirflowFailException
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.operators.feishu_vc import (
     FeishuVCCreateExportOperator,

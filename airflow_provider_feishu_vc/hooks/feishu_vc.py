@@ -18,7 +18,8 @@ from airflow.sdk import BaseHook
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.client.files import safe_filename
-from airflow_provider_feishu_vc.get_provider_info import UI_FIELD_BEHAVIOUR
+from airflow_provider_feishu_vc.compat import amask_secret, form_widgets, mask_secret
+from airflow_provider_feishu_vc.get_provider_info import CONNECTION_FIELDS, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, ObjectStoragePath
@@ -103,8 +104,14 @@ class FeishuVCHook(BaseHook):
         self._client: FeishuVCClient | None = None
 
     @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extras of the connection form, for Airflow 3.1 (later releases read ``conn-fields`` from the
+        provider info and never call this)."""
+        return form_widgets(CONNECTION_FIELDS)
+
+    @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Fallback for Airflow versions that do not read ``ui-field-behaviour`` from the provider info."""
+        """For Airflow 3.1 (later releases read ``ui-field-behaviour`` from the provider info)."""
         return {
             "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
             "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
@@ -127,15 +134,18 @@ class FeishuVCHook(BaseHook):
         return self._config
 
     async def _aload_config(self) -> ClientConfig:
-        conn = await self.aget_connection(self.feishu_vc_conn_id)
-        return self._accepted(config_from_connection(conn))
+        config = config_from_connection(await self.aget_connection(self.feishu_vc_conn_id))
+        for secret in config.secrets:
+            await amask_secret(secret)
+        return self._warned(config)
 
     def _accepted(self, config: ClientConfig) -> ClientConfig:
         """Register the connection's secrets with the masker and warn when TLS checks are off."""
-        from airflow.sdk.log import mask_secret
-
         for secret in config.secrets:
             mask_secret(secret)
+        return self._warned(config)
+
+    def _warned(self, config: ClientConfig) -> ClientConfig:
         if not config.verify_ssl:
             self.log.warning(
                 "TLS certificate verification is OFF for connection %s (extra verify_ssl=false): "
@@ -148,8 +158,6 @@ class FeishuVCHook(BaseHook):
         """The blocking client for this connection (one per hook, closed by :meth:`close`; tokens and rate
         budgets are shared process-wide)."""
         if self._client is None:
-            from airflow.sdk.log import mask_secret
-
             from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
 
             self._client = FeishuVCClient(self.config, on_secret=mask_secret)
@@ -165,8 +173,6 @@ class FeishuVCHook(BaseHook):
     async def async_client(self) -> AsyncIterator[AsyncFeishuVCClient]:
         """An async client sharing the app's HTTP pool, token and rate budget with every other trigger in
         this process; the pool is closed when the last user leaves."""
-        from airflow.sdk.log import amask_secret
-
         from airflow_provider_feishu_vc.client.async_client import shared_client
 
         config = await self.aget_config()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
 from airflow_provider_feishu_vc.client.exports import EXPORT_KINDS
+from airflow_provider_feishu_vc.compat import conf, fail_task
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook, as_storage_path
 
 if TYPE_CHECKING:
@@ -21,11 +22,9 @@ INTERVAL_DEFAULTED_KINDS = ("meeting_list", "resource_reservation_list")
 EXPORT_FIELDS = tuple(dict.fromkeys(name for kind in EXPORT_KINDS.values() for name in kind.fields))
 
 
-def _fail_on_bad_input(error: Exception) -> None:
+def _fail_on_bad_input(error: Exception) -> NoReturn:
     """Bad input will not fix itself on retry: fail the task at once, keeping the message that names the field."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    raise AirflowFailException(str(error)) from error
+    fail_task(str(error), cause=error)
 
 
 class FeishuVCCreateExportOperator(BaseOperator):
@@ -125,8 +124,6 @@ class FeishuVCCreateExportOperator(BaseOperator):
 
 def default_storage_base() -> str:
     """``[feishu_vc] storage_base``, or a ``feishu_vc_exports`` folder under AIRFLOW_HOME."""
-    from airflow.sdk import conf
-
     base = conf.get("feishu_vc", "storage_base", fallback="") or ""
     if base:
         return base.rstrip("/")

@@ -6,11 +6,12 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCError
+from airflow_provider_feishu_vc.compat import conf, fail_task, sensor_timed_out
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class FeishuVCExportSensor(BaseSensorOperator):
         from airflow_provider_feishu_vc.client.api import ExportStatus
 
         if task.status is ExportStatus.FAILED:
-            _fail_task(str(task.failure()))
+            fail_task(str(task.failure()))
         if task.status is ExportStatus.DONE:
             return self._done(task.export_task_id, task.file_token)
         return None
@@ -109,8 +110,6 @@ class FeishuVCExportSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, str]:
         """Resume after the trigger fired: anything but a well-formed success event fails the task."""
-        from airflow.sdk.exceptions import AirflowSensorTimeout
-
         from airflow_provider_feishu_vc.triggers.feishu_vc import EVENT_STATUSES, FAILED, SUCCESS, TIMEOUT
 
         if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
@@ -121,14 +120,7 @@ class FeishuVCExportSensor(BaseSensorOperator):
         if status == SUCCESS:
             return self._done(export_task_id, event.get("file_token"))
         if status == FAILED:
-            _fail_task(message)
+            fail_task(message)
         if status == TIMEOUT:
-            raise AirflowSensorTimeout(message)
+            sensor_timed_out(message)
         raise FeishuVCError(message)
-
-
-def _fail_task(message: str) -> NoReturn:
-    """Fail the task without retries: a failed export stays failed."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    raise AirflowFailException(message)

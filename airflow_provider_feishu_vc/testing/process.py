@@ -14,6 +14,7 @@ from typing import Any
 from airflow_provider_feishu_vc.testing.emulator import (
     ADMIN_CONFIG_PATH,
     ADMIN_EXPORTS_PATH,
+    ADMIN_FINISH_PATH,
     ADMIN_RESET_PATH,
     ADMIN_STATS_PATH,
     EmulatorOptions,
@@ -70,6 +71,10 @@ class EmulatorProcess(EmulatorAddress):
     def reset(self) -> None:
         """Forget every token, export and request of the running emulator."""
         self._admin(ADMIN_RESET_PATH, {})
+
+    def finish_now(self) -> None:
+        """Make every pending export of the running emulator done now."""
+        self._admin(ADMIN_FINISH_PATH, {})
 
     def export_ready_times(self) -> dict[str, float]:
         return self._admin(ADMIN_EXPORTS_PATH, timeout=30)

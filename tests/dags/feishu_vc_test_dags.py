@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
+from airflow_provider_feishu_vc.compat import CronDataIntervalTimetable
 from airflow_provider_feishu_vc.operators.feishu_vc import (
     FeishuVCCreateExportOperator,
     FeishuVCDownloadExportOperator,

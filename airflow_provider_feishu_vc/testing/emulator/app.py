@@ -33,6 +33,8 @@ ADMIN_EXPORTS_PATH = "/_emulator/exports"
 ADMIN_CONFIG_PATH = "/_emulator/config"
 #: POST to forget every token, export and request (a fresh tenant, same options).
 ADMIN_RESET_PATH = "/_emulator/reset"
+#: POST to make every pending export done now.
+ADMIN_FINISH_PATH = "/_emulator/finish"
 
 
 class EmulatorApp:
@@ -72,6 +74,8 @@ class EmulatorApp:
         elif path == ADMIN_RESET_PATH:
             self.faults.clear()
             self.state.reset()
+        elif path == ADMIN_FINISH_PATH:
+            self.state.finish_now()
         elif path == ADMIN_EXPORTS_PATH:
             return JSONResponse(self.state.export_ready_times())
         elif path != ADMIN_STATS_PATH:
