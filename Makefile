@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: install test lint demo e2e bench lock clean
+.PHONY: install test lint demo e2e bench lock lock-matrix test-matrix clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ demo: install
 lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements-dev.lock
 
+# The whole suite on Airflow 3.1, 3.2 and 3.3 (one leg per Python 3.10, 3.12, 3.13; make test is 3.3 on 3.11).
+test-matrix: install
+	$(PY) scripts/test_matrix.py
+
+lock-matrix: install
+	$(PY) scripts/test_matrix.py --lock
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .matrix .pytest_cache .ruff_cache
 
 bench: install
 	AIRFLOW_HOME=$$(mktemp -d) $(PY) benchmarks/run.py $(BENCH_ARGS)

@@ -4,10 +4,11 @@ Each name resolves to the newest API the running Airflow has. Importing this mod
 exceptions and the timetable are looked up when first used.
 
 - ``conf``: ``airflow.sdk`` from 3.2; ``airflow.configuration`` on 3.1.
-- ``AirflowFailException``, ``AirflowSensorTimeout`` (and ``fail_task``, ``sensor_timed_out``):
+- ``AirflowFailException``, ``AirflowSensorTimeout``, ``TaskDeferred`` (and ``fail_task``, ``sensor_timed_out``):
   ``airflow.sdk.exceptions`` from 3.2; ``airflow.exceptions`` on 3.1.
 - ``amask_secret``: ``airflow.sdk.log.amask_secret`` from 3.3 (it also tells the triggerer's supervisor); on
-  3.1 and 3.2 the secret is masked in this process, which is where trigger logs are written from.
+  3.1 and 3.2 ``mask_secret`` masks in this process, where trigger logs are written, and its message to the
+  supervisor is refused at once inside a running loop (asgiref's ``async_to_sync``), so it never blocks.
 - ``CronDataIntervalTimetable``: ``airflow.sdk`` from 3.2; ``airflow.timetables.interval`` on 3.1.
 - The connection form: provider info ``conn-fields`` from 3.2; on 3.1 the hook's ``get_connection_form_widgets``
   and ``get_ui_field_behaviour`` (``FORM_FROM_PROVIDER_INFO`` says which one this Airflow reads).
@@ -27,13 +28,15 @@ except ImportError:  # Airflow 3.1
 
 if TYPE_CHECKING:
     from airflow.sdk import CronDataIntervalTimetable
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
 __all__ = [
+    "AIRFLOW_VERSION",
     "FORM_FROM_PROVIDER_INFO",
     "AirflowFailException",
     "AirflowSensorTimeout",
     "CronDataIntervalTimetable",
+    "TaskDeferred",
     "amask_secret",
     "conf",
     "fail_task",
@@ -47,6 +50,7 @@ _LAZY = {
     "AirflowFailException": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "AirflowSensorTimeout": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "CronDataIntervalTimetable": ("airflow.sdk", "airflow.timetables.interval"),
+    "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),
 }
 
 
@@ -57,8 +61,10 @@ def _airflow_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
+#: The running Airflow's (major, minor).
+AIRFLOW_VERSION = _airflow_version()
 #: Airflow 3.2 reads the connection form from the provider info; 3.1 asks the hook.
-FORM_FROM_PROVIDER_INFO = _airflow_version() >= (3, 2)
+FORM_FROM_PROVIDER_INFO = AIRFLOW_VERSION >= (3, 2)
 
 
 def __getattr__(name: str) -> Any:
@@ -86,10 +92,8 @@ async def amask_secret(secret: str) -> None:
     """Register ``secret`` with the masker from async code (a trigger), with no blocking call on the loop."""
     try:
         from airflow.sdk.log import amask_secret as newest
-    except ImportError:  # Airflow 3.1 and 3.2
-        from airflow.sdk.log import _secrets_masker  # type: ignore[attr-defined]
-
-        _secrets_masker().add_mask(secret)
+    except ImportError:  # Airflow 3.1 and 3.2: masks in this process; telling the supervisor fails fast on a loop
+        mask_secret(secret)
         return
     await newest(secret)
 
@@ -97,31 +101,29 @@ async def amask_secret(secret: str) -> None:
 def form_widgets(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The provider info's ``conn-fields`` as the wtforms fields Airflow 3.1 asks a hook for.
 
-    3.1 accepts only string, password, integer and boolean fields: a choice becomes a string field whose
-    description lists the allowed values, a number a string field (the hook parses it).
+    3.1 takes string, password, integer and boolean fields (a choice is a string with ``any_of``); a number
+    that may be fractional is a string field, which the hook parses.
     """
     from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
     from flask_babel import lazy_gettext
     from wtforms import BooleanField, IntegerField, PasswordField, StringField
-    from wtforms.validators import Optional
+    from wtforms import validators as checks
 
     widgets: dict[str, Any] = {}
     for name, field in fields.items():
         schema = field.get("schema", {})
         kinds = schema.get("type", [])
-        description = field.get("description", "")
-        if schema.get("enum"):
-            description += f" (one of: {', '.join(schema['enum'])})"
-        options: dict[str, Any] = {"description": description, "validators": [Optional()]}
-        if "default" in schema:
-            options["default"] = schema["default"]
-        label = lazy_gettext(field.get("label", name))
+        # ``checks.X`` (not ``from wtforms.validators import X``): 3.1's UI stubs wtforms and patches these names.
+        validators = [checks.Optional(), checks.any_of(schema["enum"])] if schema.get("enum") else [checks.Optional()]
+        common = {"validators": validators, "description": field.get("description", "")}
+        label, default = lazy_gettext(field.get("label", name)), schema.get("default")
         if schema.get("format") == "password":
-            widgets[name] = PasswordField(label, widget=BS3PasswordFieldWidget(), **options)
+            widgets[name] = PasswordField(label, widget=BS3PasswordFieldWidget(), **common)
         elif "boolean" in kinds:
-            widgets[name] = BooleanField(label, **options)
+            widgets[name] = BooleanField(label, default=default, **common)
         elif "integer" in kinds:
-            widgets[name] = IntegerField(label, widget=BS3TextFieldWidget(), **options)
+            widgets[name] = IntegerField(label, default=default, widget=BS3TextFieldWidget(), **common)
         else:
-            widgets[name] = StringField(label, widget=BS3TextFieldWidget(), **options)
+            text = None if default is None else str(default)
+            widgets[name] = StringField(label, default=text, widget=BS3TextFieldWidget(), **common)
     return widgets

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import airflow
 import jsonschema
 
-from airflow_provider_feishu_vc.get_provider_info import get_provider_info
+from airflow_provider_feishu_vc.get_provider_info import CONNECTION_FIELDS, get_provider_info
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from tests.conftest import APP_ID, APP_SECRET, airflow_cli
 
@@ -51,16 +53,29 @@ def test_airflow_lists_the_provider_and_its_connection_type(airflow_db: str) -> 
     assert "feishu_vc" in hooks and "FeishuVCHook" in hooks
 
 
-def test_connection_form_fields_reach_airflows_providers_manager() -> None:
-    from airflow.providers_manager import ProvidersManager
-
-    manager = ProvidersManager()
-    behaviour = manager.field_behaviours["feishu_vc"]
-    assert behaviour["relabeling"] == {"host": "API origin", "login": "App ID", "password": "App Secret"}
-    assert "schema" in behaviour["hidden_fields"] and "port" in behaviour["hidden_fields"]
-    widgets = manager.connection_form_widgets
-    assert widgets["extra__feishu_vc__app_ticket"].is_sensitive
-    assert widgets["extra__feishu_vc__app_type"].field["schema"]["enum"] == ["self_built", "store"]
+def test_connection_form_reaches_the_ui_on_this_airflow_version() -> None:
+    """What the UI's connection form is built from (``/ui/connections/hook_meta``): 3.2+ reads the provider info,
+    3.1 the hook's widgets. Run in a subprocess: Airflow's service stubs wtforms and FAB in ``sys.modules``."""
+    probe = (
+        "import json\n"
+        "from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService\n"
+        "[meta] = [m for m in HookMetaService.hook_meta_data() if m.connection_type == 'feishu_vc']\n"
+        "print(json.dumps(meta.model_dump(mode='json')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads(result.stdout.strip().splitlines()[-1])
+    standard = meta["standard_fields"]
+    assert standard["login"]["title"] == "App ID" and standard["password"]["title"] == "App Secret"
+    assert standard["host"]["title"] == "API origin" and not standard["host"]["hidden"]
+    assert standard["port"]["hidden"] and standard["url_schema"]["hidden"]
+    extras = meta["extra_fields"]
+    assert set(extras) == set(CONNECTION_FIELDS)
+    secret_fields = {name for name, field in extras.items() if field["schema"].get("format") == "password"}
+    assert secret_fields == {"app_ticket", "user_access_token", "refresh_token"}
+    assert extras["app_type"]["schema"]["enum"] == ["self_built", "store"]
+    assert extras["app_type"]["value"] == "self_built"
+    assert extras["tenant_key"]["schema"]["title"] == "Tenant key"
 
 
 def test_cli_added_connection_passes_the_connection_test(airflow_db: str) -> None:

@@ -129,7 +129,10 @@ def test_serialize_holds_only_what_is_needed_to_resume(fast_app: FeishuVCEmulato
     assert getattr(importlib.import_module(module), name) is FeishuVCExportTrigger
     text = json.dumps(kwargs)
     assert APP_SECRET not in text and APP_ID not in text and "http" not in text
-    from airflow.sdk.serde import deserialize, serialize
+    try:
+        from airflow.sdk.serde import deserialize, serialize
+    except ImportError:  # Airflow 3.1
+        from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
 
     assert deserialize(serialize(kwargs)) == kwargs  # plain values that Airflow's serde accepts
 

@@ -24,6 +24,9 @@ class EmulatorOptions:
     port: int = _option(0, "port to listen on (0: a free one)")
     export_delay: float = _option(2.0, "seconds until an export is done")
     export_delay_max: float | None = _option(None, "if set, each export takes a random time between the two")
+    processing_polls: int | None = _option(
+        None, "if set, an export answers 'processing' to this many status queries, then is done (not timed)"
+    )
     token_ttl: float = _option(7200.0, "lifetime of issued tokens in seconds (Feishu: 7200)")
     rate_limit: int = _option(100, "requests allowed per window, per endpoint (Feishu: 100)")
     rate_window: float = _option(60.0, "seconds of the rate-limit window (Feishu: 60)")

@@ -60,6 +60,7 @@ class ExportJob:
     file_token: str
     path: Path | None = None
     rows: int = 0
+    polls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -205,6 +206,9 @@ class TenantState:
             job = self.exports.get(task_id)
         if job is None:
             raise FeishuError(404, 121004, "data not exist")
+        job.polls += 1
+        if self.options.processing_polls is not None and job.polls > self.options.processing_polls:
+            job.ready_at = min(job.ready_at, time.monotonic())
         if time.monotonic() < job.ready_at:
             return {"status": 1}
         if job.fail_msg is not None:
