@@ -29,9 +29,14 @@ class DownloadResult:
     target_mib: int
     size: int
     label: str
-    mb_per_s: float
+    rates: list[float]  # MB/s, one per repeat
     peak_growth_mib: float | None
     first_extra_seconds: float | None = None
+    ratios: list[float] | None = None  # against curl's run of the same repeat
+
+    @property
+    def mb_per_s(self) -> float:
+        return statistics.median(self.rates)
 
 
 def _done_file_token(client: FeishuVCClient) -> str:
@@ -64,28 +69,34 @@ def run_size(target_mib: int) -> list[DownloadResult]:
         subprocess.run([*curl, "/dev/null", url], check=True)  # the emulator builds the workbook once
         # back-to-back downloads: pacing is not measured here
         env = {**os.environ, "AIRFLOW_CONN_FEISHU_VC_DEFAULT": emulator.connection(rate_limit_per_minute=1e9)}
-        results = []
+        labels = {"ours -> local file": "ours.xlsx", "ours -> memory://": "memory://bench/ours.xlsx"}
+        curl_rates: list[float] = []
+        runs: dict[str, list[dict]] = {label: [] for label in labels}
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as folder:
             local = Path(folder) / "curl.xlsx"
-            curl_seconds = []
+            # Interleaved (curl, ours, ours, curl, ...) so that a machine whose speed drifts affects both alike.
             for _ in range(REPEATS):
                 started = time.perf_counter()
                 subprocess.run([*curl, str(local), url], check=True)
-                curl_seconds.append(time.perf_counter() - started)
                 size = local.stat().st_size
+                curl_rates.append(size / (time.perf_counter() - started) / 1e6)
                 local.unlink()
-            curl_rate = size / statistics.median(curl_seconds) / 1e6
-            results.append(DownloadResult(target_mib, size, "curl -o (baseline)", curl_rate, None))
-            for label, destination in (
-                ("ours -> local file", f"{folder}/ours.xlsx"),
-                ("ours -> memory://", "memory://bench/ours.xlsx"),
-            ):
-                runs = []
-                for _ in range(REPEATS):
-                    runs.append(_ours(env, file_token, destination))
+                for label, name in labels.items():
+                    destination = name if "://" in name else f"{folder}/{name}"
+                    runs[label].append(_ours(env, file_token, destination))
                     Path(f"{folder}/ours.xlsx").unlink(missing_ok=True)
-                rate = statistics.median(r["bytes"] / r["seconds"] for r in runs) / 1e6
-                growth = max(r["peak_growth"] for r in runs) / 2**20
-                first_extra = statistics.median(r["first_seconds"] - r["seconds"] for r in runs)
-                results.append(DownloadResult(target_mib, runs[0]["bytes"], label, rate, growth, first_extra))
+        results = [DownloadResult(target_mib, size, "curl -o (baseline)", curl_rates, None)]
+        for label, measured in runs.items():
+            rates = [r["bytes"] / r["seconds"] / 1e6 for r in measured]
+            results.append(
+                DownloadResult(
+                    target_mib,
+                    measured[0]["bytes"],
+                    label,
+                    rates,
+                    max(r["peak_growth"] for r in measured) / 2**20,
+                    statistics.median(r["first_seconds"] - r["seconds"] for r in measured),
+                    [ours / base for ours, base in zip(rates, curl_rates, strict=True)],
+                )
+            )
         return results

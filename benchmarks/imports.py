@@ -22,7 +22,7 @@ print(json.dumps({"seconds": seconds, "rss": process.memory_info().rss - rss, "a
 WATCHED = ("httpx", "anyio", "requests.adapters", "openpyxl", "airflow.triggers.base", "uvicorn", "starlette")
 
 
-def run(repeats: int = 5) -> dict:
+def run(repeats: int = 7) -> dict:
     samples = [
         json.loads(
             subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
@@ -33,6 +33,7 @@ def run(repeats: int = 5) -> dict:
     ]
     added = samples[0]["added"]
     return {
+        "samples": [s["seconds"] * 1000 for s in samples],
         "ms": statistics.median(s["seconds"] for s in samples) * 1000,
         "kib": statistics.median(s["rss"] for s in samples) / 1024,
         "modules": len(added),

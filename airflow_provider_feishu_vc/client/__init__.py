@@ -1,9 +1,14 @@
-"""The Feishu VC core: endpoints, token rules, error mapping and retries. Imports nothing from Airflow."""
+"""The Feishu VC core: endpoints, token rules, error mapping and retries. Imports nothing from Airflow.
+
+The errors are imported with the package; everything else on first use, so that importing an operator (which
+Airflow does on every DAG parse) does not load the protocol machinery.
+"""
 
 from __future__ import annotations
 
-from airflow_provider_feishu_vc.client.api import ExportStatus, ExportTask
-from airflow_provider_feishu_vc.client.config import ClientConfig
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from airflow_provider_feishu_vc.client.errors import (
     FeishuVCAPIError,
     FeishuVCConfigError,
@@ -12,6 +17,12 @@ from airflow_provider_feishu_vc.client.errors import (
     FeishuVCExportFailedError,
     FeishuVCTransportError,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_feishu_vc.client.api import ExportStatus, ExportTask
+    from airflow_provider_feishu_vc.client.config import ClientConfig
+
+_LAZY = {"ClientConfig": "config", "ExportStatus": "api", "ExportTask": "api"}
 
 __all__ = [
     "ClientConfig",
@@ -24,3 +35,9 @@ __all__ = [
     "FeishuVCExportFailedError",
     "FeishuVCTransportError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

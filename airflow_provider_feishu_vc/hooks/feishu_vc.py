@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
 
 PROGRESS_LOG_INTERVAL = 5.0
-WRITE_QUEUE_CHUNKS = 16
+WRITE_BATCH_BYTES = 4 * 1024 * 1024
+WRITE_QUEUE_BATCHES = 2
 
 
 def config_from_connection(conn: Connection) -> ClientConfig:
@@ -249,19 +250,21 @@ class FeishuVCHook(BaseHook):
             )
 
     def _write_chunks(self, partial: ObjectStoragePath, chunks: Iterable[bytes], size: int | None) -> int:
-        """Write ``chunks`` to ``partial`` from a second thread, so disk writes overlap with reading the network.
+        """Write ``chunks`` to ``partial`` from a second thread, so storage writes overlap with reading the network.
 
-        At most ``WRITE_QUEUE_CHUNKS`` chunks wait in between: memory stays flat whatever the file's size.
+        Chunks are handed over in batches of about ``WRITE_BATCH_BYTES`` (one lock round trip per batch, not per
+        64 KiB read), at most ``WRITE_QUEUE_BATCHES`` waiting: memory stays flat whatever the file's size.
         """
-        pending: queue.Queue[bytes | None] = queue.Queue(maxsize=WRITE_QUEUE_CHUNKS)
+        pending: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=WRITE_QUEUE_BATCHES)
         failures: list[BaseException] = []
 
         def write_all(handle: Any) -> None:
-            while (chunk := pending.get()) is not None:
+            while (batch := pending.get()) is not None:
                 if failures:
                     continue  # keep draining so that the reader never blocks on a full queue
                 try:
-                    handle.write(chunk)
+                    for chunk in batch:
+                        handle.write(chunk)
                 except BaseException as error:
                     failures.append(error)
 
@@ -271,17 +274,27 @@ class FeishuVCHook(BaseHook):
             writer = threading.Thread(target=write_all, args=(handle,), name="feishu-vc-download-writer")
             writer.start()
             try:
+                batch: list[bytes] = []
+                batch_bytes = 0
                 for chunk in chunks:
+                    batch.append(chunk)
+                    batch_bytes += len(chunk)
+                    if batch_bytes < WRITE_BATCH_BYTES:
+                        continue
                     if failures:
                         break
-                    pending.put(chunk)
-                    received += len(chunk)
+                    pending.put(batch)
+                    received += batch_bytes
+                    batch, batch_bytes = [], 0
                     now = time.monotonic()
                     if now - last_log >= PROGRESS_LOG_INTERVAL:
                         last_log = now
                         rate = received / (now - started) / 1e6
                         share = f" ({100 * received / size:.0f}%)" if size else ""
                         self.log.info("Downloaded %d bytes%s at %.1f MB/s", received, share, rate)
+                if batch and not failures:
+                    pending.put(batch)
+                    received += batch_bytes
             finally:
                 pending.put(None)
                 writer.join()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,9 @@ from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
 #: Longest pause between polls after repeated transient errors.
 MAX_ERROR_BACKOFF = 300.0
+#: Triggers that start together (a triggerer taking over hundreds) spread their first polls over this many
+#: seconds at most, so that no turn of the event loop runs hundreds of first steps back to back.
+FIRST_POLL_SPREAD = 1.0
 
 SUCCESS, FAILED, TIMEOUT, ERROR = "success", "failed", "timeout", "error"
 EVENT_STATUSES = (SUCCESS, FAILED, TIMEOUT, ERROR)
@@ -72,6 +76,7 @@ class FeishuVCExportTrigger(BaseTrigger):
         yield event
 
     async def _wait(self) -> TriggerEvent:
+        await asyncio.sleep(random.uniform(0, min(self.poll_interval, FIRST_POLL_SPREAD)))
         hook = FeishuVCHook(self.feishu_vc_conn_id)
         error_backoff = RetryPolicy(base_delay=self.poll_interval, max_delay=MAX_ERROR_BACKOFF)
         failures = 0
