@@ -38,7 +38,7 @@ def test_test_connection_reports_feishus_code(emulator: FeishuVCEmulator, monkey
     connection = {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": "nope-wrong"}
     monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_BAD", json.dumps(connection))
     ok, message = FeishuVCHook("feishu_vc_bad").test_connection()
-    assert not ok and "code 10014" in message and "app secret invalid" in message
+    assert not ok and "code 10015" in message and "app secret invalid" in message
 
 
 def test_uri_form_connection_works(emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -94,5 +94,5 @@ def test_cli_added_connection_passes_the_connection_test(airflow_db: str) -> Non
             "--conn-login", APP_ID, "--conn-password", "wrong-secret",
         )  # fmt: skip
         failed = airflow_cli("connections", "test", "feishu_vc_cli_bad", env=enabled, check=False)
-        assert "code 10014" in failed.stdout + failed.stderr
+        assert "code 10015" in failed.stdout + failed.stderr
         airflow_cli("connections", "delete", "feishu_vc_cli_bad", check=False)

@@ -20,8 +20,8 @@ from airflow_provider_feishu_vc.client.exports import (
 from airflow_provider_feishu_vc.client.files import FileInfo, check_complete
 from airflow_provider_feishu_vc.client.protocol import Flow, HttpRequest, HttpResponse, RetryPolicy, call_with_retries
 
-#: The rate-limit bucket of each API (Feishu limits every API on its own).
-CREATE_API, STATUS_API, DOWNLOAD_API = "create", "status", "download"
+#: The rate-limit buckets of the status query and the download; each create kind is a bucket of its own name.
+STATUS_API, DOWNLOAD_API = "status", "download"
 
 
 class ExportStatus(IntEnum):
@@ -86,7 +86,7 @@ def create_export(
     kind, body = build_export_body(export_type, fields)
     user_id_type = validate_user_id_type(kind, user_id_type)
     params = (("user_id_type", user_id_type),) if user_id_type else ()
-    request = HttpRequest("POST", kind.path, params=params, json_body=body, budget=budgets.for_api(CREATE_API))
+    request = HttpRequest("POST", kind.path, params=params, json_body=body, budget=budgets.for_api(kind.name))
     response = yield from call_with_retries(request, policy)
     task_id = (response.payload.get("data") or {}).get("task_id")
     try:

@@ -47,13 +47,21 @@ class RateBudget:
 
 
 class AppBudgets:
-    """The rate budgets of one app. Today every export endpoint draws from one budget."""
+    """The rate budgets of one app: Feishu limits each API on its own (every create kind, the status query and
+    the download), so each has its own budget of ``per_minute``."""
 
     def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._shared = RateBudget(per_minute, clock=clock)
+        self.per_minute = per_minute
+        self._clock = clock
+        self._budgets: dict[str, RateBudget] = {}
+        self._lock = threading.Lock()
 
     def for_api(self, name: str) -> RateBudget:
-        return self._shared
+        with self._lock:
+            budget = self._budgets.get(name)
+            if budget is None:
+                budget = self._budgets[name] = RateBudget(self.per_minute, clock=self._clock)
+            return budget
 
 
 _PROCESS_BUDGETS: dict[tuple[tuple[str, str, str], float], AppBudgets] = {}

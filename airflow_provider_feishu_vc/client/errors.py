@@ -20,8 +20,11 @@ RETRYABLE_CODES = frozenset({INTERNAL_ERROR_CODE})
 #: Codes that will not change on retry; each with what the user has to fix.
 CODE_HINTS: Mapping[int, str] = {
     10003: "Feishu rejected the credentials: check the connection's App ID (login) and App Secret (password).",
-    10014: "Feishu rejected the App Secret: check the connection's password.",
-    10015: "Feishu rejected the App ID or App Secret: check the connection's login and password.",
+    10014: (
+        "Feishu says the app is disabled or does not exist: check the App ID (login) and that the app is enabled "
+        "and its version published in the developer console."
+    ),
+    10015: "Feishu rejected the App Secret: check the connection's password (App Secret).",
     STALE_APP_TICKET_CODE: (
         "The store app's app_ticket is stale. A new ticket has been requested from Feishu (it is pushed to the "
         "app's event URL); put it in the connection's `app_ticket` extra."

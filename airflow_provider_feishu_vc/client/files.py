@@ -29,7 +29,8 @@ def filename_from_content_disposition(header: str | None) -> str | None:
             pass
     plain = _PLAIN_NAME.search(header)
     if plain:
-        return plain.group(1) if plain.group(1) is not None else plain.group(2).strip()
+        name = plain.group(1) if plain.group(1) is not None else plain.group(2).strip()
+        return unquote(name)  # servers percent-encode non-ASCII names in the plain form too (the SDK decodes it)
     return None
 
 

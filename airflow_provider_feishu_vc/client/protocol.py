@@ -44,7 +44,8 @@ class HttpRequest:
     def headers(self, driver_name: str) -> dict[str, str]:
         """``driver_name`` ("sync" / "async") goes into the User-Agent, so a server's logs tell workers from
         triggerers."""
-        headers = {"Accept": "application/json", "User-Agent": f"{USER_AGENT} {driver_name}"}
+        # A download answers with the file's own type: it must not be asked for JSON.
+        headers = {"Accept": "*/*" if self.stream else "application/json", "User-Agent": f"{USER_AGENT} {driver_name}"}
         if self.json_body is not None:
             headers["Content-Type"] = JSON_CONTENT_TYPE
         if self.token:

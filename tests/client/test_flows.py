@@ -152,3 +152,22 @@ def test_a_user_token_refresh_masks_both_tokens() -> None:
     token = script.run(TokenCache().renew(config, POLICY))
     assert token.refresh_token == "r-new" and script.masked == ["u-new", "r-new"]
     assert script.requests[0].json_body["refresh_token"] == "r-old"  # type: ignore[index]
+
+
+def test_each_api_draws_on_a_budget_of_its_own() -> None:
+    """Feishu limits every API separately: creates and downloads do not eat the status polls' share."""
+    clock = FakeClock()
+    budgets = AppBudgets(per_minute=60, clock=clock)  # one request every 1.1 s per API
+    fields = {"start_time": 1_764_000_000, "end_time": 1_764_003_600}
+    flows = [
+        api.get_export("1", POLICY, budgets),
+        api.create_export("meeting_list", fields, None, POLICY, budgets),
+        api.create_export("resource_reservation_list", {"room_level_id": "x", **fields}, None, POLICY, budgets),
+        api.open_download("tok", POLICY, budgets),
+        api.get_export("2", POLICY, budgets),
+    ]
+    first_steps = []
+    for flow in flows:
+        next(flow)  # NeedToken
+        first_steps.append(type(flow.send("t-1")).__name__)
+    assert first_steps == ["HttpRequest", "HttpRequest", "HttpRequest", "HttpRequest", "Sleep"]

@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from airflow_provider_feishu_vc.testing.emulator.faults import ANSWER_FAULTS, Fault, FaultPlan
 from airflow_provider_feishu_vc.testing.emulator.rules import (
@@ -23,6 +23,9 @@ from airflow_provider_feishu_vc.testing.emulator.state import TOKEN_PATH_PREFIXE
 from airflow_provider_feishu_vc.testing.emulator.workbook import XLSX_CONTENT_TYPE
 
 EXPORTS_PREFIX = "/open-apis/vc/v1/exports/"
+#: Where the status answer's ``url`` points (Feishu's is a CDN address; unconfirmed whether it needs auth:
+#: served here without).
+CDN_PREFIX = "/cdn/"
 DOWNLOAD_PATH = EXPORTS_PREFIX + "download"
 DOWNLOAD_CHUNK = 1024 * 1024
 #: Not a Feishu path: the emulator's own request statistics, for tests that run it as a separate process.
@@ -60,10 +63,11 @@ class EmulatorApp:
             headers.get("user-agent", ""),
         )  # fmt: skip
         self.state.record(record)
-        response = await self._respond(request, headers)
+        response = await self._cdn(path=request.url.path) if request.url.path.startswith(CDN_PREFIX) else None
+        response = response or await self._respond(request, headers)
         record.status = response.status_code
         response.headers["X-Tt-Logid"] = f"{time.strftime('%Y%m%d%H%M%S')}{secrets.token_hex(8)}"
-        await response(scope, receive, send)
+        await response(scope, receive, _with_header_case(send))
 
     async def _admin(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
@@ -208,6 +212,12 @@ class EmulatorApp:
 
     # -- downloads -----------------------------------------------------------------------------------------
 
+    async def _cdn(self, path: str) -> Any:
+        try:
+            return await self._download(unquote(path.removeprefix(CDN_PREFIX)))
+        except FeishuError as error:
+            return _error(error)
+
     async def _download(self, file_token: str) -> Any:
         from starlette.responses import StreamingResponse
 
@@ -273,3 +283,25 @@ def _error(error: FeishuError) -> Any:
     if error.error:
         payload["error"] = error.error
     return JSONResponse(payload, status_code=error.http_status)
+
+
+#: Feishu's spelling of the header names it sends (the emulator's framework lower-cases every name).
+_HEADER_SPELLING = {b"x-tt-logid": b"X-Tt-Logid", b"x-request-id": b"X-Request-Id"}
+
+
+def _spelled(name: bytes) -> bytes:
+    if name.startswith(b"x-ogw-"):
+        return name  # Feishu's rate-limit headers are lower case
+    return _HEADER_SPELLING.get(name) or b"-".join(part.capitalize() for part in name.split(b"-"))
+
+
+def _with_header_case(send: Callable[..., Any]) -> Callable[..., Any]:
+    """Send header names as Feishu writes them (``Content-Disposition``, ``X-Tt-Logid``): the official SDK looks
+    them up case-sensitively."""
+
+    async def spelled(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [(_spelled(name), value) for name, value in message["headers"]]}
+        await send(message)
+
+    return spelled

@@ -121,7 +121,7 @@ class TenantState:
         if body.get(id_key) != self.options.app_id:
             raise FeishuError(200, 10003, "invalid param: app_id")
         if body.get(secret_key) != self.options.app_secret:
-            raise FeishuError(200, 10014, "app secret invalid")
+            raise FeishuError(200, 10015, "app secret invalid")  # 10015 in Feishu's generic list: wrong secret
 
     def valid_token(self, value: str, kind: str) -> bool:
         with self._lock:
@@ -209,11 +209,13 @@ class TenantState:
         job.polls += 1
         if self.options.processing_polls is not None and job.polls > self.options.processing_polls:
             job.ready_at = min(job.ready_at, time.monotonic())
+        # Feishu's answer carries all four fields in every state; those that do not apply are empty.
+        answer = {"status": 1, "url": "", "file_token": "", "fail_msg": ""}
         if time.monotonic() < job.ready_at:
-            return {"status": 1}
+            return answer
         if job.fail_msg is not None:
-            return {"status": 2, "fail_msg": job.fail_msg}
-        return {"status": 3, "url": f"{origin}/cdn/{quote(job.file_token)}", "file_token": job.file_token}
+            return {**answer, "status": 2, "fail_msg": job.fail_msg}
+        return {**answer, "status": 3, "url": f"{origin}/cdn/{quote(job.file_token)}", "file_token": job.file_token}
 
     def finished_export(self, file_token: str) -> ExportJob:
         with self._lock:
@@ -236,6 +238,7 @@ class TenantState:
                 data.SHEET_NAMES[job.kind],
                 data.COLUMNS[job.kind],
                 data.rows(job.kind, job.body, count, self.options.meeting_every),
+                count,
                 compress=self.options.rows is None,  # large-file mode: stored, so size follows rows
             )
             job.path = path

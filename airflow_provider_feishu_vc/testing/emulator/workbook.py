@@ -30,7 +30,8 @@ _WORKBOOK_RELS = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 </Relationships>"""
 _SHEET_START = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    '<dimension ref="A1:{last_cell}"/><sheetData>'
 )
 _SHEET_END = "</sheetData></worksheet>"
 
@@ -41,10 +42,26 @@ def _cell(value: object) -> str:
     return f'<c t="inlineStr"><is><t xml:space="preserve">{escape(str(value))}</t></is></c>'
 
 
+def _column(number: int) -> str:
+    """Spreadsheet column letters: 1 -> A, 17 -> Q, 35 -> AI."""
+    letters = ""
+    while number:
+        number, remainder = divmod(number - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
 def write_workbook(
-    path: Path, sheet_name: str, header: Sequence[str], rows: Iterable[Sequence[object]], *, compress: bool = True
+    path: Path,
+    sheet_name: str,
+    header: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    row_count: int,
+    *,
+    compress: bool = True,
 ) -> int:
-    """Write a one-sheet workbook to ``path``; return the number of data rows."""
+    """Write a one-sheet workbook of ``row_count`` data rows to ``path``, streamed (the sheet's ``<dimension>``
+    comes first, so readers such as openpyxl's read-only mode know its size); return the rows written."""
     count = 0
     compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with zipfile.ZipFile(path, "w", compression=compression, compresslevel=1 if compress else None) as archive:
@@ -53,7 +70,7 @@ def write_workbook(
         archive.writestr("xl/workbook.xml", _WORKBOOK.format(name=escape(sheet_name, {'"': "&quot;"})))
         archive.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
         with archive.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as sheet:
-            sheet.write(_SHEET_START.encode())
+            sheet.write(_SHEET_START.format(last_cell=f"{_column(len(header))}{row_count + 1}").encode())
             sheet.write(("<row>" + "".join(_cell(h) for h in header) + "</row>").encode())
             for row in rows:
                 sheet.write(("<row>" + "".join(_cell(v) for v in row) + "</row>").encode())
