@@ -72,9 +72,12 @@ CONFORMANCE: dict[str, list[str]] = {
 
 
 def sdk_client(emulator: FeishuVCEmulator) -> Any:
+    """The official SDK pointed at the emulator, with a token cache of its own (the SDK's default cache is
+    process-wide and keyed by App ID alone, so it would hand this test a token of an earlier emulator state)."""
     import lark_oapi as lark
+    from lark_oapi.core.cache.local_cache import LocalCache
 
-    return lark.Client.builder().app_id(APP_ID).app_secret(APP_SECRET).domain(emulator.url).build()
+    return lark.Client.builder().app_id(APP_ID).app_secret(APP_SECRET).domain(emulator.url).cache(LocalCache()).build()
 
 
 def create_requests() -> dict[str, Any]:

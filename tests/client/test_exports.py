@@ -100,12 +100,6 @@ def test_bad_times_name_the_field(value: object, message: str) -> None:
             "at most one of",
         ),
         (
-            "participant_list",
-            {"meeting_start_time": START, "meeting_end_time": END + dt.timedelta(days=1), "meeting_no": "1"},
-            "meeting_end_time",
-            "at most 1 day(s)",
-        ),
-        (
             "participant_quality_list",
             {"meeting_start_time": START, "meeting_end_time": END, "meeting_no": "1", "join_time": START},
             "user_id / room_id",

@@ -199,11 +199,11 @@ def test_every_kind_can_be_created(emulator: FeishuVCEmulator, config: ClientCon
 def test_feishu_side_validation_error_is_reported_with_its_field(
     emulator: FeishuVCEmulator, config: ClientConfig
 ) -> None:
-    future = {"start_time": NOW + dt.timedelta(days=1), "end_time": NOW + dt.timedelta(days=2)}
+    # The client checks types and combinations; the 9-digit form of a meeting number is Feishu's to refuse.
     with pytest.raises(FeishuVCAPIError) as raised:
-        client_for(config).create_export("meeting_list", **future)
+        client_for(config).create_export("meeting_list", meeting_no="12345", **DAY_RANGE)
     assert raised.value.code == 121003 and raised.value.http_status == 400
-    assert "start_time" in str(raised.value)
+    assert "meeting_no" in str(raised.value)
     assert emulator.count("/open-apis/vc/v1/exports/meeting_list") == 1  # 121003 is never retried
 
 

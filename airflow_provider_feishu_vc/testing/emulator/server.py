@@ -50,6 +50,7 @@ class FeishuVCEmulator(EmulatorAddress):
             access_log=False,
             lifespan="off",
             interface="asgi3",
+            http="h11",  # keeps header names as the app spells them (httptools lower-cases them)
             backlog=4096,
             timeout_keep_alive=30,
             ssl_certfile=self.options.tls_certfile,
