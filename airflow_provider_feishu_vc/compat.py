@@ -11,7 +11,7 @@ exceptions and the timetable are looked up when first used.
   supervisor is refused at once inside a running loop (asgiref's ``async_to_sync``), so it never blocks.
 - ``CronDataIntervalTimetable``: ``airflow.sdk`` from 3.2; ``airflow.timetables.interval`` on 3.1.
 - The connection form: provider info ``conn-fields`` from 3.2; on 3.1 the hook's ``get_connection_form_widgets``
-  and ``get_ui_field_behaviour`` (``FORM_FROM_PROVIDER_INFO`` says which one this Airflow reads).
+  and ``get_ui_field_behaviour``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AIRFLOW_VERSION",
-    "FORM_FROM_PROVIDER_INFO",
     "AirflowFailException",
     "AirflowSensorTimeout",
     "CronDataIntervalTimetable",
@@ -63,8 +62,6 @@ def _airflow_version() -> tuple[int, int]:
 
 #: The running Airflow's (major, minor).
 AIRFLOW_VERSION = _airflow_version()
-#: Airflow 3.2 reads the connection form from the provider info; 3.1 asks the hook.
-FORM_FROM_PROVIDER_INFO = AIRFLOW_VERSION >= (3, 2)
 
 
 def __getattr__(name: str) -> Any:
