@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from airflow_provider_feishu_vc.client import api, protocol, transport
-from airflow_provider_feishu_vc.client.budget import AppBudgets, process_budgets
 from airflow_provider_feishu_vc.client.calls import ExportCalls
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
@@ -34,10 +33,10 @@ MAX_POOL_CONNECTIONS = 32
 
 @dataclass
 class AppSession:
-    """What one app shares inside one event loop: HTTP pool (built off the loop on first use) and budgets."""
+    """What the callers of one connection's settings share inside one event loop: the HTTP pool, built off the
+    loop on first use. (Tokens and rate budgets are shared process-wide, by the base class.)"""
 
     config: ClientConfig
-    budgets: AppBudgets
     users: int = 0
     http: httpx.AsyncClient | None = None
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -72,8 +71,7 @@ async def shared_client(
     key = (id(asyncio.get_running_loop()), config)
     session = _SESSIONS.get(key)
     if session is None:
-        budgets = process_budgets(config.app_key, config.rate_limit_per_minute)
-        session = _SESSIONS[key] = AppSession(config, budgets)
+        session = _SESSIONS[key] = AppSession(config)
     session.users += 1
     try:
         yield AsyncFeishuVCClient(config, session, on_secret=on_secret, policy=policy)
@@ -105,7 +103,7 @@ class AsyncFeishuVCClient(ExportCalls):
         self, config: ClientConfig, session: AppSession, *, on_secret: SecretCallback | None = None,
         token_cache: TokenCache = TOKEN_CACHE, policy: RetryPolicy | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(config, session.budgets, token_cache=token_cache, policy=policy)
+        super().__init__(config, token_cache=token_cache, policy=policy)
         self._session = session
         self._on_secret = on_secret
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_feishu_vc.client import api
-from airflow_provider_feishu_vc.client.budget import AppBudgets
+from airflow_provider_feishu_vc.client.budget import process_budgets
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.protocol import Flow, RetryPolicy, T
 from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, token_key
@@ -21,12 +21,11 @@ class ExportCalls:
     driver_name = ""
 
     def __init__(
-        self, config: ClientConfig, budgets: AppBudgets, *, token_cache: TokenCache = TOKEN_CACHE,
-        policy: RetryPolicy | None = None,
-    ) -> None:  # fmt: skip
+        self, config: ClientConfig, *, token_cache: TokenCache = TOKEN_CACHE, policy: RetryPolicy | None = None
+    ) -> None:
         self.config = config
         self.policy = policy or RetryPolicy(max_retries=config.max_retries)
-        self.budgets = budgets
+        self.budgets = process_budgets(config.app_key, config.rate_limit_per_minute)
         self.tokens = token_cache
         self.token_key = token_key(config)
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from airflow_provider_feishu_vc.client import api, protocol, transport
-from airflow_provider_feishu_vc.client.budget import process_budgets
 from airflow_provider_feishu_vc.client.calls import ExportCalls
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
@@ -39,8 +38,7 @@ class FeishuVCClient(ExportCalls):
         self, config: ClientConfig, *, on_secret: SecretCallback | None = None, token_cache: TokenCache = TOKEN_CACHE,
         policy: RetryPolicy | None = None,
     ) -> None:  # fmt: skip
-        budgets = process_budgets(config.app_key, config.rate_limit_per_minute)
-        super().__init__(config, budgets, token_cache=token_cache, policy=policy)
+        super().__init__(config, token_cache=token_cache, policy=policy)
         self._on_secret = on_secret
         self._http: httpx.Client | None = None
 
