@@ -1,42 +1,84 @@
-"""The rate budget of one app: requests spaced evenly under Feishu's limit, and paused together after a 429.
+"""The rate budget of one app's API: requests paced under Feishu's limit, shared by every caller of a process, and
+slowed down when other processes spend the same limit.
 
 Pure bookkeeping (no sleeping): flows ask :meth:`RateBudget.reserve` how long to wait and yield that sleep to
 their driver, so the same arithmetic serves the async client (shared by every trigger of a loop) and the sync
 client (shared by every thread of a process). Times are ``time.monotonic()`` seconds.
+
+Several processes (triggerers, workers) spend one app's limit, and nothing they all run can count for them
+cheaply, so each process learns its share from Feishu's own signal, as TCP does from lost packets: a 429 cuts
+the pace to 70% of what the process really sent (once per burst of refusals), and every window's worth of
+accepted requests adds one request per window back (additive increase, multiplicative decrease). Processes
+converge on a fair split just under the limit; a process alone keeps its full pace. The window length and its
+cap come from the 429 (``x-ogw-ratelimit-limit``) and the connection's per-minute figure, so a test that shrinks
+Feishu's window behaves as Feishu does.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 #: Share of the app's documented limit that one process spends, leaving room for clock skew and other callers.
 RATE_BUDGET_SHARE = 0.9
+#: What a 429 leaves of the pace the process really sent.
+SLOWDOWN_AFTER_REFUSAL = 0.7
+#: How many recent slots tell the pace a process really sends at.
+PACE_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A reserved place in the budget: wait ``wait`` seconds, then send. ``number`` tells later answers apart
+    from the ones already under way when the pace was cut."""
+
+    wait: float
+    number: int
 
 
 class RateBudget:
-    """Spaces requests evenly so that no window of the limit's length ever sees more than the limit.
+    """Spaces requests evenly under the limit and adapts the pace to what Feishu refuses.
 
-    A 429 pauses every caller until Feishu's reset time; callers then line up again at the steady pace.
+    A 429 pauses every caller until Feishu's reset time and cuts the pace; accepted requests raise it back
+    towards ``per_minute * share``.
     """
 
     def __init__(
         self, per_minute: float, share: float = RATE_BUDGET_SHARE, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.interval = 60.0 / (per_minute * share)
+        self.per_minute = per_minute
+        self.most = per_minute * share
+        self.pace = self.most
+        self._window_cap = per_minute  # requests per window; Feishu's window is a minute until a 429 says more
         self._clock = clock
         self._next_slot = 0.0
         self._paused_until = 0.0
+        self._issued = 0
+        self._issued_at_cut = 0
+        self._recent: deque[float] = deque(maxlen=PACE_SAMPLES)
         self._lock = threading.Lock()
 
-    def reserve(self) -> float:
-        """Take the next free slot; return how many seconds to wait for it."""
+    @property
+    def interval(self) -> float:
+        return 60.0 / self.pace
+
+    @property
+    def least(self) -> float:
+        """One request per window: the slowest pace, so a process never stops asking."""
+        return self.per_minute / self._window_cap
+
+    def reserve(self) -> Slot:
+        """Take the next free slot; return how long to wait for it."""
         with self._lock:
             now = self._clock()
             slot = max(now, self._next_slot, self._paused_until)
             self._next_slot = slot + self.interval
-            return slot - now
+            self._issued += 1
+            self._recent.append(slot)
+            return Slot(slot - now, self._issued)
 
     def paused(self) -> bool:
         return self._clock() < self._paused_until
@@ -44,6 +86,32 @@ class RateBudget:
     def pause(self, seconds: float) -> None:
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def accepted(self, slot: Slot) -> None:
+        """Feishu took the request sent in ``slot``: one more request per window, spread over a window's worth."""
+        with self._lock:
+            if self.pace >= self.most or slot.number <= self._issued_at_cut:
+                return
+            per_window = self.pace * self._window_cap / self.per_minute
+            self.pace = min(self.most, self.pace + self.least / per_window)
+
+    def refused(self, slot: Slot, reset: float, window_cap: float | None = None) -> None:
+        """Feishu answered 429 to ``slot``: pause every caller until ``reset`` and, unless the pace was already cut
+        after this request left, cut it to a share of what this process really sent."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + reset)
+            if window_cap and window_cap > 0:
+                self._window_cap = min(window_cap, self.per_minute)
+            if slot.number <= self._issued_at_cut:
+                return
+            self._issued_at_cut = self._issued
+            self.pace = max(self.least, SLOWDOWN_AFTER_REFUSAL * min(self.pace, self._sent_pace()))
+
+    def _sent_pace(self) -> float:
+        """Requests per minute over the recent slots (the configured pace until there are two)."""
+        if len(self._recent) < 2 or self._recent[-1] <= self._recent[0]:
+            return self.pace
+        return 60.0 * (len(self._recent) - 1) / (self._recent[-1] - self._recent[0])
 
 
 class AppBudgets:

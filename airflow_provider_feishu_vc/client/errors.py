@@ -95,6 +95,7 @@ class FeishuVCAPIError(FeishuVCError):
         permission_violations: Sequence[Mapping[str, Any]] = (),
         field_violations: Sequence[Mapping[str, Any]] = (),
         retry_after: float | None = None,
+        window_cap: float | None = None,
         attempts: int = 1,
     ) -> None:
         self.code = code
@@ -104,6 +105,7 @@ class FeishuVCAPIError(FeishuVCError):
         self.permission_violations = list(permission_violations)
         self.field_violations = list(field_violations)
         self.retry_after = retry_after
+        self.window_cap = window_cap
         self.attempts = attempts
         self.hint = _hint_for(code, self.permission_violations, self.field_violations)
         super().__init__(self._describe())
@@ -132,6 +134,7 @@ class FeishuVCAPIError(FeishuVCError):
             permission_violations=self.permission_violations,
             field_violations=self.field_violations,
             retry_after=self.retry_after,
+            window_cap=self.window_cap,
             attempts=attempts,
         )
 

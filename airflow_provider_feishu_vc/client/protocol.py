@@ -14,7 +14,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from airflow_provider_feishu_vc.client.budget import RateBudget
+from airflow_provider_feishu_vc.client.budget import RateBudget, Slot
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCError
 
 T = TypeVar("T")
@@ -147,6 +147,7 @@ def parse_envelope(response: HttpResponse) -> HttpResponse:
     """
     log_id = response.header("x-tt-logid")
     retry_after = _float_header(response.headers, "x-ogw-ratelimit-reset")
+    window_cap = _float_header(response.headers, "x-ogw-ratelimit-limit")
     try:
         payload = json.loads(response.body)
         if not isinstance(payload, dict):
@@ -160,6 +161,7 @@ def parse_envelope(response: HttpResponse) -> HttpResponse:
             http_status=response.status,
             log_id=log_id,
             retry_after=retry_after,
+            window_cap=window_cap,
         ) from None
     if code == 0 and response.status < 400:
         response.payload = payload
@@ -173,6 +175,7 @@ def parse_envelope(response: HttpResponse) -> HttpResponse:
         permission_violations=error.get("permission_violations") or (),
         field_violations=error.get("field_violations") or (),
         retry_after=retry_after,
+        window_cap=window_cap,
     )
 
 
@@ -199,14 +202,14 @@ class RetryPolicy:
         return self.backoff(attempt)
 
 
-def wait_for_budget(budget: RateBudget) -> Flow[None]:
+def wait_for_budget(budget: RateBudget) -> Flow[Slot]:
     """Wait for the next free slot of ``budget``, and for any pause a 429 put on it to pass."""
     while True:
-        wait = budget.reserve()
-        if wait > 0:
-            yield Sleep(wait)
+        slot = budget.reserve()
+        if slot.wait > 0:
+            yield Sleep(slot.wait)
         if not budget.paused():
-            return
+            return slot
 
 
 # --- one API call -------------------------------------------------------------------------------------------
@@ -217,19 +220,23 @@ def call_with_retries(request: HttpRequest, policy: RetryPolicy, *, authenticate
 
     A JSON answer is checked with :func:`parse_envelope`; a streamed file answer is returned untouched.
     On a token-invalid code the token is replaced and the request replayed once. A 429 pauses every caller
-    of the request's rate budget until Feishu's reset time.
+    of the request's rate budget until Feishu's reset time and slows the budget's pace; accepted requests
+    raise it back.
     """
     token = (yield NeedToken()) if authenticated else None
+    budget, slot = request.budget, None
     replayed = False
     attempt = 0
     while True:
         attempt += 1
-        if request.budget is not None:
-            yield from wait_for_budget(request.budget)
+        if budget is not None:
+            slot = yield from wait_for_budget(budget)
         try:
             response: HttpResponse = yield replace(request, token=token)
-            return response if request.stream and response.is_file else parse_envelope(response)
+            answered = response if request.stream and response.is_file else parse_envelope(response)
         except FeishuVCAPIError as error:
+            if budget and slot and not error.rate_limited:
+                budget.accepted(slot)  # Feishu's limiter let it through; the error is about something else
             if error.token_invalid and authenticated and not replayed:
                 replayed = True
                 token = yield NeedToken(stale=token)
@@ -238,9 +245,13 @@ def call_with_retries(request: HttpRequest, policy: RetryPolicy, *, authenticate
             failure: FeishuVCError = error
         except FeishuVCError as error:  # transport errors, thrown in by the driver
             failure = error
+        else:
+            if budget and slot:
+                budget.accepted(slot)
+            return answered
         delay = policy.delay_after(attempt, failure)
+        if budget and slot and isinstance(failure, FeishuVCAPIError) and failure.rate_limited:
+            budget.refused(slot, delay if delay is not None else 0.0, failure.window_cap)
         if delay is None:
             raise failure.after(attempt) if attempt > 1 else failure
-        if request.budget is not None and isinstance(failure, FeishuVCAPIError) and failure.rate_limited:
-            request.budget.pause(delay)
         yield Sleep(delay)

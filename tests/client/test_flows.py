@@ -171,3 +171,39 @@ def test_each_api_draws_on_a_budget_of_its_own() -> None:
         next(flow)  # NeedToken
         first_steps.append(type(flow.send("t-1")).__name__)
     assert first_steps == ["HttpRequest", "HttpRequest", "HttpRequest", "HttpRequest", "Sleep"]
+
+
+def test_a_429_cuts_the_pace_once_not_again_for_requests_already_under_way() -> None:
+    clock = FakeClock()
+    budget = RateBudget(per_minute=2000, share=0.9, clock=clock)  # 100 per 3 s once a 429 says the cap is 100
+    under_way = [budget.reserve() for _ in range(3)]
+    full = budget.pace
+    budget.refused(under_way[0], reset=0.5, window_cap=100)
+    cut = budget.pace
+    assert cut <= 0.7 * full and budget.paused()
+    budget.refused(under_way[1], reset=0.5, window_cap=100)  # sent before the cut: same burst of refusals
+    assert budget.pace == cut
+    clock.now += 1
+    budget.refused(budget.reserve(), reset=0.5, window_cap=100)  # sent after the cut: the pace is still too high
+    assert budget.pace < cut
+
+
+def test_accepted_requests_raise_the_pace_one_request_per_window_back_to_the_full_pace() -> None:
+    clock = FakeClock()
+    budget = RateBudget(per_minute=2000, share=0.9, clock=clock)
+    budget.refused(budget.reserve(), reset=0.0, window_cap=100)  # window: 3 s, least pace 1 per window
+    low = budget.pace
+    per_window = round(low * 3 / 60)
+    for _ in range(per_window):
+        budget.accepted(budget.reserve())
+    assert budget.pace == pytest.approx(low + 20, rel=0.05)  # one more request per 3-s window = 20 a minute
+    for _ in range(10_000):
+        budget.accepted(budget.reserve())
+    assert budget.pace == budget.most == 1800
+
+
+def test_a_process_that_is_never_refused_keeps_its_full_pace() -> None:
+    budget = RateBudget(per_minute=100, clock=FakeClock())
+    for _ in range(500):
+        budget.accepted(budget.reserve())
+    assert budget.pace == budget.most == 90 and budget.interval == pytest.approx(60 / 90)

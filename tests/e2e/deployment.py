@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -189,6 +190,20 @@ class Deployment:
             text = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"--- {name} (pid {process.pid}, {state}), last {len(text)} lines:\n" + "\n".join(text))
         return "\n".join(parts)
+
+    def deferral_exits_seen_by_scheduler(self, dag_id: str, run_id: str) -> set[int]:
+        """Map indexes of ``dag_id``/``run_id`` whose exit into DEFERRED the scheduler has already processed.
+
+        Airflow fails a resumed task when the scheduler reads its deferral exit only after the trigger fired and
+        the resumed attempt started (apache/airflow#71580, #72716, open in 3.1-3.3). Tests that end many waits at
+        once wait for this set to be complete first, so they test the provider and not that race.
+        """
+        finished = re.compile(
+            rf"TaskInstance Finished: dag_id={re.escape(dag_id)}, task_id=[^,]+, run_id={re.escape(run_id)}, "
+            r"map_index=(-?\d+), .*?, state=deferred,"
+        )
+        text = (self.logs / "scheduler.log").read_text(errors="replace")
+        return {int(match.group(1)) for match in finished.finditer(text)}
 
     # -- REST --------------------------------------------------------------------------------------------------
 

@@ -23,6 +23,9 @@ DAG_ID = "example_feishu_vc_export"
 EXPORT_SECONDS = 3600
 SCALE = 20  # Feishu's 100-per-minute window shrunk to 100 per 3 s, and the connection told the same limit
 MANY = 200
+#: How long the many waits poll with demand above the limit (200 triggers every 5 s want 40 a second; the limit
+#: allows 33.3), before their exports are made done.
+SATURATION_SECONDS = 60
 
 
 class Timeline:
@@ -48,11 +51,11 @@ def feishu() -> Iterator[EmulatorProcess]:
 @pytest.fixture(scope="module")
 def deployment(feishu: EmulatorProcess) -> Iterator[Deployment]:
     root = Path(tempfile.mkdtemp(prefix="feishu-vc-e2e-"))
-    # The budget is kept per process: two triggerers and the workers' first checks share Feishu's limit, so
-    # each process is given a third of it (as the README tells users running several triggerers).
+    # The connection is told the app's real limit, nothing split: two triggerers and the workers' first checks
+    # share it by slowing down when Feishu refuses (client/budget.py).
     env = {
         "E2E_WAITS": str(MANY),
-        "AIRFLOW_CONN_FEISHU_VC_DEFAULT": feishu.connection(rate_limit_per_minute=100 * SCALE / 3),
+        "AIRFLOW_CONN_FEISHU_VC_DEFAULT": feishu.connection(rate_limit_per_minute=100 * SCALE),
         "AIRFLOW__FEISHU_VC__STORAGE_BASE": (root / "exports").as_uri(),
     }
     airflow = Deployment(root, env)
@@ -131,6 +134,18 @@ def test_many_waits_share_one_token_per_triggerer_and_stay_under_the_limit(
             return deferred == MANY
 
         airflow.wait_for(f"all {MANY} sensors to be deferred at once", all_deferred, 900, interval=2)
+        # Ending the waits before the scheduler has read every deferral exit trips an open Airflow race that fails
+        # resumed tasks (see Deployment.deferral_exits_seen_by_scheduler); real exports end long after.
+        airflow.wait_for(
+            "the scheduler to process every deferral exit",
+            lambda: len(airflow.deferral_exits_seen_by_scheduler(dag_id, run_id)) == MANY,
+            300,
+            interval=1,
+        )
+        timeline.mark("the scheduler has processed every deferral exit")
+        saturated_from = time.time()
+        time.sleep(SATURATION_SECONDS)
+        saturated_until = time.time()
         feishu.finish_now()
         timeline.mark(f"all {MANY} exports made done")
 
@@ -153,12 +168,19 @@ def test_many_waits_share_one_token_per_triggerer_and_stay_under_the_limit(
             states = sorted({ti["state"] for ti in failed})
             raise AssertionError(f"{len(failed)} sensors ended {states}; the first one's log:\n{log_text(log)[-6000:]}")
         assert state == "success" and len(waits) == MANY and most_deferred == MANY
-        rate_limited = after["by_status"].get("429", 0) - before["by_status"].get("429", 0)
-        assert rate_limited == 0, f"{rate_limited} requests were refused with 429"
+        requests = after["requests"] - before["requests"]
+        refused = after["by_status"].get("429", 0) - before["by_status"].get("429", 0)
+        accepted = sum(1 for at, status in after["status_queries"]
+                       if saturated_from <= at < saturated_until and status == 200)  # fmt: skip
+        used = accepted / (100 * (saturated_until - saturated_from) / (60 / SCALE))
+        timeline.mark(f"{refused} of {requests} requests refused with 429 ({refused / requests:.2%})")
+        timeline.mark(f"{used:.0%} of the status query's limit used over {SATURATION_SECONDS} s of saturation")
+        assert refused <= 0.01 * requests, f"{refused} of {requests} requests were refused with 429"
+        assert used >= 0.80, f"only {used:.0%} of the limit used while demand exceeded it"
         agents = after["token_requests_by_user_agent"]
         triggerer_tokens = sum(v - before["token_requests_by_user_agent"].get(k, 0) for k, v in agents.items()
                                if k.endswith(" async"))  # fmt: skip
-        timeline.mark(f"token requests from triggerers: {triggerer_tokens} (2 triggerer processes); 429s: 0")
+        timeline.mark(f"token requests from triggerers: {triggerer_tokens} (2 triggerer processes)")
         assert 1 <= triggerer_tokens <= 2
     finally:
         print(f"\nTimeline:\n{timeline}", flush=True)

@@ -19,10 +19,14 @@ from airflow_provider_feishu_vc.testing.emulator.rules import (
     RateLimited,
     check_user_id_type,
 )
-from airflow_provider_feishu_vc.testing.emulator.state import TOKEN_PATH_PREFIXES, RequestRecord, TenantState
+from airflow_provider_feishu_vc.testing.emulator.state import (
+    EXPORTS_PREFIX,
+    TOKEN_PATH_PREFIXES,
+    RequestRecord,
+    TenantState,
+)
 from airflow_provider_feishu_vc.testing.emulator.workbook import XLSX_CONTENT_TYPE
 
-EXPORTS_PREFIX = "/open-apis/vc/v1/exports/"
 #: Where the status answer's ``url`` points (Feishu's is a CDN address; unconfirmed whether it needs auth:
 #: served here without).
 CDN_PREFIX = "/cdn/"

@@ -25,6 +25,7 @@ from airflow_provider_feishu_vc.testing.emulator.rules import FeishuError, RateL
 from airflow_provider_feishu_vc.testing.emulator.workbook import write_workbook
 
 TOKEN_PATH_PREFIXES = ("/open-apis/auth/", "/open-apis/authen/")
+EXPORTS_PREFIX = "/open-apis/vc/v1/exports/"
 FIRST_TASK_ID = 7_111_325_589_855_797_267
 DAY = 86_400
 
@@ -281,4 +282,11 @@ class TenantState:
                 "token_requests_by_user_agent": dict(token_agents),
                 "exports": len(self.exports),
                 "issued_tokens": list(self.tokens),  # for leak checks of processes that cannot see this object
+                # (wall-clock time, HTTP status) of every status query: how much of its limit was used, and when
+                "status_queries": [[r.at, r.status] for r in self.requests if _is_status_query(r)],
             }
+
+
+def _is_status_query(record: RequestRecord) -> bool:
+    name = record.path.removeprefix(EXPORTS_PREFIX)
+    return record.method == "GET" and record.path.startswith(EXPORTS_PREFIX) and name.isdigit()
