@@ -12,11 +12,14 @@ exceptions and the timetable are looked up when first used.
 - ``CronDataIntervalTimetable``: ``airflow.sdk`` from 3.2; ``airflow.timetables.interval`` on 3.1.
 - The connection form: provider info ``conn-fields`` from 3.2; on 3.1 the hook's ``get_connection_form_widgets``
   and ``get_ui_field_behaviour``.
+- ``task_state``: the task's state store, kept across the tries of a task instance (``task_state_store``), from
+  3.3; on 3.1 and 3.2 there is none, so a retry cannot know what an earlier try started.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk.log import mask_secret
@@ -42,6 +45,7 @@ __all__ = [
     "form_widgets",
     "mask_secret",
     "sensor_timed_out",
+    "task_state",
 ]
 
 #: Where each lazily resolved name lives: the newest module first.
@@ -83,6 +87,11 @@ def fail_task(message: str, cause: BaseException | None = None) -> NoReturn:
 def sensor_timed_out(message: str) -> NoReturn:
     """Raise Airflow's sensor timeout (``soft_fail`` turns it into a skip)."""
     raise __getattr__("AirflowSensorTimeout")(message)
+
+
+def task_state(context: Mapping[str, Any]) -> Any | None:
+    """The task instance's state store (``get`` / ``set`` / ``delete``), which survives retries; None before 3.3."""
+    return context.get("task_state_store")
 
 
 async def amask_secret(secret: str) -> None:

@@ -1,9 +1,10 @@
-"""The main job, end to end on this machine: the example DAG against the local Feishu VC emulator.
+"""The main job, end to end on this machine: the example DAGs against the local Feishu VC emulator.
 
 Starts the emulator on a free loopback port, makes a throwaway AIRFLOW_HOME (SQLite), points the
 ``feishu_vc_default`` connection at the emulator through an environment variable, runs
-``airflow dags test example_feishu_vc_export`` for yesterday, checks that the sensor deferred and resumed,
-and prints where the file landed with its size and the rows of each sheet. Exits non-zero on any failure.
+``airflow dags test`` for yesterday on both example DAGs (three tasks: create, sensor, download; and the one-task
+``FeishuVCExportOperator``), checks that each deferred and resumed, and prints where each file landed with its
+size and the rows of each sheet. Exits non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pendulum
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 
 REPO = Path(__file__).resolve().parent.parent
-DAG_ID = "example_feishu_vc_export"
+DAG_IDS = ("example_feishu_vc_export", "example_feishu_vc_one_task")
 OUTPUT = REPO / "demo-output"
 DEFER_MARKER = "deferring to the triggerer"
 
@@ -36,6 +37,33 @@ def sheet_rows(path: Path) -> dict[str, int]:
 
     workbook = openpyxl.load_workbook(path, read_only=True)
     return {sheet.title: sum(1 for _ in sheet.iter_rows()) - 1 for sheet in workbook.worksheets}
+
+
+def run_dag(dag_id: str, logical_date: pendulum.DateTime, env: dict[str, str], home: Path) -> bool:
+    """``airflow dags test`` one example DAG; check it deferred and landed a readable file; print the file."""
+    print(f"Running airflow dags test {dag_id} {logical_date.isoformat()} ...")
+    run = airflow(["dags", "test", dag_id, logical_date.isoformat()], env)
+    log = run.stdout + run.stderr
+    (home / f"{dag_id}.log").write_text(log)
+    if run.returncode != 0 or "state=success" not in log:
+        print(log[-6000:])
+        print(f"FAILED: airflow dags test {dag_id} exited {run.returncode}")
+        return False
+    if DEFER_MARKER not in log:
+        print(log[-6000:])
+        print(f"FAILED: {dag_id} did not defer to the triggerer")
+        return False
+    files = sorted((OUTPUT / dag_id).glob("*/*.xlsx"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        print(log[-6000:])
+        print(f"FAILED: no xlsx file under {OUTPUT / dag_id}")
+        return False
+    landed = files[-1]
+    print(f"Exported file: {landed}")
+    print(f"Size: {landed.stat().st_size} bytes")
+    for sheet, count in sheet_rows(landed).items():
+        print(f"Sheet {sheet!r}: {count} data rows")
+    return True
 
 
 def main() -> int:
@@ -59,29 +87,9 @@ def main() -> int:
                 return 1
             # A manual run at today 00:00 (Asia/Shanghai) covers the last whole day: [yesterday 00:00, today 00:00).
             logical_date = pendulum.now("Asia/Shanghai").start_of("day")
-            print(f"Running airflow dags test {DAG_ID} {logical_date.isoformat()} ...")
-            run = airflow(["dags", "test", DAG_ID, logical_date.isoformat()], env)
-            log = run.stdout + run.stderr
-            (home / "dags-test.log").write_text(log)
-            if run.returncode != 0 or "state=success" not in log:
-                print(log[-6000:])
-                print(f"FAILED: airflow dags test exited {run.returncode}")
-                return 1
-            if DEFER_MARKER not in log:
-                print(log[-6000:])
-                print("FAILED: the sensor did not defer to the triggerer")
-                return 1
-            files = sorted((OUTPUT / DAG_ID).glob("*/*.xlsx"), key=lambda p: p.stat().st_mtime)
-            if not files:
-                print(log[-6000:])
-                print(f"FAILED: no xlsx file under {OUTPUT / DAG_ID}")
-                return 1
-            landed = files[-1]
-            rows = sheet_rows(landed)
-            print(f"Exported file: {landed}")
-            print(f"Size: {landed.stat().st_size} bytes")
-            for sheet, count in rows.items():
-                print(f"Sheet {sheet!r}: {count} data rows")
+            for dag_id in DAG_IDS:
+                if not run_dag(dag_id, logical_date, env, home):
+                    return 1
             print(f"Emulator saw {feishu.token_requests()} token request(s) and {len(feishu.requests)} requests in all")
             print(f"Demo passed in {time.monotonic() - started:.1f} s")
             return 0

@@ -3,28 +3,70 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from logging import Logger
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import Asset, BaseOperator
 
-from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
+from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.client.exports import EXPORT_KINDS
-from airflow_provider_feishu_vc.compat import conf, fail_task
+from airflow_provider_feishu_vc.compat import conf, fail_task, task_state
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook, as_storage_path
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
+    from airflow_provider_feishu_vc.client.api import ExportTask
+
 #: Kinds whose query range defaults to the DAG run's data interval (start_time / end_time).
 INTERVAL_DEFAULTED_KINDS = ("meeting_list", "resource_reservation_list")
 #: Every export field of every kind, by Feishu's name, in the order the kinds list them.
 EXPORT_FIELDS = tuple(dict.fromkeys(name for kind in EXPORT_KINDS.values() for name in kind.fields))
+#: Task-state keys (Airflow 3.3+), kept across the tries of one task instance: the export a try started, and the
+#: file a try landed.
+EXPORT_ID_KEY = "feishu_vc_export_task_id"
+LANDED_KEY = "feishu_vc_landed_file"
+#: Feishu's "data not exist": the export id is unknown, or its file expired.
+EXPORT_GONE_CODE = 121004
 
 
 def _fail_on_bad_input(error: Exception) -> NoReturn:
     """Bad input will not fix itself on retry: fail the task at once, keeping the message that names the field."""
     fail_task(str(error), cause=error)
+
+
+def reusable_export(hook: FeishuVCHook, context: Context, log: Logger) -> ExportTask | None:
+    """The export an earlier try of this task instance started, while Feishu still has it and it has not failed.
+
+    Exports are remembered in the task's state store (Airflow 3.3+); before 3.3 every try starts afresh.
+    """
+    from airflow_provider_feishu_vc.client.api import ExportStatus
+
+    state = task_state(context)
+    export_task_id = state.get(EXPORT_ID_KEY) if state is not None else None
+    if not export_task_id:
+        return None
+    try:
+        task = hook.get_export(str(export_task_id))
+    except FeishuVCAPIError as error:
+        if error.code != EXPORT_GONE_CODE:
+            raise
+        log.warning("Export %s of an earlier try is gone from Feishu (%s); starting a new one", export_task_id, error)
+        return None
+    if task.status is ExportStatus.FAILED:
+        log.warning("Export %s of an earlier try failed (%s); starting a new one", export_task_id, task.fail_msg)
+        return None
+    log.info("Resuming export %s, started by an earlier try (%s)", export_task_id, task.status.name.lower())
+    return task
+
+
+def _remember(context: Context, key: str, value: Any) -> None:
+    state = task_state(context)
+    if state is not None:
+        state.set(key, value)
 
 
 class FeishuVCCreateExportOperator(BaseOperator):
@@ -111,13 +153,21 @@ class FeishuVCCreateExportOperator(BaseOperator):
         return fields
 
     def execute(self, context: Context) -> str:
+        hook = FeishuVCHook(self.feishu_vc_conn_id)
+        try:
+            resumed = reusable_export(hook, context, self.log)
+            return resumed.export_task_id if resumed is not None else self.start_export(context, hook)
+        finally:
+            hook.close()
+
+    def start_export(self, context: Context, hook: FeishuVCHook) -> str:
+        """Create the export and remember it for later tries of this task instance."""
         try:
             fields = self.export_fields(context)
-            export_task_id = FeishuVCHook(self.feishu_vc_conn_id).create_export(
-                self.export_type, user_id_type=self.user_id_type, **fields
-            )
+            export_task_id = hook.create_export(self.export_type, user_id_type=self.user_id_type, **fields)
         except FeishuVCConfigError as error:
             _fail_on_bad_input(error)
+        _remember(context, EXPORT_ID_KEY, export_task_id)
         self.log.info("Started Feishu %s export %s with %s", self.export_type, export_task_id, fields)
         return export_task_id
 
@@ -131,7 +181,68 @@ def default_storage_base() -> str:
     return "file://" + os.path.abspath(os.path.expanduser(home)) + "/feishu_vc_exports"
 
 
-class FeishuVCDownloadExportOperator(BaseOperator):
+class LandsExportFiles:
+    """Where and how an export's file lands: the download operator's and the one-task operator's destination
+    options, the asset event, and the landed file remembered for later tries."""
+
+    destination: str | ObjectStoragePath | None
+    storage_conn_id: str | None
+    overwrite: bool
+    into_folder: bool | None
+    outlets: list[Any]
+    dag_id: str
+    log: Logger
+
+    @staticmethod
+    def export_asset(dag_id: str, task_id: str) -> Asset:
+        """The asset a download task updates: one per DAG and task, whatever the file's path."""
+        return Asset(name=f"feishu_vc_export.{dag_id}.{task_id}", uri=f"feishu-vc://exports/{dag_id}/{task_id}")
+
+    def _target(self, context: Context) -> tuple[ObjectStoragePath, bool | None]:
+        """Where to write, and whether that is a folder (None: let the hook look)."""
+        destination = self.destination
+        if destination is None:
+            destination = f"{default_storage_base()}/{self.dag_id}/{context['run_id']}/"
+        into_folder = self.into_folder
+        if into_folder is None and isinstance(destination, str) and destination.endswith("/"):
+            into_folder = True
+        return as_storage_path(destination, conn_id=self.storage_conn_id), into_folder
+
+    def land(self, context: Context, hook: FeishuVCHook, file_token: str, export_task_id: str | None) -> str:
+        """Download the file into the destination; announce it on the asset; return its URI."""
+        target, into_folder = self._target(context)
+        fallback = f"{export_task_id}.xlsx" if export_task_id else "feishu_vc_export.xlsx"
+        try:
+            landed = hook.download_export(
+                file_token, target, into_folder=into_folder, overwrite=self.overwrite, fallback_name=fallback
+            )
+        except FeishuVCConfigError as error:
+            _fail_on_bad_input(error)
+        uri = str(landed)
+        _remember(context, LANDED_KEY, {"export_task_id": export_task_id, "uri": uri})
+        self.log.info("Feishu export file is at %s", uri)
+        return self.announce(context, uri, export_task_id)
+
+    def landed_earlier(self, context: Context, export_task_id: str) -> str | None:
+        """The URI of this export's file when an earlier try already landed it and it is still there."""
+        state = task_state(context)
+        landed = state.get(LANDED_KEY) if state is not None else None
+        if not isinstance(landed, dict) or landed.get("export_task_id") != export_task_id:
+            return None
+        uri = str(landed.get("uri") or "")
+        if not uri or not as_storage_path(uri, conn_id=self.storage_conn_id).exists():
+            return None
+        self.log.info("The file of export %s was landed by an earlier try at %s", export_task_id, uri)
+        return uri
+
+    def announce(self, context: Context, uri: str, export_task_id: str | None) -> str:
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = {"uri": uri, "export_task_id": export_task_id}
+        return uri
+
+
+class FeishuVCDownloadExportOperator(LandsExportFiles, BaseOperator):
     """Download a finished Feishu VC export into object storage; return the file's URI (XCom).
 
     The file streams in constant memory to a temporary name beside the target, is checked against
@@ -141,12 +252,15 @@ class FeishuVCDownloadExportOperator(BaseOperator):
 
     :param file_token: The done export's ``file_token`` (templated), or the sensor's whole XCom value
         ``{"export_task_id", "file_token"}``.
-    :param destination: An ``ObjectStoragePath`` or URI (``file://``, ``s3://``, ``memory://``...; templated).
-        A value ending in ``/`` (or an existing folder) receives the file under Feishu's name. Default:
-        ``<[feishu_vc] storage_base>/<dag_id>/<run_id>/``.
     :param export_task_id: The export's id (templated), used for the fallback file name ``<id>.xlsx``.
+    :param destination: An ``ObjectStoragePath`` or URI (``file://``, ``s3://``, ``memory://``...; templated).
+        A folder (a string ending in ``/``, ``into_folder=True``, or an existing local folder) receives the file
+        under Feishu's name, made safe. Default: ``<[feishu_vc] storage_base>/<dag_id>/<run_id>/``.
     :param storage_conn_id: Airflow connection for the destination's object store (as ObjectStoragePath takes it).
     :param overwrite: Replace an existing file; by default an existing file fails the task.
+    :param into_folder: Take ``destination`` as a folder (True) or as the file itself (False), whatever it looks
+        like: an ``ObjectStoragePath`` cannot end in ``/``, and an object store's prefix is no folder until it
+        holds an object.
     :param feishu_vc_conn_id: The ``feishu_vc`` connection.
     """
 
@@ -161,6 +275,7 @@ class FeishuVCDownloadExportOperator(BaseOperator):
         export_task_id: str | None = None,
         storage_conn_id: str | None = None,
         overwrite: bool = False,
+        into_folder: bool | None = None,
         feishu_vc_conn_id: str = FeishuVCHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -170,39 +285,129 @@ class FeishuVCDownloadExportOperator(BaseOperator):
         self.export_task_id = export_task_id
         self.storage_conn_id = storage_conn_id
         self.overwrite = overwrite
+        self.into_folder = into_folder
         self.feishu_vc_conn_id = feishu_vc_conn_id
         if not self.outlets:
             self.outlets = [self.export_asset(self.dag_id if self.has_dag() else "", self.task_id)]
-
-    @staticmethod
-    def export_asset(dag_id: str, task_id: str) -> Asset:
-        """The asset a download task updates: one per DAG and task, whatever the file's path."""
-        return Asset(name=f"feishu_vc_export.{dag_id}.{task_id}", uri=f"feishu-vc://exports/{dag_id}/{task_id}")
-
-    def _target(self, context: Context) -> tuple[ObjectStoragePath, bool | None]:
-        """Where to write, and whether that is a folder (None: let the hook look)."""
-        destination = self.destination
-        if destination is None:
-            destination = f"{default_storage_base()}/{self.dag_id}/{context['run_id']}/"
-        into_folder = True if isinstance(destination, str) and destination.endswith("/") else None
-        return as_storage_path(destination, conn_id=self.storage_conn_id), into_folder
 
     def execute(self, context: Context) -> str:
         file_token, export_task_id = self.file_token, self.export_task_id
         if isinstance(file_token, Mapping):
             export_task_id = export_task_id or file_token.get("export_task_id")
             file_token = file_token.get("file_token", "")
-        target, into_folder = self._target(context)
-        fallback = f"{export_task_id}.xlsx" if export_task_id else "feishu_vc_export.xlsx"
+        hook = FeishuVCHook(self.feishu_vc_conn_id)
         try:
-            landed = FeishuVCHook(self.feishu_vc_conn_id).download_export(
-                str(file_token), target, into_folder=into_folder, overwrite=self.overwrite, fallback_name=fallback
-            )
-        except FeishuVCConfigError as error:
-            _fail_on_bad_input(error)
-        uri = str(landed)
-        for outlet in self.outlets:
-            if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra = {"uri": uri, "export_task_id": export_task_id}
-        self.log.info("Feishu export file is at %s", uri)
-        return uri
+            return self.land(context, hook, str(file_token), export_task_id)
+        finally:
+            hook.close()
+
+
+class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
+    """Create a Feishu VC export, wait for it, and download its file into storage, in one task; return the
+    file's URI (XCom) and announce it on the task's asset, as the download operator does.
+
+    The wait defers to the triggerer (the sensor's trigger, sharing the triggerer's connection pool, token and
+    rate budget) or polls in the worker; the download runs in the worker when the task resumes. A retry resumes
+    the export an earlier try started (Airflow 3.3+, kept in the task's state store): a processing or done export
+    is waited for and downloaded again, and a file an earlier try already landed is not fetched twice; a failed
+    export, or one Feishu no longer knows, is created anew. Before Airflow 3.3 every try starts a new export.
+
+    Takes every export field of :class:`FeishuVCCreateExportOperator` (same names, checks and data-interval
+    defaults) and:
+
+    :param destination: Where the file lands, as for :class:`FeishuVCDownloadExportOperator` (templated; default
+        ``<[feishu_vc] storage_base>/<dag_id>/<run_id>/``, under Feishu's file name).
+    :param storage_conn_id: Airflow connection for the destination's object store.
+    :param overwrite: Replace an existing file; by default an existing file fails the task.
+    :param into_folder: Take ``destination`` as a folder (True) or as the file itself (False).
+    :param deferrable: Wait in the triggerer instead of a worker slot. Defaults to Airflow's
+        ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between status checks.
+    :param timeout: Seconds to wait for the export in all (None: no limit). A timed-out wait fails the try;
+        a retry resumes the same export.
+    """
+
+    template_fields: Sequence[str] = (*FeishuVCCreateExportOperator.template_fields, "destination")
+
+    def __init__(
+        self,
+        *,
+        destination: str | ObjectStoragePath | None = None,
+        storage_conn_id: str | None = None,
+        overwrite: bool = False,
+        into_folder: bool | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        timeout: float | timedelta | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.destination = destination
+        self.storage_conn_id = storage_conn_id
+        self.overwrite = overwrite
+        self.into_folder = into_folder
+        self.deferrable = deferrable
+        self.poll_interval = float(poll_interval)
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        if self.poll_interval <= 0:
+            raise FeishuVCConfigError("poll_interval", f"must be a positive number of seconds, not {poll_interval!r}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise FeishuVCConfigError("timeout", f"must be a positive number of seconds or None, not {timeout!r}")
+        if not self.outlets:
+            self.outlets = [self.export_asset(self.dag_id if self.has_dag() else "", self.task_id)]
+
+    def execute(self, context: Context) -> str:
+        from airflow_provider_feishu_vc.client.api import ExportStatus
+
+        hook = FeishuVCHook(self.feishu_vc_conn_id)
+        try:
+            task = reusable_export(hook, context, self.log)
+            if task is not None and (landed := self.landed_earlier(context, task.export_task_id)):
+                return self.announce(context, landed, task.export_task_id)
+            if task is None:
+                task = hook.get_export(self.start_export(context, hook))
+            deadline = None if self.timeout is None else time.time() + self.timeout
+            while task.status is ExportStatus.PROCESSING:
+                if self.deferrable:
+                    self._defer(task.export_task_id, deadline)
+                if deadline is not None and time.time() >= deadline:
+                    raise FeishuVCError(f"Feishu export {task.export_task_id} was not done after {self.timeout:g} s")
+                self.log.info("Feishu export %s is still processing", task.export_task_id)
+                time.sleep(self.poll_interval)
+                task = hook.get_export(task.export_task_id)
+            if task.status is ExportStatus.FAILED:
+                raise task.failure()  # a retry starts a new export
+            return self.land(context, hook, str(task.file_token), task.export_task_id)
+        finally:
+            hook.close()
+
+    def _defer(self, export_task_id: str, deadline: float | None) -> NoReturn:
+        from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
+
+        self.log.info("Feishu export %s is processing; deferring to the triggerer", export_task_id)
+        self.defer(
+            trigger=FeishuVCExportTrigger(
+                export_task_id=export_task_id,
+                feishu_vc_conn_id=self.feishu_vc_conn_id,
+                poll_interval=self.poll_interval,
+                deadline=deadline,
+            ),
+            method_name="execute_complete",
+            kwargs={"export_task_id": export_task_id},
+            timeout=None if self.timeout is None else timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, export_task_id: str = "") -> str:
+        """Resume after the trigger fired: download the file of a done export; anything else fails the try."""
+        from airflow_provider_feishu_vc.triggers.feishu_vc import FAILED, SUCCESS, read_event
+
+        outcome = read_event(event, export_task_id)
+        if outcome.status == FAILED:
+            raise FeishuVCError(outcome.message)  # not fail_task: a retry starts a new export
+        if outcome.status != SUCCESS:
+            raise FeishuVCError(outcome.message)  # timeout or error: a retry resumes the same export
+        hook = FeishuVCHook(self.feishu_vc_conn_id)
+        try:
+            return self.land(context, hook, str(outcome.file_token), outcome.export_task_id)
+        finally:
+            hook.close()

@@ -110,17 +110,13 @@ class FeishuVCExportSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, str]:
         """Resume after the trigger fired: anything but a well-formed success event fails the task."""
-        from airflow_provider_feishu_vc.triggers.feishu_vc import EVENT_STATUSES, FAILED, SUCCESS, TIMEOUT
+        from airflow_provider_feishu_vc.triggers.feishu_vc import FAILED, SUCCESS, TIMEOUT, read_event
 
-        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
-            raise FeishuVCError(f"Feishu export {self.export_task_id}: unexpected trigger event {event!r}")
-        export_task_id = str(event.get("export_task_id") or self.export_task_id)
-        message = str(event.get("message") or "")
-        status = event["status"]
-        if status == SUCCESS:
-            return self._done(export_task_id, event.get("file_token"))
-        if status == FAILED:
-            fail_task(message)
-        if status == TIMEOUT:
-            sensor_timed_out(message)
-        raise FeishuVCError(message)
+        outcome = read_event(event, self.export_task_id)
+        if outcome.status == SUCCESS:
+            return self._done(outcome.export_task_id, outcome.file_token)
+        if outcome.status == FAILED:
+            fail_task(outcome.message)
+        if outcome.status == TIMEOUT:
+            sensor_timed_out(outcome.message)
+        raise FeishuVCError(outcome.message)

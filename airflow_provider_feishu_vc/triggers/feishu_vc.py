@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -24,6 +25,28 @@ FIRST_POLL_SPREAD = 1.0
 
 SUCCESS, FAILED, TIMEOUT, ERROR = "success", "failed", "timeout", "error"
 EVENT_STATUSES = (SUCCESS, FAILED, TIMEOUT, ERROR)
+
+
+@dataclass(frozen=True)
+class WaitOutcome:
+    """What a trigger event says, checked: ``status`` is one of ``EVENT_STATUSES``; ``file_token`` is set on
+    success."""
+
+    status: str
+    export_task_id: str
+    message: str
+    file_token: str | None = None
+
+
+def read_event(event: Any, export_task_id: str | None) -> WaitOutcome:
+    """Check the event a resumed task receives; anything but a well-formed event raises ``FeishuVCError``."""
+    if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
+        raise FeishuVCError(f"Feishu export {export_task_id}: unexpected trigger event {event!r}")
+    export_task_id = str(event.get("export_task_id") or export_task_id or "")
+    file_token = event.get("file_token")
+    if event["status"] == SUCCESS and (not isinstance(file_token, str) or not file_token):
+        raise FeishuVCError(f"Feishu export {export_task_id} is done but carries no file_token")
+    return WaitOutcome(event["status"], export_task_id, str(event.get("message") or ""), file_token or None)
 
 
 class FeishuVCExportTrigger(BaseTrigger):

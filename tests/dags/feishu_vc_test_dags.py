@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 import pendulum
 from airflow.sdk import DAG
 
@@ -9,6 +12,7 @@ from airflow_provider_feishu_vc.compat import CronDataIntervalTimetable
 from airflow_provider_feishu_vc.operators.feishu_vc import (
     FeishuVCCreateExportOperator,
     FeishuVCDownloadExportOperator,
+    FeishuVCExportOperator,
 )
 from airflow_provider_feishu_vc.sensors.feishu_vc import FeishuVCExportSensor
 
@@ -42,3 +46,36 @@ with DAG(dag_id="feishu_vc_test_soft_fail", schedule=None, start_date=START, cat
         task_id="wait_for_export", export_task_id="7111325589855797267", poke_interval=0.2, timeout=1,
         deferrable=True, soft_fail=True,
     )  # fmt: skip
+
+
+# -- the one-task operator, and retries that resume ------------------------------------------------------------
+
+ONE_DAY = {"start_time": "2026-11-23T00:00:00+08:00", "end_time": "2026-11-24T00:00:00+08:00"}
+RETRY_AT_ONCE = {"retries": 1, "retry_delay": timedelta(0)}
+
+
+def one_task_dag(dag_id: str, **options: object) -> DAG:
+    with DAG(dag_id=dag_id, schedule=None, start_date=START, catchup=False) as dag:
+        FeishuVCExportOperator(
+            task_id="export", export_type="meeting_list", poll_interval=0.2, timeout=60,
+            **{**ONE_DAY, **RETRY_AT_ONCE, **options},
+        )  # fmt: skip
+    return dag
+
+
+one_task_polling_dag = one_task_dag("feishu_vc_test_one_task_polling", deferrable=False)
+one_task_deferrable_dag = one_task_dag("feishu_vc_test_one_task_deferrable", deferrable=True)
+
+
+class CreateThenLoseTheWorker(FeishuVCCreateExportOperator):
+    """Starts its export, then its first try dies, as when a worker is lost right after the create."""
+
+    def execute(self, context: Any) -> str:
+        export_task_id = super().execute(context)
+        if context["ti"].try_number == 1:
+            raise RuntimeError(f"worker lost after starting export {export_task_id}")
+        return export_task_id
+
+
+with DAG(dag_id="feishu_vc_test_create_retry", schedule=None, start_date=START, catchup=False) as create_retry_dag:
+    CreateThenLoseTheWorker(task_id="create_export", export_type="meeting_list", **ONE_DAY, **RETRY_AT_ONCE)
