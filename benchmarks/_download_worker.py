@@ -1,5 +1,10 @@
-"""One download through FeishuVCDownloadExportOperator's code path (the Hook), in a fresh process: prints
-seconds, bytes and the peak growth of resident memory over the process's state just before the download."""
+"""One download in a fresh process: prints seconds, bytes and the peak growth of resident memory over the
+process's state just before the download.
+
+python _download_worker.py FILE_TOKEN DESTINATION    # FeishuVCDownloadExportOperator's code path (the Hook)
+python _download_worker.py --boto3 URL TOKEN S3_ENDPOINT BUCKET KEY
+    # the baseline for S3: the same HTTP body streamed into boto3's upload_fileobj (managed multipart upload)
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,13 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 
 
-def main(file_token: str, destination: str) -> None:
-    from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook, as_storage_path
-
-    hook = FeishuVCHook()
-    hook.get_conn().access_token()  # connection and token ready, as on a worker that has just polled
-    target = as_storage_path(destination)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The first download of a process also pays one-time set-up (Airflow's lineage and filesystem registries):
-    # time it apart, then measure streaming on the second.
-    started = time.perf_counter()
-    hook.download_export(file_token, target, overwrite=True)
-    first_seconds = time.perf_counter() - started
-    target.unlink()
+def measured(action: Callable[[], int]) -> tuple[float, int, int]:
+    """Run ``action`` (which returns a byte count); return its seconds, bytes and peak resident-memory growth."""
     process = psutil.Process()
     start_rss = peak = process.memory_info().rss
     stop = threading.Event()
@@ -37,15 +32,54 @@ def main(file_token: str, destination: str) -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.perf_counter()
-    landed = hook.download_export(file_token, target, overwrite=True)
+    size = action()
     seconds = time.perf_counter() - started
     stop.set()
     sampler.join()
-    size = landed.stat().st_size
-    print(
-        json.dumps({"seconds": seconds, "first_seconds": first_seconds, "bytes": size, "peak_growth": peak - start_rss})
+    return seconds, size, peak - start_rss
+
+
+def ours(file_token: str, destination: str) -> None:
+    from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook, as_storage_path
+    from airflow_provider_feishu_vc.hooks.landing import is_object_store
+
+    hook = FeishuVCHook()
+    hook.get_conn().access_token()  # connection and token ready, as on a worker that has just polled
+    target = as_storage_path(destination)
+    if not is_object_store(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    # The first download of a process also pays one-time set-up (Airflow's lineage and filesystem registries):
+    # time it apart, then measure streaming on the second.
+    started = time.perf_counter()
+    hook.download_export(file_token, target, overwrite=True)
+    first_seconds = time.perf_counter() - started
+    target.unlink()
+    seconds, size, growth = measured(lambda: hook.download_export(file_token, target, overwrite=True).stat().st_size)
+    print(json.dumps({"seconds": seconds, "first_seconds": first_seconds, "bytes": size, "peak_growth": growth}))
+
+
+def boto3_baseline(url: str, token: str, endpoint: str, bucket: str, key: str) -> None:
+    import urllib.request
+
+    import boto3
+
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
     )
+    s3.head_bucket(Bucket=bucket)  # client and connection set up, as ours is before it is measured
+
+    def upload() -> int:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request) as answer:
+            s3.upload_fileobj(answer, bucket, key)
+        return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+
+    seconds, size, growth = measured(upload)
+    print(json.dumps({"seconds": seconds, "first_seconds": seconds, "bytes": size, "peak_growth": growth}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--boto3":
+        boto3_baseline(*sys.argv[2:7])
+    else:
+        ours(sys.argv[1], sys.argv[2])

@@ -1,8 +1,10 @@
-"""Streaming download: large exports from the emulator to a local file and to memory://, beside curl -o."""
+"""Streaming download: large exports from the emulator to a local file and to memory:// (beside curl -o), and to
+S3 on moto's server (beside boto3's upload_fileobj of the same HTTP body)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -32,7 +34,7 @@ class DownloadResult:
     rates: list[float]  # MB/s, one per repeat
     peak_growth_mib: float | None
     first_extra_seconds: float | None = None
-    ratios: list[float] | None = None  # against curl's run of the same repeat
+    ratios: list[float] | None = None  # against the baseline's run of the same repeat (curl, or boto3 for S3)
 
     @property
     def mb_per_s(self) -> float:
@@ -57,6 +59,41 @@ def _ours(env: dict[str, str], file_token: str, destination: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _boto3(env: dict[str, str], url: str, token: str, endpoint: str, bucket: str) -> dict:
+    command = [sys.executable, str(WORKER), "--boto3", url, token, endpoint, bucket, "boto3.xlsx"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _s3_server() -> tuple[object, str, str]:
+    """moto's S3 on loopback, with one bucket; returns (server, endpoint, bucket)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per 8-MiB part otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+    ).create_bucket(Bucket="feishu-vc-bench")
+    return server, endpoint, "feishu-vc-bench"
+
+
+def _result(target_mib: int, label: str, measured: list[dict], baseline_rates: list[float]) -> DownloadResult:
+    rates = [r["bytes"] / r["seconds"] / 1e6 for r in measured]
+    return DownloadResult(
+        target_mib,
+        measured[0]["bytes"],
+        label,
+        rates,
+        max(r["peak_growth"] for r in measured) / 2**20,
+        statistics.median(r["first_seconds"] - r["seconds"] for r in measured),
+        [ours / base for ours, base in zip(rates, baseline_rates, strict=True)],
+    )
+
+
 def run_size(target_mib: int) -> list[DownloadResult]:
     rows = target_mib * 1024 * 1024 // BYTES_PER_ROW
     with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, export_delay=0.1, rows=rows) as emulator:
@@ -68,35 +105,50 @@ def run_size(target_mib: int) -> list[DownloadResult]:
         curl = ["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {token}", "-o"]
         subprocess.run([*curl, "/dev/null", url], check=True)  # the emulator builds the workbook once
         # back-to-back downloads: pacing is not measured here
-        env = {**os.environ, "AIRFLOW_CONN_FEISHU_VC_DEFAULT": emulator.connection(rate_limit_per_minute=1e9)}
-        labels = {"ours -> local file": "ours.xlsx", "ours -> memory://": "memory://bench/ours.xlsx"}
+        server, endpoint, bucket = _s3_server()
+        aws = {"conn_type": "aws", "login": "bench", "password": "bench",
+               "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}  # fmt: skip
+        env = {
+            **os.environ,
+            "AIRFLOW_CONN_FEISHU_VC_DEFAULT": emulator.connection(rate_limit_per_minute=1e9),
+            "AIRFLOW_CONN_AWS_BENCH": json.dumps(aws),
+        }
+        labels = {
+            "ours -> local file": "ours.xlsx",
+            "ours -> memory://": "memory://bench/ours.xlsx",
+            "ours -> s3://": f"s3://aws_bench@{bucket}/ours.xlsx",
+        }
         curl_rates: list[float] = []
         runs: dict[str, list[dict]] = {label: [] for label in labels}
-        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as folder:
-            local = Path(folder) / "curl.xlsx"
-            # Interleaved (curl, ours, ours, curl, ...) so that a machine whose speed drifts affects both alike.
-            for _ in range(REPEATS):
-                started = time.perf_counter()
-                subprocess.run([*curl, str(local), url], check=True)
-                size = local.stat().st_size
-                curl_rates.append(size / (time.perf_counter() - started) / 1e6)
-                local.unlink()
-                for label, name in labels.items():
-                    destination = name if "://" in name else f"{folder}/{name}"
-                    runs[label].append(_ours(env, file_token, destination))
-                    Path(f"{folder}/ours.xlsx").unlink(missing_ok=True)
-        results = [DownloadResult(target_mib, size, "curl -o (baseline)", curl_rates, None)]
-        for label, measured in runs.items():
-            rates = [r["bytes"] / r["seconds"] / 1e6 for r in measured]
-            results.append(
-                DownloadResult(
-                    target_mib,
-                    measured[0]["bytes"],
-                    label,
-                    rates,
-                    max(r["peak_growth"] for r in measured) / 2**20,
-                    statistics.median(r["first_seconds"] - r["seconds"] for r in measured),
-                    [ours / base for ours, base in zip(rates, curl_rates, strict=True)],
-                )
-            )
-        return results
+        boto3_runs: list[dict] = []
+        try:
+            with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as folder:
+                local = Path(folder) / "curl.xlsx"
+                # Interleaved (curl, ours, ours, boto3, ours, ...) so that a machine whose speed drifts affects
+                # each alike.
+                for _ in range(REPEATS):
+                    started = time.perf_counter()
+                    subprocess.run([*curl, str(local), url], check=True)
+                    size = local.stat().st_size
+                    curl_rates.append(size / (time.perf_counter() - started) / 1e6)
+                    local.unlink()
+                    boto3_runs.append(_boto3(env, url, token, endpoint, bucket))
+                    for label, name in labels.items():
+                        destination = name if "://" in name else f"{folder}/{name}"
+                        runs[label].append(_ours(env, file_token, destination))
+                        Path(f"{folder}/ours.xlsx").unlink(missing_ok=True)
+        finally:
+            server.stop()  # type: ignore[attr-defined]
+        boto3_rates = [r["bytes"] / r["seconds"] / 1e6 for r in boto3_runs]
+        return [
+            DownloadResult(target_mib, size, "curl -o (baseline)", curl_rates, None),
+            *(_result(target_mib, label, runs[label], curl_rates) for label in labels if "s3" not in label),
+            DownloadResult(
+                target_mib,
+                boto3_runs[0]["bytes"],
+                "boto3 upload_fileobj -> s3:// (baseline)",
+                boto3_rates,
+                max(r["peak_growth"] for r in boto3_runs) / 2**20,
+            ),
+            _result(target_mib, "ours -> s3://", runs["ours -> s3://"], boto3_rates),
+        ]

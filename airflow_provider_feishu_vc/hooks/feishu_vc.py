@@ -7,11 +7,10 @@ import os
 import queue
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
@@ -215,42 +214,35 @@ class FeishuVCHook(BaseHook):
         """Stream an export file to ``destination`` in constant memory; return where it landed.
 
         ``destination`` is a file path, or a folder that receives the file under Feishu's suggested name, made
-        safe (``into_folder=True``; by default: a string ending in ``/`` or an existing folder). Bytes go to a
-        temporary name beside the target, are checked against ``Content-Length``, and are moved into place only
-        when complete.
+        safe (``into_folder=True``; by default: a string ending in ``/`` or an existing folder). The file appears
+        whole or not at all, checked against ``Content-Length``: on object stores it is uploaded straight to its
+        key and the upload completes only at the end (and, without ``overwrite``, only if the key is still free);
+        elsewhere it is written beside the target and renamed into place (see ``hooks/landing.py``).
         """
+        from airflow_provider_feishu_vc.hooks.landing import Landing, refuse_existing
+
         target = as_storage_path(destination)
         target_is_folder = into_folder
         if target_is_folder is None:
             target_is_folder = (isinstance(destination, str) and destination.endswith("/")) or target.is_dir()
         if not target_is_folder:
-            self._refuse_existing(target, overwrite)
+            refuse_existing(target, overwrite)
         with self.get_conn().open_download(file_token) as download:
             if target_is_folder:
                 target = target / safe_filename(download.info.filename, fallback_name)
-                self._refuse_existing(target, overwrite)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
+                refuse_existing(target, overwrite)
+            landing = Landing.for_target(target, overwrite)
             try:
-                received = self._write_chunks(partial, download.chunks, download.info.size)
-                self._refuse_existing(target, overwrite)
-                partial.fs.mv(partial.path, target.path)
+                received = self._write_chunks(landing.open(), download.chunks, download.info.size)
+                landing.finish()
             except BaseException:
-                if partial.exists():
-                    partial.unlink()
+                landing.abandon()
                 raise
         self.log.info("Downloaded %d bytes to %s", received, target)
         return target
 
-    @staticmethod
-    def _refuse_existing(target: ObjectStoragePath, overwrite: bool) -> None:
-        if not overwrite and target.exists():
-            raise FeishuVCConfigError(
-                "destination", f"{target} already exists; pass overwrite=True to replace it, or choose another path"
-            )
-
-    def _write_chunks(self, partial: ObjectStoragePath, chunks: Iterable[bytes], size: int | None) -> int:
-        """Write ``chunks`` to ``partial`` from a second thread, so storage writes overlap with reading the network.
+    def _write_chunks(self, handle: IO[bytes], chunks: Iterable[bytes], size: int | None) -> int:
+        """Write ``chunks`` to ``handle`` from a second thread, so storage writes overlap with reading the network.
 
         Chunks are handed over in batches of about ``WRITE_BATCH_BYTES`` (one lock round trip per batch, not per
         64 KiB read), at most ``WRITE_QUEUE_BATCHES`` waiting: memory stays flat whatever the file's size.
@@ -270,34 +262,33 @@ class FeishuVCHook(BaseHook):
 
         received = 0
         started = last_log = time.monotonic()
-        with partial.open("wb") as handle:
-            writer = threading.Thread(target=write_all, args=(handle,), name="feishu-vc-download-writer")
-            writer.start()
-            try:
-                batch: list[bytes] = []
-                batch_bytes = 0
-                for chunk in chunks:
-                    batch.append(chunk)
-                    batch_bytes += len(chunk)
-                    if batch_bytes < WRITE_BATCH_BYTES:
-                        continue
-                    if failures:
-                        break
-                    pending.put(batch)
-                    received += batch_bytes
-                    batch, batch_bytes = [], 0
-                    now = time.monotonic()
-                    if now - last_log >= PROGRESS_LOG_INTERVAL:
-                        last_log = now
-                        rate = received / (now - started) / 1e6
-                        share = f" ({100 * received / size:.0f}%)" if size else ""
-                        self.log.info("Downloaded %d bytes%s at %.1f MB/s", received, share, rate)
-                if batch and not failures:
-                    pending.put(batch)
-                    received += batch_bytes
-            finally:
-                pending.put(None)
-                writer.join()
+        writer = threading.Thread(target=write_all, args=(handle,), name="feishu-vc-download-writer")
+        writer.start()
+        try:
+            batch: list[bytes] = []
+            batch_bytes = 0
+            for chunk in chunks:
+                batch.append(chunk)
+                batch_bytes += len(chunk)
+                if batch_bytes < WRITE_BATCH_BYTES:
+                    continue
+                if failures:
+                    break
+                pending.put(batch)
+                received += batch_bytes
+                batch, batch_bytes = [], 0
+                now = time.monotonic()
+                if now - last_log >= PROGRESS_LOG_INTERVAL:
+                    last_log = now
+                    rate = received / (now - started) / 1e6
+                    share = f" ({100 * received / size:.0f}%)" if size else ""
+                    self.log.info("Downloaded %d bytes%s at %.1f MB/s", received, share, rate)
+            if batch and not failures:
+                pending.put(batch)
+                received += batch_bytes
+        finally:
+            pending.put(None)
+            writer.join()
         if failures:
             raise failures[0]
         return received

@@ -181,6 +181,15 @@ def default_storage_base() -> str:
     return "file://" + os.path.abspath(os.path.expanduser(home)) + "/feishu_vc_exports"
 
 
+def lineage_name(path: ObjectStoragePath) -> tuple[str, str]:
+    """(namespace, name) of a stored file as OpenLineage names datasets: ``s3://bucket`` + key, ``file`` + path."""
+    protocol = path.protocol or "file"
+    if protocol in ("file", "local"):
+        return "file", path.path
+    bucket, _, key = path.path.lstrip("/").partition("/")
+    return f"{protocol}://{bucket}", key
+
+
 class LandsExportFiles:
     """Where and how an export's file lands: the download operator's and the one-task operator's destination
     options, the asset event, and the landed file remembered for later tries."""
@@ -221,6 +230,7 @@ class LandsExportFiles:
         uri = str(landed)
         _remember(context, LANDED_KEY, {"export_task_id": export_task_id, "uri": uri})
         self.log.info("Feishu export file is at %s", uri)
+        self._lineage = (hook.config.base_url, export_task_id, landed)
         return self.announce(context, uri, export_task_id)
 
     def landed_earlier(self, context: Context, export_task_id: str) -> str | None:
@@ -234,6 +244,20 @@ class LandsExportFiles:
             return None
         self.log.info("The file of export %s was landed by an earlier try at %s", export_task_id, uri)
         return uri
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the Feishu export as input, the landed file (never a temporary name) as output."""
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        lineage = getattr(self, "_lineage", None)
+        if lineage is None:  # the file was landed by an earlier try, or nothing landed
+            return OperatorLineage()
+        api_origin, export_task_id, landed = lineage
+        inputs = (
+            [Dataset(namespace=api_origin, name=f"open-apis/vc/v1/exports/{export_task_id}")] if export_task_id else []
+        )
+        return OperatorLineage(inputs=inputs, outputs=[Dataset(*lineage_name(landed))])
 
     def announce(self, context: Context, uri: str, export_task_id: str | None) -> str:
         for outlet in self.outlets:

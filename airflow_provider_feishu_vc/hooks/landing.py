@@ -1,0 +1,166 @@
+"""How a downloaded file lands in each kind of store: whole, or not at all, and never twice.
+
+- Object stores (S3, GCS, Azure Blob): the file is written straight to its key as a multipart upload, which no
+  reader sees until it completes; a failure aborts the upload. No temporary object, no copy: a rename there is a
+  copy plus a delete, not atomic, and a temporary key shows up in listings and bucket notifications. Without
+  ``overwrite`` the upload completes only if the key is still free (S3's ``If-None-Match: *``, fsspec's ``"xb"``).
+- Every other store (local disk, ``memory://``, ...): bytes go to a hidden ``.<name>.<id>.part`` file beside the
+  target, which is renamed into place when complete. A later download into the same folder removes such files
+  once they are older than a day (a killed worker's leftovers).
+
+Files are opened through the store's filesystem, not ``ObjectStoragePath.open``, so Airflow's hook-level lineage
+never records a temporary name; the operators report the landed file themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+import uuid
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+#: Protocols of stores whose uploads appear whole when they complete (fsspec's s3fs, gcsfs, adlfs).
+OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl"})
+#: Size of each part of an object-store upload: what one download holds in the store's buffer (S3: 5 MiB at least).
+UPLOAD_PART_BYTES = 8 * 2**20
+#: A ``.part`` file this much older than now belongs to no running download.
+STALE_PART_SECONDS = 24 * 3600
+PART_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")
+
+log = logging.getLogger(__name__)
+
+
+def refuse_existing(target: ObjectStoragePath, overwrite: bool) -> None:
+    if not overwrite and target.exists():
+        raise already_exists(target)
+
+
+def already_exists(target: ObjectStoragePath) -> FeishuVCConfigError:
+    return FeishuVCConfigError(
+        "destination", f"{target} already exists; pass overwrite=True to replace it, or choose another path"
+    )
+
+
+def is_object_store(target: ObjectStoragePath) -> bool:
+    protocols = target.fs.protocol
+    names = {protocols} if isinstance(protocols, str) else set(protocols)
+    return bool(names & OBJECT_STORE_PROTOCOLS)
+
+
+class Landing:
+    """One file on its way into a store: ``open`` it, write, then ``finish`` (the file appears whole) or
+    ``abandon`` (nothing appears)."""
+
+    def __init__(self, target: ObjectStoragePath, overwrite: bool) -> None:
+        self.target = target
+        self.overwrite = overwrite
+        self.handle: IO[bytes] | None = None
+
+    @staticmethod
+    def for_target(target: ObjectStoragePath, overwrite: bool) -> Landing:
+        return (ObjectLanding if is_object_store(target) else RenameLanding)(target, overwrite)
+
+    def open(self) -> IO[bytes]:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+    def abandon(self) -> None:
+        raise NotImplementedError
+
+
+class ObjectLanding(Landing):
+    """Straight to the key as a multipart upload: completed on ``finish``, aborted on ``abandon``."""
+
+    def open(self) -> IO[bytes]:
+        fs, path = self.target.fs, self.target.path
+        options: dict[str, Any] = {"autocommit": False, "block_size": UPLOAD_PART_BYTES}
+        try:
+            self.handle = fs.open(path, "wb" if self.overwrite else "xb", **options)
+        except (ValueError, NotImplementedError):  # a store without conditional create: the earlier check stands
+            self.handle = fs.open(path, "wb", **options)
+        return self.handle
+
+    def finish(self) -> None:
+        assert self.handle is not None
+        self.handle.close()  # uploads the last part; nothing is visible yet
+        try:
+            self.handle.commit()  # type: ignore[attr-defined]  # the object appears, whole
+        except FileExistsError:  # another writer took the key since the check: theirs stays
+            raise already_exists(self.target) from None
+
+    def abandon(self) -> None:
+        if self.handle is None:
+            return
+        try:
+            if not self.handle.closed:
+                self.handle.close()
+        finally:
+            self.handle.discard()  # type: ignore[attr-defined]  # aborts the upload and its parts
+
+
+class RenameLanding(Landing):
+    """A hidden ``.part`` file beside the target, renamed into place when complete."""
+
+    def __init__(self, target: ObjectStoragePath, overwrite: bool) -> None:
+        super().__init__(target, overwrite)
+        self.partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
+
+    def open(self) -> IO[bytes]:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(self.target.parent)
+        self.handle = self.partial.fs.open(self.partial.path, "wb")
+        return self.handle
+
+    def finish(self) -> None:
+        assert self.handle is not None
+        self.handle.close()
+        refuse_existing(self.target, self.overwrite)
+        self.partial.fs.mv(self.partial.path, self.target.path)
+
+    def abandon(self) -> None:
+        if self.handle is not None:
+            with contextlib.suppress(Exception):
+                self.handle.close()
+        if self.partial.exists():
+            self.partial.unlink()
+
+
+def remove_stale_parts(folder: ObjectStoragePath, older_than: float = STALE_PART_SECONDS) -> list[str]:
+    """Delete this provider's ``.part`` files in ``folder`` untouched for ``older_than`` seconds; return them."""
+    removed: list[str] = []
+    try:
+        entries = folder.fs.ls(folder.path, detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    cutoff = time.time() - older_than
+    for entry in entries:
+        name = str(entry.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
+        changed = _modified(entry)
+        if entry.get("type") != "file" or not PART_FILE.match(name) or changed is None or changed > cutoff:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            folder.fs.rm_file(entry["name"])
+            removed.append(entry["name"])
+            hours = (time.time() - changed) / 3600
+            log.info("Removed %s, left %.0f h ago by a download that never finished", name, hours)
+    return removed
+
+
+def _modified(entry: dict[str, Any]) -> float | None:
+    """Epoch seconds of an ``fs.ls`` entry's last change, whatever the store calls it."""
+    for key in ("mtime", "created", "LastModified", "last_modified", "updated"):
+        value = entry.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+    return None

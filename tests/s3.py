@@ -1,0 +1,82 @@
+"""A real S3 API on loopback for the tests: moto's server app in a thread, with every request it serves recorded,
+so tests can tell which keys a download touched and whether an upload was started and aborted."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+ACCESS_KEY, SECRET_KEY, REGION = "testing", "testing", "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Request:
+    method: str
+    path: str
+    query: str
+
+
+@dataclass
+class S3Server:
+    """moto's S3 at ``http://127.0.0.1:<port>``; ``requests`` lists what it served, oldest first."""
+
+    requests: list[S3Request] = field(default_factory=list)
+    url: str = ""
+
+    def start(self) -> S3Server:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        moto_app = DomainDispatcherApplication(create_backend_app)
+
+        def recording_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = environ["PATH_INFO"].encode("latin-1").decode("utf-8", "replace")  # WSGI: bytes as latin-1
+            self.requests.append(S3Request(environ["REQUEST_METHOD"], path, environ["QUERY_STRING"]))
+            return moto_app(environ, start_response)
+
+        self._server = make_server("127.0.0.1", 0, recording_app, threaded=True, request_handler=MotoRequestHandler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-s3", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=self.url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
+        )  # fmt: skip
+
+    def connection(self) -> str:
+        """An Airflow ``aws`` connection to this server, as a DAG author writes one (JSON form)."""
+        import json
+
+        extra = {"endpoint_url": self.url, "region_name": REGION}
+        return json.dumps({"conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY, "extra": extra})
+
+    def new_bucket(self) -> str:
+        name = f"feishu-vc-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str) -> list[str]:
+        return [item["Key"] for item in self.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+    def pending_uploads(self, bucket: str) -> list[str]:
+        return [upload["Key"] for upload in self.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def touched_keys(self, bucket: str, since: int = 0) -> set[str]:
+        """Every object key a request after ``requests[since]`` named in ``bucket``."""
+        prefix = f"/{bucket}/"
+        return {r.path.removeprefix(prefix) for r in self.requests[since:] if r.path.startswith(prefix)}

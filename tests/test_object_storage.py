@@ -1,0 +1,189 @@
+"""Downloads into S3 as DAG authors configure it (amazon provider, an ``aws`` connection with ``endpoint_url``),
+against moto's S3 server on loopback: the object appears whole or not at all, never under another key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pendulum
+import pytest
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
+from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+from airflow_provider_feishu_vc.hooks.landing import STALE_PART_SECONDS
+from airflow_provider_feishu_vc.testing import FeishuVCEmulator
+from airflow_provider_feishu_vc.testing.emulator.faults import Fault
+from tests.conftest import load_dag_file
+from tests.s3 import S3Server
+
+CONN_ID = "aws_moto"
+DOWNLOAD_PATH = "/open-apis/vc/v1/exports/download"
+NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+#: About 20 MiB: an upload of three 8-MiB parts, so a cut leaves parts that must be aborted.
+MULTIPART_ROWS = 20_000
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", s3_server.connection())
+    return s3_server.new_bucket()
+
+
+def done_export(emulator: FeishuVCEmulator, rows: int | None = None) -> tuple[str, str]:
+    if rows is not None:
+        emulator.configure(rows=rows)
+    export_task_id = FeishuVCHook().create_export("meeting_list", start_time=NOW - dt.timedelta(hours=3), end_time=NOW)
+    emulator.finish_now()
+    return export_task_id, emulator.export(export_task_id).file_token
+
+
+def s3_path(bucket: str, key: str) -> ObjectStoragePath:
+    return ObjectStoragePath(f"s3://{bucket}/{key}", conn_id=CONN_ID)
+
+
+def test_a_download_lands_one_object_with_the_exact_bytes_and_touches_no_other_key(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    export_task_id, file_token = done_export(emulator, rows=MULTIPART_ROWS)
+    since = len(s3_server.requests)
+    # An ObjectStoragePath cannot keep a trailing "/", and an empty prefix is no folder: into_folder says so.
+    landed = FeishuVCHook().download_export(file_token, s3_path(bucket, "exports/daily"), into_folder=True)
+    key = f"exports/daily/视频会议_meeting_list_{export_task_id}.xlsx"
+    assert landed.path == f"{bucket}/{key}" and landed.protocol == "s3"
+    assert s3_server.keys(bucket) == [key] and s3_server.pending_uploads(bucket) == []
+    assert s3_server.touched_keys(bucket, since) == {key}  # no temporary key, no copy
+    uploads = [r for r in s3_server.requests[since:] if "partNumber=" in r.query]
+    assert len(uploads) == 3  # written straight to the key, part by part
+    local = FeishuVCHook().download_export(file_token, tmp_path / "copy.xlsx")
+    assert s3_server.read(bucket, key) == Path(local.path).read_bytes()
+
+
+def test_a_download_cut_mid_body_leaves_no_object_and_no_pending_upload(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str
+) -> None:
+    _, file_token = done_export(emulator, rows=MULTIPART_ROWS)
+    emulator.inject(Fault.DROP_CONNECTION, path=DOWNLOAD_PATH, times=10, after_bytes=12 * 2**20)
+    since = len(s3_server.requests)
+    with pytest.raises(FeishuVCError):
+        FeishuVCHook().download_export(file_token, s3_path(bucket, "exports/day.xlsx"))
+    assert s3_server.keys(bucket) == [] and s3_server.pending_uploads(bucket) == []
+    served = s3_server.requests[since:]
+    assert any("partNumber=" in r.query for r in served), "no part was uploaded: the abort was not exercised"
+    assert any(r.method == "DELETE" and "uploadId=" in r.query for r in served)  # the upload was aborted
+
+
+def test_an_existing_object_is_untouched_without_overwrite(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str
+) -> None:
+    _, file_token = done_export(emulator)
+    s3_server.client().put_object(Bucket=bucket, Key="exports/day.xlsx", Body=b"yesterday's file")
+    with pytest.raises(FeishuVCConfigError, match=r"destination: .*already exists; pass overwrite=True"):
+        FeishuVCHook().download_export(file_token, s3_path(bucket, "exports/day.xlsx"))
+    assert s3_server.read(bucket, "exports/day.xlsx") == b"yesterday's file"
+    FeishuVCHook().download_export(file_token, s3_path(bucket, "exports/day.xlsx"), overwrite=True)
+    assert s3_server.read(bucket, "exports/day.xlsx")[:2] == b"PK"
+
+
+def test_a_key_taken_while_the_download_runs_keeps_the_other_writers_object(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str
+) -> None:
+    _, file_token = done_export(emulator, rows=600)  # about 640 KB
+    # 40 chunks 0.1 s apart: the body takes 4 s, and the other writer puts its object as soon as it starts.
+    emulator.inject(Fault.SLOW_BODY, path=DOWNLOAD_PATH, chunk=16384, seconds=0.1)
+    downloads_before = emulator.count(DOWNLOAD_PATH)
+
+    def other_writer() -> None:
+        while emulator.count(DOWNLOAD_PATH) == downloads_before:
+            time.sleep(0.01)
+        s3_server.client().put_object(Bucket=bucket, Key="exports/day.xlsx", Body=b"the other writer")
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    try:
+        with pytest.raises(FeishuVCConfigError, match="already exists"):
+            FeishuVCHook().download_export(file_token, s3_path(bucket, "exports/day.xlsx"))
+    finally:
+        writer.join()
+    assert s3_server.read(bucket, "exports/day.xlsx") == b"the other writer"  # S3 refused the conditional create
+    assert s3_server.pending_uploads(bucket) == []
+
+
+def test_the_example_dag_stores_into_s3_in_a_real_dag_run(
+    airflow_db: str,
+    emulator: FeishuVCEmulator,
+    connection_env: str,
+    s3_server: S3Server,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # The storage base names its connection as ObjectStoragePath URIs do: s3://<conn_id>@<bucket>/<prefix>.
+    monkeypatch.setenv("AIRFLOW__FEISHU_VC__STORAGE_BASE", f"s3://{CONN_ID}@{bucket}/feishu")
+    emulator.configure(export_delay=3600, processing_polls=1)
+    dag = load_dag_file("example_feishu_vc_export.py").dag
+    run = dag.test(logical_date=pendulum.now("Asia/Shanghai").start_of("day"))
+    output = "".join(capfd.readouterr())
+    assert run.state == "success", output[-5000:]
+    [export_task_id] = emulator.export_ids()
+    [key] = s3_server.keys(bucket)
+    assert key == f"feishu/example_feishu_vc_export/{run.run_id}/视频会议_meeting_list_{export_task_id}.xlsx"
+    assert s3_server.read(bucket, key)[:2] == b"PK" and s3_server.pending_uploads(bucket) == []
+
+
+def test_stale_part_files_of_killed_downloads_are_removed_fresh_ones_kept(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path
+) -> None:
+    _, file_token = done_export(emulator)
+    stale = tmp_path / ".day.xlsx.0123456789ab.part"
+    running = tmp_path / ".other.xlsx.ba9876543210.part"  # another download, still writing
+    unrelated = tmp_path / ".notes.part"  # not ours: the name does not match
+    for leftover in (stale, running, unrelated):
+        leftover.write_bytes(b"partial")
+    old = time.time() - STALE_PART_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(unrelated, (old, old))
+    FeishuVCHook().download_export(file_token, tmp_path / "today.xlsx")
+    assert not stale.exists() and running.exists() and unrelated.exists()
+    assert (tmp_path / "today.xlsx").exists()
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "task_id"), [("feishu_vc_test_poke", "download_export"), ("feishu_vc_test_one_task_polling", "export")]
+)
+def test_openlineage_names_the_landed_file_and_the_export_never_a_temporary_name(
+    airflow_db: str, emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, dag_id: str, task_id: str
+) -> None:
+    from tests.conftest import airflow_cli
+
+    events_file = tmp_path / "openlineage.jsonl"
+    transport = {"type": "file", "log_file_path": str(events_file), "append": True}
+    env = {
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "feishu-vc-tests",
+        "AIRFLOW__FEISHU_VC__STORAGE_BASE": (tmp_path / "exports").as_uri(),
+    }
+    airflow_cli("dags", "test", dag_id, env=env)
+    events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
+    [complete] = [e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == f"{dag_id}.{task_id}"]
+    [export_task_id] = emulator.export_ids()
+    [output] = complete["outputs"]
+    assert output["name"].endswith(f"视频会议_meeting_list_{export_task_id}.xlsx"), output
+    assert output["namespace"] in ("file", "memory://feishu-vc-tests")
+    assert complete["inputs"] == [
+        {**complete["inputs"][0], "namespace": emulator.url, "name": f"open-apis/vc/v1/exports/{export_task_id}"}
+    ]
+    assert ".part" not in events_file.read_text()
