@@ -10,17 +10,23 @@ SECRET = {"type": ["string", "null"], "format": "password"}
 CONNECTION_FIELDS: dict[str, Any] = {
     "app_type": {
         "label": "App type",
-        "description": "self_built (custom app of your tenant) or store (an app from the app store, ISV)",
-        "schema": {"type": ["string", "null"], "enum": ["self_built", "store"], "default": "self_built"},
+        "description": "A custom app your tenant built, or an app from the Feishu App Store (ISV)",
+        "schema": {
+            "type": ["string", "null"],
+            "enum": ["self_built", "store"],
+            "default": "self_built",
+            "values_display": {"self_built": "Custom app (self-built)", "store": "App Store app (ISV)"},
+        },
     },
     "tenant_key": {
-        "label": "Tenant key",
-        "description": "Store apps only: the tenant the app acts in",
+        "label": "Tenant key (App Store apps)",
+        "description": "Only for App Store apps: the tenant the app acts in. Leave empty for a custom app",
         "schema": {"type": ["string", "null"]},
     },
-    "app_ticket": {
-        "label": "App ticket",
-        "description": "Store apps only: the latest app_ticket Feishu pushed to the app",
+    "app_ticket_secret": {
+        "label": "App ticket (App Store apps)",
+        "description": "Only for App Store apps: the latest app_ticket Feishu pushed to the app's event URL. "
+        "Leave empty for a custom app",
         "schema": SECRET,
     },
     "user_access_token": {
@@ -36,7 +42,7 @@ CONNECTION_FIELDS: dict[str, Any] = {
     "timeout": {
         "label": "Timeout (seconds)",
         "description": "Per HTTP request",
-        "schema": {"type": ["number", "null"], "default": 30, "minimum": 1},
+        "schema": {"type": ["number", "null"], "default": 30},  # 0 or less is refused by name, not clamped
     },
     "max_retries": {
         "label": "Max retries",
@@ -45,7 +51,8 @@ CONNECTION_FIELDS: dict[str, Any] = {
     },
     "rate_limit_per_minute": {
         "label": "Rate limit per minute",
-        "description": "Feishu's limit for the export endpoints (100 per app and tenant); pollers keep under it",
+        "description": "Feishu's limit for each export API (100 per minute per app and tenant). Give the real "
+        "limit: processes that share it slow down on their own",
         "schema": {"type": ["number", "null"], "default": 100, "minimum": 1},
     },
     "verify_ssl": {
@@ -59,7 +66,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "port"],
     "relabeling": {"host": "API origin", "login": "App ID", "password": "App Secret"},
     "placeholders": {
-        "host": "https://open.feishu.cn (or lark, or http://127.0.0.1:PORT for the emulator)",
+        "host": "https://open.feishu.cn (or https://open.larksuite.com for Lark)",
         "login": "cli_xxxxxxxxxxxxxxxx",
         "password": "App Secret from the developer console",
     },
@@ -104,9 +111,9 @@ def get_provider_info() -> dict[str, Any]:
                 "description": "Settings of the Feishu VC provider.",
                 "options": {
                     "storage_base": {
-                        "description": "Where FeishuVCDownloadExportOperator puts files when it is given no "
-                        "destination: an ObjectStoragePath URI (file://, s3://, ...). Empty means a "
-                        "feishu_vc_exports folder under AIRFLOW_HOME.",
+                        "description": "Where the download and export operators put files when they are given "
+                        "no destination: an ObjectStoragePath URI (file://, s3://conn_id@bucket/prefix, ...). "
+                        "Empty means a feishu_vc_exports folder under AIRFLOW_HOME.",
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "s3://my-bucket/feishu-vc",

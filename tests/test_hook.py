@@ -41,6 +41,24 @@ def test_test_connection_reports_feishus_code(emulator: FeishuVCEmulator, monkey
     assert not ok and "code 10015" in message and "app secret invalid" in message
 
 
+def test_test_connection_names_the_forms_labels_not_the_temporary_connection_id(
+    emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Airflow's Test button runs under a random connection id the user never sees.
+    cases = [
+        ({"extra": {"timeout": 0}}, "Timeout (seconds): is 0.0; must be a positive number of seconds"),
+        ({"password": ""}, "App Secret: is empty"),
+        ({"host": "http://feishu.internal"}, "API origin: 'http://feishu.internal' uses plain http"),
+        ({"extra": {"app_type": "store", "tenant_key": "t"}}, "App ticket (App Store apps): is required"),
+    ]
+    for change, expected in cases:
+        connection = {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET, **change}
+        monkeypatch.setenv("AIRFLOW_CONN_BW4R3J6N", json.dumps(connection))
+        ok, message = FeishuVCHook("Bw4r3J6n").test_connection()
+        assert not ok and message.startswith(expected), message
+        assert "Bw4r3J6n" not in message and "extra." not in message
+
+
 def test_uri_form_connection_works(emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "AIRFLOW_CONN_FEISHU_VC_URI", f"feishu-vc://{APP_ID}:{APP_SECRET}@127.0.0.1:{emulator.options.port}?timeout=7"

@@ -72,10 +72,10 @@ def test_connection_form_reaches_the_ui_on_this_airflow_version() -> None:
     extras = meta["extra_fields"]
     assert set(extras) == set(CONNECTION_FIELDS)
     secret_fields = {name for name, field in extras.items() if field["schema"].get("format") == "password"}
-    assert secret_fields == {"app_ticket", "user_access_token", "refresh_token"}
+    assert secret_fields == {"app_ticket_secret", "user_access_token", "refresh_token"}
     assert extras["app_type"]["schema"]["enum"] == ["self_built", "store"]
     assert extras["app_type"]["value"] == "self_built"
-    assert extras["tenant_key"]["schema"]["title"] == "Tenant key"
+    assert extras["tenant_key"]["schema"]["title"] == "Tenant key (App Store apps)"
 
 
 def test_cli_added_connection_passes_the_connection_test(airflow_db: str) -> None:
@@ -96,3 +96,24 @@ def test_cli_added_connection_passes_the_connection_test(airflow_db: str) -> Non
         failed = airflow_cli("connections", "test", "feishu_vc_cli_bad", env=enabled, check=False)
         assert "code 10015" in failed.stdout + failed.stderr
         airflow_cli("connections", "delete", "feishu_vc_cli_bad", check=False)
+
+
+def test_every_password_extra_is_redacted_by_airflow_in_the_connections_api() -> None:
+    """What GET /api/v2/connections returns (the UI's list and edit form) on this Airflow version."""
+    from airflow.api_fastapi.core_api.datamodels.connections import ConnectionResponse
+    from airflow.models import Connection
+
+    secrets = {
+        name: f"value-of-{name}-7f3a9c" for name, field in CONNECTION_FIELDS.items()
+        if field["schema"].get("format") == "password"
+    }  # fmt: skip
+    assert set(secrets) == {"app_ticket_secret", "user_access_token", "refresh_token"}
+    extra = {**secrets, "app_type": "store", "tenant_key": "tenant-1"}
+    stored = Connection(
+        conn_id="feishu_vc_ui", conn_type="feishu_vc", login=APP_ID, password="s3cr3t-value", extra=extra
+    )
+    answer = ConnectionResponse.model_validate(stored, from_attributes=True).model_dump_json()
+    assert [value for value in (*secrets.values(), "s3cr3t-value") if value in answer] == []
+    shown = json.loads(json.loads(answer)["extra"])
+    assert {name: shown[name] for name in secrets} == dict.fromkeys(secrets, "***")
+    assert shown["tenant_key"] == "tenant-1"  # not a secret: still readable

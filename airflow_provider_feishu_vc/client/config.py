@@ -21,7 +21,7 @@ APP_TYPES = ("self_built", "store")
 EXTRA_TYPES: Mapping[str, tuple[type, ...]] = {
     "app_type": (str,),
     "tenant_key": (str,),
-    "app_ticket": (str,),
+    "app_ticket_secret": (str,),
     "user_access_token": (str,),
     "refresh_token": (str,),
     "timeout": (int, float),
@@ -29,6 +29,9 @@ EXTRA_TYPES: Mapping[str, tuple[type, ...]] = {
     "rate_limit_per_minute": (int, float),
     "verify_ssl": (bool,),
 }
+
+#: Extras whose name changed, and why the old name is refused.
+RENAMED_EXTRAS: Mapping[str, str] = {"app_ticket": "app_ticket_secret"}
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
@@ -62,7 +65,7 @@ class ClientConfig:
         if self.app_type == "store" and not self.tenant_key:
             raise FeishuVCConfigError("extra.tenant_key", "is required when app_type is 'store'")
         if self.app_type == "store" and not self.app_ticket and not self.uses_user_token:
-            raise FeishuVCConfigError("extra.app_ticket", "is required when app_type is 'store'")
+            raise FeishuVCConfigError("extra.app_ticket_secret", "is required when app_type is 'store'")
         if self.timeout <= 0:
             raise FeishuVCConfigError("extra.timeout", f"is {self.timeout!r}; must be a positive number of seconds")
         if self.max_retries < 0:
@@ -100,14 +103,22 @@ class ClientConfig:
         extra: str | Mapping[str, Any] | None = None,
     ) -> ClientConfig:
         """Build settings from the fields of an Airflow connection (host, login, password, port, extra)."""
+        if port and "://" in (host or ""):  # 0 is what Airflow's form sends for the hidden field
+            raise FeishuVCConfigError(
+                "port",
+                f"is {port!r}, but the API origin {host!r} is complete and the connection form hides Port: put the "
+                "port in the API origin (e.g. http://127.0.0.1:8080) and leave Port empty",
+            )
         extras = parse_extras(extra)
         options: dict[str, Any] = {k: v for k, v in extras.items() if v is not None}
+        if "app_ticket_secret" in options:
+            options["app_ticket"] = options.pop("app_ticket_secret")
         if "timeout" in options:
             options["timeout"] = float(options["timeout"])
         if "rate_limit_per_minute" in options:
             options["rate_limit_per_minute"] = float(options["rate_limit_per_minute"])
         return cls(
-            base_url=normalize_base_url(host, port),
+            base_url=normalize_base_url(host if not port or not host else f"{host.strip()}:{port}"),
             app_id=(login or "").strip(),
             app_secret=password or "",
             **options,
@@ -128,10 +139,16 @@ def parse_extras(extra: str | Mapping[str, Any] | None) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for key, value in extra.items():
         name = key.removeprefix("extra__feishu_vc__")
-        if name not in EXTRA_TYPES:
+        if name not in EXTRA_TYPES and name not in RENAMED_EXTRAS:
             raise FeishuVCConfigError(f"extra.{name}", f"is not a known option; allowed: {', '.join(EXTRA_TYPES)}")
         if value is None or value == "":
             continue
+        if name in RENAMED_EXTRAS:
+            raise FeishuVCConfigError(
+                f"extra.{name}",
+                f"is now called {RENAMED_EXTRAS[name]}: Airflow hides an extra's value only when its name says it is "
+                "secret. Rename the key",
+            )
         allowed = EXTRA_TYPES[name]
         value = _from_text(value, allowed)
         if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
@@ -166,7 +183,7 @@ def is_loopback(hostname: str) -> bool:
         return False
 
 
-def normalize_base_url(host: str | None, port: int | None = None) -> str:
+def normalize_base_url(host: str | None) -> str:
     """Turn a connection's host (an origin, a bare host name, or ``feishu`` / ``lark``) into an API origin.
 
     ``https`` is required except for loopback hosts (the local emulator), where plain ``http`` is allowed.
@@ -191,8 +208,4 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
         raise FeishuVCConfigError("host", f"{host!r} must be an origin only (no path or query); e.g. {FEISHU_ORIGIN}")
     if parts.username or parts.password:
         raise FeishuVCConfigError("host", "must not carry credentials; put App ID and App Secret in login / password")
-    netloc = parts.netloc
-    effective_port = parts.port or port
-    if effective_port and parts.port is None:
-        netloc = f"{netloc}:{effective_port}"
-    return f"{parts.scheme}://{netloc}"
+    return f"{parts.scheme}://{parts.netloc}"

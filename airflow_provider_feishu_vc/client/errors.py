@@ -27,7 +27,7 @@ CODE_HINTS: Mapping[int, str] = {
     10015: "Feishu rejected the App Secret: check the connection's password (App Secret).",
     STALE_APP_TICKET_CODE: (
         "The store app's app_ticket is stale. A new ticket has been requested from Feishu (it is pushed to the "
-        "app's event URL); put it in the connection's `app_ticket` extra."
+        "app's event URL); put it in the connection's `app_ticket_secret` extra."
     ),
     121002: "Feishu does not support this export for the tenant or the request.",
     121003: "Feishu rejected a parameter of the request (see msg / field_violations).",

@@ -32,6 +32,17 @@ WRITE_BATCH_BYTES = 4 * 1024 * 1024
 WRITE_QUEUE_BATCHES = 2
 
 
+def form_label(field: str) -> str:
+    """What the connection form calls ``field`` ("host", "login (App ID)", "extra.timeout", ...)."""
+    name = field.split(" ", 1)[0]
+    relabeled: dict[str, str] = UI_FIELD_BEHAVIOUR["relabeling"]
+    if name in relabeled:
+        return relabeled[name]
+    if name.startswith("extra.") and name.removeprefix("extra.") in CONNECTION_FIELDS:
+        return str(CONNECTION_FIELDS[name.removeprefix("extra.")]["label"])
+    return name.capitalize()
+
+
 def config_from_connection(conn: Connection) -> ClientConfig:
     """Validate an Airflow connection into client settings; errors name the connection field."""
     try:
@@ -53,7 +64,8 @@ def as_storage_path(
     text = os.fspath(destination)
     if "://" not in text:
         text = "file://" + os.path.abspath(text)
-    return ObjectStoragePath(text, conn_id=conn_id)
+    # No conn_id=None: on Airflow 3.1 it would override the one a URI names (s3://conn_id@bucket/key).
+    return ObjectStoragePath(text, conn_id=conn_id) if conn_id else ObjectStoragePath(text)
 
 
 class LoopConfigCache:
@@ -182,12 +194,24 @@ class FeishuVCHook(BaseHook):
     # -- calls -----------------------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Fetch a fresh access token; report Feishu's own code and message when that fails."""
+        """Fetch a fresh access token; report Feishu's own code and message when that fails.
+
+        Messages name fields by the form's labels and never by the connection id: Airflow tests a connection under
+        a temporary random id that the user never sees.
+        """
+        conn = self.get_connection(self.feishu_vc_conn_id)
+        try:
+            config = ClientConfig.from_connection_parts(
+                host=conn.host, login=conn.login, password=conn.password, port=conn.port, extra=conn.extra
+            )
+        except FeishuVCConfigError as error:
+            return False, f"{form_label(error.field)}: {error.problem}"
+        self._config = self._accepted(config)
         try:
             self.get_conn().access_token(force=True)
         except FeishuVCError as error:
             return False, str(error)
-        return True, f"Fetched a {self.config.token_kind} access token from {self.config.base_url}."
+        return True, f"Fetched a {config.token_kind} access token from {config.base_url}."
 
     def create_export(self, export_type: str, *, user_id_type: str | None = None, **fields: Any) -> str:
         """Start an export; return its ``export_task_id``.

@@ -9,21 +9,39 @@ from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
 
 
 @pytest.mark.parametrize(
-    ("host", "port", "expected"),
+    ("host", "expected"),
     [
-        (None, None, "https://open.feishu.cn"),
-        ("", None, "https://open.feishu.cn"),
-        ("lark", None, "https://open.larksuite.com"),
-        ("Feishu", None, "https://open.feishu.cn"),
-        ("open.larksuite.com", None, "https://open.larksuite.com"),
-        ("https://feishu.example.com/", None, "https://feishu.example.com"),
-        ("http://127.0.0.1:8999", None, "http://127.0.0.1:8999"),
-        ("http://localhost", 9000, "http://localhost:9000"),
-        ("127.0.0.1", 8080, "http://127.0.0.1:8080"),
+        (None, "https://open.feishu.cn"),
+        ("", "https://open.feishu.cn"),
+        ("lark", "https://open.larksuite.com"),
+        ("Feishu", "https://open.feishu.cn"),
+        ("open.larksuite.com", "https://open.larksuite.com"),
+        ("https://feishu.example.com/", "https://feishu.example.com"),
+        ("http://127.0.0.1:8999", "http://127.0.0.1:8999"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
     ],
 )
-def test_host_becomes_an_api_origin(host: str | None, port: int | None, expected: str) -> None:
-    assert normalize_base_url(host, port) == expected
+def test_host_becomes_an_api_origin(host: str | None, expected: str) -> None:
+    assert normalize_base_url(host) == expected
+
+
+def test_a_port_beside_a_complete_origin_is_refused_not_silently_used() -> None:
+    # The form hides Port: a port set through the CLI would change an origin the form shows, unseen.
+    with pytest.raises(FeishuVCConfigError, match=r"port: is 9000, .*put the port in the API origin") as raised:
+        ClientConfig.from_connection_parts(host="http://localhost", login="cli_x", password="s", port=9000)
+    assert raised.value.field == "port"
+    for hidden in (None, 0):  # what Airflow stores, and what its form sends for the hidden field
+        config = ClientConfig.from_connection_parts(host="http://localhost:9000", login="x", password="s", port=hidden)
+        assert config.base_url == "http://localhost:9000"
+    # A URI-form connection (feishu-vc://id:secret@127.0.0.1:9000) has a bare host: its port completes the origin.
+    config = ClientConfig.from_connection_parts(host="127.0.0.1", login="x", password="s", port=9000)
+    assert config.base_url == "http://127.0.0.1:9000"
+
+
+def test_the_old_app_ticket_extra_is_refused_with_its_new_name() -> None:
+    with pytest.raises(FeishuVCConfigError, match=r"extra\.app_ticket: is now called app_ticket_secret"):
+        parse_extras({"app_type": "store", "app_ticket": "t-123"})
+    assert parse_extras({"app_ticket": ""}) == {}  # an empty field left by the old form is harmless
 
 
 @pytest.mark.parametrize(
@@ -54,8 +72,8 @@ def test_missing_credentials_name_the_field() -> None:
     ("extra", "field", "message"),
     [
         ('{"app_type": "enterprise"}', "extra.app_type", "allowed: self_built, store"),
-        ('{"app_type": "store", "app_ticket": "t"}', "extra.tenant_key", "required when app_type is 'store'"),
-        ('{"app_type": "store", "tenant_key": "k"}', "extra.app_ticket", "required when app_type is 'store'"),
+        ('{"app_type": "store", "app_ticket_secret": "t"}', "extra.tenant_key", "required when app_type is 'store'"),
+        ('{"app_type": "store", "tenant_key": "k"}', "extra.app_ticket_secret", "required when app_type is 'store'"),
         ('{"timeout": "soon"}', "extra.timeout", "must be int or float"),
         ('{"max_retries": 2.5}', "extra.max_retries", "must be int"),
         ('{"max_retries": true}', "extra.max_retries", "must be int"),

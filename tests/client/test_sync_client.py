@@ -60,7 +60,12 @@ def test_store_app_fetches_app_token_then_tenant_token(emulator: FeishuVCEmulato
         host=emulator.url,
         login=APP_ID,
         password=APP_SECRET,
-        extra={"app_type": "store", "tenant_key": "tenant-1", "app_ticket": emulator.options.app_ticket, **UNPACED},
+        extra={
+            "app_type": "store",
+            "tenant_key": "tenant-1",
+            "app_ticket_secret": emulator.options.app_ticket,
+            **UNPACED,
+        },
     )
     client = client_for(config)
     assert client.create_export("meeting_list", **DAY_RANGE).isdigit()
@@ -73,12 +78,12 @@ def test_store_app_with_stale_ticket_asks_for_a_new_one(emulator: FeishuVCEmulat
         host=emulator.url,
         login=APP_ID,
         password=APP_SECRET,
-        extra={"app_type": "store", "tenant_key": "tenant-1", "app_ticket": "old-ticket"},
+        extra={"app_type": "store", "tenant_key": "tenant-1", "app_ticket_secret": "old-ticket"},
     )
     with pytest.raises(FeishuVCAPIError) as raised:
         client_for(config).access_token()
     assert raised.value.code == 10012
-    assert "app_ticket" in str(raised.value)
+    assert "app_ticket_secret" in str(raised.value)
     assert emulator.count("/open-apis/auth/v3/app_ticket/resend") == 1
 
 

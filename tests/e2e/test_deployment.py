@@ -83,8 +83,10 @@ def test_connection_form_lists_feishu_vc(deployment: Deployment) -> None:
     assert behaviour["url_schema"]["hidden"] and behaviour["port"]["hidden"] and not behaviour["host"]["hidden"]
     assert behaviour["host"]["title"] == "API origin"
     extras = meta["extra_fields"]
-    assert {"app_type", "tenant_key", "app_ticket", "timeout", "max_retries", "rate_limit_per_minute"} <= set(extras)
-    assert extras["app_ticket"]["schema"]["format"] == "password" and extras["app_type"]["value"] == "self_built"
+    assert {"app_type", "tenant_key", "app_ticket_secret", "timeout", "max_retries", "rate_limit_per_minute"} <= set(
+        extras
+    )
+    assert extras["app_ticket_secret"]["schema"]["format"] == "password" and extras["app_type"]["value"] == "self_built"
 
 
 def quoted(run_id: str) -> str:

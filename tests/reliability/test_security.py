@@ -116,7 +116,7 @@ def test_hostile_export_ids_are_refused_everywhere_before_sending(
         ({"password": None}, r"password \(App Secret\): is empty"),
         ({"host": "http://feishu.example.com"}, "host: .* plain http"),
         ({"extra": {"app_type": "isv"}}, "extra.app_type: is 'isv'; allowed: self_built, store"),
-        ({"extra": {"app_type": "store", "app_ticket": "t"}}, "extra.tenant_key: is required"),
+        ({"extra": {"app_type": "store", "app_ticket_secret": "t"}}, "extra.tenant_key: is required"),
         ({"extra": "{not json"}, "extra: is not valid JSON"),
         ({"extra": {"timeout": "fast"}}, "extra.timeout: must be int or float"),
         ({"extra": {"proxy": "x"}}, "extra.proxy: is not a known option"),
