@@ -27,17 +27,20 @@ class S3Server:
     url: str = ""
 
     def start(self) -> S3Server:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
+        from moto.moto_server import werkzeug_app
+        from werkzeug.serving import WSGIRequestHandler, make_server
 
-        moto_app = DomainDispatcherApplication(create_backend_app)
+        # moto 5.2.5 serves with its own request handler; older releases (Airflow 3.2's leg) with werkzeug's.
+        request_handler = getattr(werkzeug_app, "MotoRequestHandler", WSGIRequestHandler)
+
+        moto_app = werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app)
 
         def recording_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ["PATH_INFO"].encode("latin-1").decode("utf-8", "replace")  # WSGI: bytes as latin-1
             self.requests.append(S3Request(environ["REQUEST_METHOD"], path, environ["QUERY_STRING"]))
             return moto_app(environ, start_response)
 
-        self._server = make_server("127.0.0.1", 0, recording_app, threaded=True, request_handler=MotoRequestHandler)
+        self._server = make_server("127.0.0.1", 0, recording_app, threaded=True, request_handler=request_handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-s3", daemon=True)
         self._thread.start()
