@@ -44,6 +44,19 @@ def _postgres_bin() -> Path:
     raise StepFailed("PostgreSQL is not installed and cannot be installed here (needs root and apt-get)")
 
 
+def chromium_path() -> Path:
+    """Debian's chromium, installed from the OS packages when missing (as PostgreSQL is)."""
+    found = shutil.which("chromium")
+    if found:
+        return Path(found)
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, stdout=subprocess.DEVNULL, env=env)
+        return chromium_path()
+    raise StepFailed("chromium is not installed and cannot be installed here (needs root and apt-get)")
+
+
 def _wait_for_port(port: int, seconds: float, what: str, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -94,6 +107,7 @@ class Deployment:
             "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__CORE__PARALLELISM": "16",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the connection form's Test button (off by default)
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             **extra_env,
         }
@@ -113,10 +127,13 @@ class Deployment:
         self.processes[name] = process
         return process
 
-    def airflow(self, *args: str, timeout: float = 300) -> str:
+    def airflow(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        """Run the ``airflow`` CLI against the deployment; its output (stdout, then stderr when not checked)."""
         result = subprocess.run(
             [AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
         )
+        if not check:
+            return result.stdout + result.stderr
         if result.returncode != 0:
             raise StepFailed(f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result.stdout

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
-from pathlib import Path
 
 import pendulum
 import pytest
 
 from airflow_provider_feishu_vc.testing.process import EmulatorProcess
-from tests.e2e.deployment import Deployment, StepFailed
+from tests.e2e.conftest import APP_SECRET, MANY, SCALE
+from tests.e2e.deployment import Deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
-APP_ID, APP_SECRET = "cli_e2e_app", "e2e-app-secret-value"
 DAG_ID = "example_feishu_vc_export"
-#: Exports stay processing until the test says they are done (``finish_now``): what a step must see while an
-#: export is processing holds however slowly a loaded machine starts the tasks.
-EXPORT_SECONDS = 3600
-SCALE = 20  # Feishu's 100-per-minute window shrunk to 100 per 3 s, and the connection told the same limit
-MANY = 200
 #: How long the many waits poll with demand above the limit (200 triggers every 5 s want 40 a second; the limit
 #: allows 33.3), before their exports are made done.
 SATURATION_SECONDS = 60
@@ -39,35 +31,6 @@ class Timeline:
 
     def __str__(self) -> str:
         return "\n".join(f"  {at:7.1f} s  {what}" for at, what in self.events)
-
-
-@pytest.fixture(scope="module")
-def feishu() -> Iterator[EmulatorProcess]:
-    options = {"export_delay": EXPORT_SECONDS, "rate_window": 60 / SCALE}
-    with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, **options) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="module")
-def deployment(feishu: EmulatorProcess) -> Iterator[Deployment]:
-    root = Path(tempfile.mkdtemp(prefix="feishu-vc-e2e-"))
-    # The connection is told the app's real limit, nothing split: two triggerers and the workers' first checks
-    # share it by slowing down when Feishu refuses (client/budget.py).
-    env = {
-        "E2E_WAITS": str(MANY),
-        "AIRFLOW_CONN_FEISHU_VC_DEFAULT": feishu.connection(rate_limit_per_minute=100 * SCALE),
-        "AIRFLOW__FEISHU_VC__STORAGE_BASE": (root / "exports").as_uri(),
-    }
-    airflow = Deployment(root, env)
-    try:
-        airflow.start_postgres()
-        airflow.start_airflow()
-        yield airflow
-    except StepFailed as failure:
-        raise StepFailed(f"{failure}\n{airflow.tails()}") from None
-    finally:
-        airflow.stop_all()
-        assert all(p.poll() is not None for p in airflow.processes.values()), "a process outlived the test"
 
 
 def task_instance(airflow: Deployment, run_id: str, task_id: str) -> dict:
