@@ -7,9 +7,10 @@ client (shared by every thread of a process). Times are ``time.monotonic()`` sec
 
 Several processes (triggerers, workers) spend one app's limit, and nothing they all run can count for them
 cheaply, so each process learns its share from Feishu's own signal, as TCP does from lost packets: a 429 cuts
-the pace to 70% of what the process really sent (once per burst of refusals), and every window's worth of
-accepted requests adds one request per window back (additive increase, multiplicative decrease). Processes
-converge on a fair split just under the limit; a process alone keeps its full pace. The window length and its
+the pace to 70% of what the process really sent (once per burst of refusals); every window's worth of accepted
+requests wins back a quarter of the gap to the pace before the cut, then one request per window above it
+(additive increase, multiplicative decrease, with a quick return to the last good pace). Processes converge on a
+fair split just under the limit; a process alone keeps its full pace. The window length and its
 cap come from the 429 (``x-ogw-ratelimit-limit``) and the connection's per-minute figure, so a test that shrinks
 Feishu's window behaves as Feishu does.
 """
@@ -26,6 +27,9 @@ from dataclasses import dataclass
 RATE_BUDGET_SHARE = 0.9
 #: What a 429 leaves of the pace the process really sent.
 SLOWDOWN_AFTER_REFUSAL = 0.7
+#: Below the pace it was cut from, a process wins back this share of the gap per window's worth of accepted
+#: requests (at least one request per window): close to where it was within a few windows, then probing slowly.
+RECOVERY_SHARE = 0.25
 #: How many recent slots tell the pace a process really sends at.
 PACE_SAMPLES = 64
 
@@ -58,6 +62,7 @@ class RateBudget:
         self._paused_until = 0.0
         self._issued = 0
         self._issued_at_cut = 0
+        self._pace_before_cut = 0.0
         self._recent: deque[float] = deque(maxlen=PACE_SAMPLES)
         self._lock = threading.Lock()
 
@@ -88,12 +93,14 @@ class RateBudget:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def accepted(self, slot: Slot) -> None:
-        """Feishu took the request sent in ``slot``: one more request per window, spread over a window's worth."""
+        """Feishu took the request sent in ``slot``: per window's worth of these, win back a quarter of the gap to
+        the pace before the last cut, and at least one request per window (spread over the window's requests)."""
         with self._lock:
             if self.pace >= self.most or slot.number <= self._issued_at_cut:
                 return
             per_window = self.pace * self._window_cap / self.per_minute
-            self.pace = min(self.most, self.pace + self.least / per_window)
+            step = max(self.least, RECOVERY_SHARE * (self._pace_before_cut - self.pace))
+            self.pace = min(self.most, self.pace + step / per_window)
 
     def refused(self, slot: Slot, reset: float, window_cap: float | None = None) -> None:
         """Feishu answered 429 to ``slot``: pause every caller until ``reset`` and, unless the pace was already cut
@@ -105,7 +112,8 @@ class RateBudget:
             if slot.number <= self._issued_at_cut:
                 return
             self._issued_at_cut = self._issued
-            self.pace = max(self.least, SLOWDOWN_AFTER_REFUSAL * min(self.pace, self._sent_pace()))
+            self._pace_before_cut = min(self.pace, self._sent_pace())
+            self.pace = max(self.least, SLOWDOWN_AFTER_REFUSAL * self._pace_before_cut)
 
     def _sent_pace(self) -> float:
         """Requests per minute over the recent slots (the configured pace until there are two)."""

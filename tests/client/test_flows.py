@@ -154,6 +154,23 @@ def test_a_user_token_refresh_masks_both_tokens() -> None:
     assert script.requests[0].json_body["refresh_token"] == "r-old"  # type: ignore[index]
 
 
+def test_an_oauth_shaped_error_carries_its_description_and_a_hint() -> None:
+    config = ClientConfig(base_url="https://open.feishu.cn", app_id="cli_1", app_secret="s", refresh_token="r-spent")
+    spent = answer(400, code=20064, error="invalid_grant", error_description="The refresh token has been used")
+    with pytest.raises(FeishuVCAPIError) as raised:
+        Script([spent]).run(TokenCache().renew(config, POLICY))
+    message = str(raised.value)
+    assert raised.value.code == 20064 and "invalid_grant / The refresh token has been used" in message
+    assert "already used (each one works once)" in message and "r-spent" not in message
+
+
+def test_the_oauth_servers_own_error_is_retried() -> None:
+    config = ClientConfig(base_url="https://open.feishu.cn", app_id="cli_1", app_secret="s", refresh_token="r-1")
+    busy = answer(500, code=20050, error="server_error", error_description="internal error")
+    script = Script([busy, answer(code=0, access_token="u-1", expires_in=7200, refresh_token="r-2")])
+    assert script.run(TokenCache().renew(config, POLICY)).value == "u-1" and len(script.sleeps) == 1
+
+
 def test_each_api_draws_on_a_budget_of_its_own() -> None:
     """Feishu limits every API separately: creates and downloads do not eat the status polls' share."""
     clock = FakeClock()
@@ -188,18 +205,25 @@ def test_a_429_cuts_the_pace_once_not_again_for_requests_already_under_way() -> 
     assert budget.pace < cut
 
 
-def test_accepted_requests_raise_the_pace_one_request_per_window_back_to_the_full_pace() -> None:
+def test_accepted_requests_win_the_pace_back_quickly_then_probe_one_request_per_window() -> None:
     clock = FakeClock()
-    budget = RateBudget(per_minute=2000, share=0.9, clock=clock)
-    budget.refused(budget.reserve(), reset=0.0, window_cap=100)  # window: 3 s, least pace 1 per window
-    low = budget.pace
-    per_window = round(low * 3 / 60)
-    for _ in range(per_window):
-        budget.accepted(budget.reserve())
-    assert budget.pace == pytest.approx(low + 20, rel=0.05)  # one more request per 3-s window = 20 a minute
-    for _ in range(10_000):
-        budget.accepted(budget.reserve())
-    assert budget.pace == budget.most == 1800
+    budget = RateBudget(per_minute=2000, share=0.9, clock=clock)  # 1800 a minute; the 429 says 100 per 3 s
+    budget.refused(budget.reserve(), reset=0.0, window_cap=100)
+    assert budget.pace == pytest.approx(1260)  # 70% of the 1800 it was sending
+
+    def one_window_of_accepts() -> float:
+        before = budget.pace
+        for _ in range(round(budget.pace * 3 / 60)):
+            budget.accepted(budget.reserve())
+        return budget.pace - before
+
+    assert 0.2 * 540 <= one_window_of_accepts() <= 0.25 * 540  # about a quarter of the gap to 1800
+    for _ in range(40):
+        one_window_of_accepts()
+    assert budget.pace == budget.most == 1800  # back to the full pace, never above it
+    budget.refused(budget.reserve(), reset=0.0, window_cap=100)
+    budget._pace_before_cut = 0.0  # as if it had been cut from below: only the slow probing is left
+    assert one_window_of_accepts() == pytest.approx(20, rel=0.1)  # one more request per 3-s window = 20 a minute
 
 
 def test_a_process_that_is_never_refused_keeps_its_full_pace() -> None:
