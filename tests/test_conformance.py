@@ -11,6 +11,7 @@ import ast
 import asyncio
 import datetime as dt
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,11 @@ CONFORMANCE: dict[str, list[str]] = {
     "Download: raw xlsx bytes, errors as JSON; an ordinary workbook (sheet dimension set)": [
         "test_conformance.py::test_the_official_sync_sdk_drives_every_endpoint",
         "test_conformance.py::test_the_official_async_sdk_drives_every_endpoint",
+    ],
+    "User tokens (v2 OAuth): each refresh spends its refresh token; errors in OAuth's shape, no msg; "
+    "20026 invalid, 20037 expired, 20064 used; the authorization-code grant gives the first tokens": [
+        "test_conformance.py::test_the_oauth_endpoint_rotates_single_use_refresh_tokens_and_answers_in_oauth_shape",
+        "client/test_flows.py::test_an_oauth_shaped_error_carries_its_description_and_a_hint",
     ],
     "Export errors: 121004 unknown export; 121005 no permission; 99991672 missing scope": [
         "client/test_sync_client.py::test_unknown_export_is_feishus_121004",
@@ -272,3 +278,38 @@ def test_the_conformance_table_names_only_tests_that_exist() -> None:
             tree = ast.parse((here / module).read_text())
             defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
             assert name in defined, f"{fact!r} names {reference}, which does not exist"
+
+
+def test_the_oauth_endpoint_rotates_single_use_refresh_tokens_and_answers_in_oauth_shape() -> None:
+    oauth = "/open-apis/authen/v2/oauth/token"
+    client = {"client_id": APP_ID, "client_secret": APP_SECRET}
+    with FeishuVCEmulator(app_id=APP_ID, app_secret=APP_SECRET, refresh_token="r-first", refresh_token_ttl=1.0) as fs:
+        first = httpx.post(fs.url + oauth, json={**client, "grant_type": "refresh_token", "refresh_token": "r-first"})
+        tokens = first.json()
+        assert first.status_code == 200 and tokens["code"] == 0 and "msg" not in tokens
+        assert {
+            "access_token",
+            "expires_in",
+            "refresh_token",
+            "refresh_token_expires_in",
+            "token_type",
+            "scope",
+        } <= set(tokens)
+        assert tokens["refresh_token"] != "r-first" and fs.state.refresh_token_spent("r-first")
+
+        def refused(refresh_token: str) -> dict[str, Any]:
+            body = {**client, "grant_type": "refresh_token", "refresh_token": refresh_token}
+            answer = httpx.post(fs.url + oauth, json=body)
+            assert answer.status_code == 400
+            return answer.json()
+
+        again = refused("r-first")  # single use: the old one died with the first refresh
+        assert again == {"code": 20064, "error": "invalid_grant", "error_description": again["error_description"]}
+        assert refused("r-never-issued")["code"] == 20026
+        time.sleep(1.1)
+        assert refused(tokens["refresh_token"])["code"] == 20037  # its successor has expired meanwhile
+
+        login = {**client, "grant_type": "authorization_code", "code": "emulator-auth-code", "redirect_uri": "x"}
+        exchanged = httpx.post(fs.url + oauth, json=login).json()
+        assert exchanged["code"] == 0 and exchanged["access_token"].startswith("u-") and exchanged["refresh_token"]
+        assert httpx.post(fs.url + oauth, json=login).json()["error"] == "invalid_grant"  # a code works once

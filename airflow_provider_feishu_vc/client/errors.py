@@ -14,8 +14,18 @@ RATE_LIMITED_CODE = 99991400
 INTERNAL_ERROR_CODE = 121001
 STALE_APP_TICKET_CODE = 10012
 
+#: The v2 OAuth endpoint's own server error (HTTP 500).
+OAUTH_SERVER_ERROR_CODE = 20050
+#: The v2 OAuth endpoint refusing a refresh token: invalid, expired, already used (or revoked).
+REFRESH_TOKEN_INVALID_CODE, REFRESH_TOKEN_EXPIRED_CODE, REFRESH_TOKEN_USED_CODE = 20026, 20037, 20064
+
 #: Feishu codes worth another attempt after a backoff (besides rate limiting and transport errors).
-RETRYABLE_CODES = frozenset({INTERNAL_ERROR_CODE})
+RETRYABLE_CODES = frozenset({INTERNAL_ERROR_CODE, OAUTH_SERVER_ERROR_CODE})
+
+_NEW_USER_TOKENS = (
+    "Obtain new user tokens (the user signs in to the app again, and the authorization code is exchanged at "
+    "/open-apis/authen/v2/oauth/token) and put them in the connection's user_access_token / refresh_token extras."
+)
 
 #: Codes that will not change on retry; each with what the user has to fix.
 CODE_HINTS: Mapping[int, str] = {
@@ -42,6 +52,12 @@ CODE_HINTS: Mapping[int, str] = {
     99991673: "The app is not installed or not available in this tenant.",
     99991401: "The caller's IP address is not in the app's IP allow-list.",
     99991403: "The app's monthly API quota is used up.",
+    REFRESH_TOKEN_INVALID_CODE: f"Feishu does not know the user refresh token. {_NEW_USER_TOKENS}",
+    REFRESH_TOKEN_EXPIRED_CODE: f"The user refresh token has expired. {_NEW_USER_TOKENS}",
+    REFRESH_TOKEN_USED_CODE: (
+        "The user refresh token was already used (each one works once) or was revoked. If another process "
+        f"refreshed it, that process holds its successor. {_NEW_USER_TOKENS}"
+    ),
 }
 
 

@@ -167,9 +167,15 @@ def parse_envelope(response: HttpResponse) -> HttpResponse:
         response.payload = payload
         return response
     error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+    # The v2 OAuth endpoint answers errors in OAuth's shape: ``error`` (a word) and ``error_description``, no msg.
+    oauth_words = " / ".join(
+        str(payload[key])
+        for key in ("error", "error_description")
+        if payload.get(key) and isinstance(payload[key], str)
+    )
     raise FeishuVCAPIError(
         code=code,
-        msg=str(payload.get("msg", "")),
+        msg=str(payload.get("msg") or oauth_words),
         http_status=response.status,
         log_id=log_id or error.get("log_id"),
         permission_violations=error.get("permission_violations") or (),

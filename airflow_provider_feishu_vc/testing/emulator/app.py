@@ -13,9 +13,9 @@ from urllib.parse import quote, unquote
 
 from airflow_provider_feishu_vc.testing.emulator.faults import ANSWER_FAULTS, Fault, FaultPlan
 from airflow_provider_feishu_vc.testing.emulator.rules import (
-    DAY,
     EXPORT_KINDS,
     FeishuError,
+    OAuthError,
     RateLimited,
     check_user_id_type,
 )
@@ -197,16 +197,22 @@ class EmulatorApp:
             state.check_app(body)
             return _ok({}, msg="ok")
         if path == "/open-apis/authen/v2/oauth/token":
-            if body.get("grant_type") != "refresh_token":
-                raise FeishuError(400, 20001, "grant_type must be refresh_token or authorization_code")
+            grant = body.get("grant_type")
+            if grant not in ("refresh_token", "authorization_code"):
+                raise OAuthError(
+                    400, 20001, "unsupported_grant_type", "grant_type must be refresh_token or authorization_code"
+                )
             state.check_app(body, "client_id", "client_secret")
-            token, successor = state.refresh_user_token(body.get("refresh_token"))
+            if grant == "refresh_token":
+                token, successor = state.refresh_user_token(body.get("refresh_token"))
+            else:
+                token, successor = state.exchange_authorization_code(body.get("code"))
             return _ok(
                 {
                     "access_token": token.value,
                     "expires_in": int(state.options.token_ttl),
                     "refresh_token": successor,
-                    "refresh_token_expires_in": 30 * DAY,
+                    "refresh_token_expires_in": int(state.options.refresh_token_ttl),
                     "token_type": "Bearer",
                     "scope": "vc:export",
                 },
@@ -283,6 +289,9 @@ def _ok(payload: dict[str, Any], msg: str | None = "success") -> Any:
 def _error(error: FeishuError) -> Any:
     from starlette.responses import JSONResponse
 
+    if isinstance(error, OAuthError):
+        oauth = {"code": error.code, "error": error.oauth_error, "error_description": error.msg}
+        return JSONResponse(oauth, status_code=error.http_status)
     payload: dict[str, Any] = {"code": error.code, "msg": error.msg}
     if error.error:
         payload["error"] = error.error

@@ -32,6 +32,8 @@ class EmulatorOptions:
     rate_window: float = _option(60.0, "seconds of the rate-limit window (Feishu: 60)")
     app_ticket: str = _option("emulator-app-ticket", "the app_ticket a store app must present")
     refresh_token: str | None = _option("emulator-refresh-token", "the user refresh token accepted at first")
+    refresh_token_ttl: float = _option(30 * 86400.0, "lifetime of issued refresh tokens in seconds (Feishu: 30 days)")
+    authorization_code: str = _option("emulator-auth-code", "the authorization code a user's login hands out (once)")
     meeting_every: int = _option(3600, "a meeting_list export holds one meeting every this many seconds")
     rows: int | None = _option(None, "force the data rows of every export (large, uncompressed files)")
     tls_certfile: str | None = _option(None, "serve https with this certificate (PEM)")

@@ -18,6 +18,21 @@ class FeishuError(Exception):
         self.http_status, self.code, self.msg, self.error = http_status, code, msg, error
 
 
+class OAuthError(FeishuError):
+    """An error of the v2 OAuth token endpoint, in its own shape: ``code``, ``error``, ``error_description`` and no
+    ``msg``."""
+
+    def __init__(self, http_status: int, code: int, error: str, description: str) -> None:
+        super().__init__(http_status, code, description)
+        self.oauth_error = error
+
+
+#: The v2 OAuth endpoint's refusals of a refresh token (shared/feishu-vc-api.md).
+REFRESH_TOKEN_INVALID = (400, 20026, "invalid_grant", "The refresh token passed is invalid")
+REFRESH_TOKEN_EXPIRED = (400, 20037, "invalid_grant", "The refresh token passed has expired")
+REFRESH_TOKEN_USED = (400, 20064, "invalid_grant", "The refresh token has been used or revoked")
+
+
 class RateLimited(FeishuError):
     def __init__(self, reset: float | None) -> None:
         super().__init__(429, 99991400, "request trigger frequency limit")

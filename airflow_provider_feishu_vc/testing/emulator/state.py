@@ -21,7 +21,16 @@ from urllib.parse import quote
 
 from airflow_provider_feishu_vc.testing.emulator import data
 from airflow_provider_feishu_vc.testing.emulator.options import EmulatorOptions
-from airflow_provider_feishu_vc.testing.emulator.rules import FeishuError, RateLimited, check_export, param_error
+from airflow_provider_feishu_vc.testing.emulator.rules import (
+    REFRESH_TOKEN_EXPIRED,
+    REFRESH_TOKEN_INVALID,
+    REFRESH_TOKEN_USED,
+    FeishuError,
+    OAuthError,
+    RateLimited,
+    check_export,
+    param_error,
+)
 from airflow_provider_feishu_vc.testing.emulator.workbook import write_workbook
 
 TOKEN_PATH_PREFIXES = ("/open-apis/auth/", "/open-apis/authen/")
@@ -49,6 +58,12 @@ class IssuedToken:
 
     def remaining(self) -> float:
         return self.expires_at - time.monotonic()
+
+
+@dataclass
+class RefreshToken:
+    expires_at: float
+    spent: bool = False
 
 
 @dataclass
@@ -84,7 +99,11 @@ class TenantState:
             self.requests: list[RequestRecord] = []
             self.tokens: dict[str, IssuedToken] = {}
             self._latest: dict[str, IssuedToken] = {}
-            self._refresh_tokens = {self.options.refresh_token} if self.options.refresh_token else set()
+            # Refresh tokens by value: when each expires (monotonic), and whether it was spent (single use).
+            self._refresh_tokens: dict[str, RefreshToken] = {}
+            if self.options.refresh_token:
+                self._refresh_tokens[self.options.refresh_token] = RefreshToken(self._refresh_expiry())
+            self._codes_spent: set[str] = set()
             self.exports: dict[str, ExportJob] = {}
             self._by_file_token: dict[str, ExportJob] = {}
             self._windows: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
@@ -132,12 +151,38 @@ class TenantState:
     def refresh_user_token(self, refresh_token: Any) -> tuple[IssuedToken, str]:
         """Spend ``refresh_token`` (single use) for a new user token and the refresh token that succeeds it."""
         with self._lock:
-            if refresh_token not in self._refresh_tokens:
-                raise FeishuError(400, 20037, "refresh_token is invalid or has been used")
-            self._refresh_tokens.discard(refresh_token)
-            successor = "ur-" + secrets.token_urlsafe(24)
-            self._refresh_tokens.add(successor)
-            return self._new_token("user"), successor
+            known = self._refresh_tokens.get(str(refresh_token))
+            if known is None:
+                raise OAuthError(*REFRESH_TOKEN_INVALID)
+            if known.spent:
+                raise OAuthError(*REFRESH_TOKEN_USED)
+            if known.expires_at <= time.monotonic():
+                raise OAuthError(*REFRESH_TOKEN_EXPIRED)
+            known.spent = True
+            return self._issue_user_tokens()
+
+    def exchange_authorization_code(self, code: Any) -> tuple[IssuedToken, str]:
+        """The first user tokens, for the code a user's login handed out (once)."""
+        with self._lock:
+            if code != self.options.authorization_code or code in self._codes_spent:
+                # 20003 for a bad code is not in shared/feishu-vc-api.md; the OAuth shape is.
+                raise OAuthError(400, 20003, "invalid_grant", "The authorization code is invalid or has been used")
+            self._codes_spent.add(str(code))
+            return self._issue_user_tokens()
+
+    def _issue_user_tokens(self) -> tuple[IssuedToken, str]:
+        successor = "ur-" + secrets.token_urlsafe(24)
+        self._refresh_tokens[successor] = RefreshToken(self._refresh_expiry())
+        return self._new_token("user"), successor
+
+    def _refresh_expiry(self) -> float:
+        return time.monotonic() + self.options.refresh_token_ttl
+
+    def refresh_token_spent(self, refresh_token: str) -> bool:
+        """Whether ``refresh_token`` was used already (tests check that no process ever sends a spent one)."""
+        with self._lock:
+            known = self._refresh_tokens.get(refresh_token)
+            return known is not None and known.spent
 
     def authenticate(self, authorization: str) -> None:
         """Accept a live tenant or user token with the scope and admin role exports need."""
