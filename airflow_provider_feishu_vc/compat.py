@@ -12,6 +12,8 @@ exceptions and the timetable are looked up when first used.
 - ``CronDataIntervalTimetable``: ``airflow.sdk`` from 3.2; ``airflow.timetables.interval`` on 3.1.
 - The connection form: provider info ``conn-fields`` from 3.2; on 3.1 the hook's ``get_connection_form_widgets``
   and ``get_ui_field_behaviour``.
+- ``get_variable`` / ``set_variable``: in a task or a triggerer through the SDK (its supervisor reaches the
+  metadata DB); elsewhere (the API server's connection Test, the CLI, scripts) straight through the DB models.
 - ``task_state``: the task's state store, kept across the tries of a task instance (``task_state_store``), from
   3.3; on 3.1 and 3.2 there is none, so a retry cannot know what an earlier try started.
 """
@@ -43,8 +45,10 @@ __all__ = [
     "conf",
     "fail_task",
     "form_widgets",
+    "get_variable",
     "mask_secret",
     "sensor_timed_out",
+    "set_variable",
     "task_state",
 ]
 
@@ -87,6 +91,38 @@ def fail_task(message: str, cause: BaseException | None = None) -> NoReturn:
 def sensor_timed_out(message: str) -> NoReturn:
     """Raise Airflow's sensor timeout (``soft_fail`` turns it into a skip)."""
     raise __getattr__("AirflowSensorTimeout")(message)
+
+
+def _supervised() -> bool:
+    """True in a task or a triggerer, where the SDK talks to the metadata DB through its supervisor."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+    except ImportError:
+        return False
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+
+def get_variable(key: str) -> str | None:
+    """An Airflow Variable's value, or None when there is none."""
+    if _supervised():
+        from airflow.sdk import Variable
+
+        return Variable.get(key, default=None)
+    from airflow.models.variable import Variable as StoredVariable
+
+    return StoredVariable.get(key, default_var=None)
+
+
+def set_variable(key: str, value: str, description: str) -> None:
+    """Create or replace an Airflow Variable."""
+    if _supervised():
+        from airflow.sdk import Variable
+
+        Variable.set(key, value, description=description)
+        return
+    from airflow.models.variable import Variable as StoredVariable
+
+    StoredVariable.set(key, value, description=description)
 
 
 def task_state(context: Mapping[str, Any]) -> Any | None:

@@ -22,7 +22,7 @@ from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo
 from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolicy, T
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, StoredUserTokens, TokenCache, UserTokenStore
 from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
 if TYPE_CHECKING:
@@ -64,7 +64,11 @@ _SESSIONS: dict[tuple[int, ClientConfig], AppSession] = {}
 
 @asynccontextmanager
 async def shared_client(
-    config: ClientConfig, *, on_secret: SecretCallback | None = None, policy: RetryPolicy | None = None
+    config: ClientConfig,
+    *,
+    on_secret: SecretCallback | None = None,
+    policy: RetryPolicy | None = None,
+    token_store: UserTokenStore | None = None,
 ) -> AsyncIterator[AsyncFeishuVCClient]:
     """An async client sharing its pool with every caller of the same settings in this loop, and the app's rate
     budgets with the whole process; the pool closes when its last user leaves."""
@@ -74,7 +78,7 @@ async def shared_client(
         session = _SESSIONS[key] = AppSession(config)
     session.users += 1
     try:
-        yield AsyncFeishuVCClient(config, session, on_secret=on_secret, policy=policy)
+        yield AsyncFeishuVCClient(config, session, on_secret=on_secret, policy=policy, token_store=token_store)
     finally:
         session.users -= 1
         if session.users == 0:
@@ -102,8 +106,9 @@ class AsyncFeishuVCClient(ExportCalls):
     def __init__(
         self, config: ClientConfig, session: AppSession, *, on_secret: SecretCallback | None = None,
         token_cache: TokenCache = TOKEN_CACHE, policy: RetryPolicy | None = None,
+        token_store: UserTokenStore | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(config, token_cache=token_cache, policy=policy)
+        super().__init__(config, token_cache=token_cache, policy=policy, token_store=token_store)
         self._session = session
         self._on_secret = on_secret
 
@@ -160,3 +165,11 @@ class AsyncFeishuVCClient(ExportCalls):
         result = self._on_secret(step.value) if self._on_secret is not None else None
         if inspect.isawaitable(result):
             await result
+
+    async def _shared_tokens(self, step: protocol.SharedUserTokens) -> StoredUserTokens | None:
+        if self.token_store is None:
+            return None
+        if step.save is None:
+            return await self.token_store.aload()
+        await self.token_store.asave(step.save)
+        return step.save

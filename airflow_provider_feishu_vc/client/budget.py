@@ -7,7 +7,7 @@ client (shared by every thread of a process). Times are ``time.monotonic()`` sec
 
 Several processes (triggerers, workers) spend one app's limit, and nothing they all run can count for them
 cheaply, so each process learns its share from Feishu's own signal, as TCP does from lost packets: a 429 cuts
-the pace to 70% of what the process really sent (once per burst of refusals); every window's worth of accepted
+the pace to 80% of what the process really sent (once per burst of refusals); every window's worth of accepted
 requests wins back a quarter of the gap to the pace before the cut, then one request per window above it
 (additive increase, multiplicative decrease, with a quick return to the last good pace). Processes converge on a
 fair split just under the limit; a process alone keeps its full pace. The window length and its
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 #: Share of the app's documented limit that one process spends, leaving room for clock skew and other callers.
 RATE_BUDGET_SHARE = 0.9
 #: What a 429 leaves of the pace the process really sent.
-SLOWDOWN_AFTER_REFUSAL = 0.7
+SLOWDOWN_AFTER_REFUSAL = 0.8
 #: Below the pace it was cut from, a process wins back this share of the gap per window's worth of accepted
 #: requests (at least one request per window): close to where it was within a few windows, then probing slowly.
 RECOVERY_SHARE = 0.25

@@ -12,7 +12,7 @@ from airflow_provider_feishu_vc.client import api
 from airflow_provider_feishu_vc.client.budget import process_budgets
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.protocol import Flow, RetryPolicy, T
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, token_key
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, UserTokenStore, token_key
 
 
 class ExportCalls:
@@ -21,9 +21,16 @@ class ExportCalls:
     driver_name = ""
 
     def __init__(
-        self, config: ClientConfig, *, token_cache: TokenCache = TOKEN_CACHE, policy: RetryPolicy | None = None
+        self,
+        config: ClientConfig,
+        *,
+        token_cache: TokenCache = TOKEN_CACHE,
+        policy: RetryPolicy | None = None,
+        token_store: UserTokenStore | None = None,
     ) -> None:
         self.config = config
+        #: Where user tokens are shared with the deployment's other processes (None: this process only).
+        self.token_store = token_store if config.uses_user_token else None
         self.policy = policy or RetryPolicy(max_retries=config.max_retries)
         self.budgets = process_budgets(config.app_key, config.rate_limit_per_minute)
         self.tokens = token_cache

@@ -101,7 +101,17 @@ class MaskSecret:
     handler = "mask"
 
 
-Step = HttpRequest | Sleep | NeedToken | MaskSecret
+@dataclass(frozen=True)
+class SharedUserTokens:
+    """Read (``save`` None) or write the user tokens every process of the deployment shares; the driver answers
+    with what is stored (None when nothing is, or when the driver has no shared store)."""
+
+    save: Any = field(default=None, repr=False)
+
+    handler = "shared_tokens"
+
+
+Step = HttpRequest | Sleep | NeedToken | MaskSecret | SharedUserTokens
 Flow = Generator[Step, Any, T]
 
 

@@ -14,7 +14,7 @@ from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo
 from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolicy, T
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, StoredUserTokens, TokenCache, UserTokenStore
 from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
 if TYPE_CHECKING:
@@ -36,9 +36,9 @@ class FeishuVCClient(ExportCalls):
 
     def __init__(
         self, config: ClientConfig, *, on_secret: SecretCallback | None = None, token_cache: TokenCache = TOKEN_CACHE,
-        policy: RetryPolicy | None = None,
+        policy: RetryPolicy | None = None, token_store: UserTokenStore | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(config, token_cache=token_cache, policy=policy)
+        super().__init__(config, token_cache=token_cache, policy=policy, token_store=token_store)
         self._on_secret = on_secret
         self._http: httpx.Client | None = None
 
@@ -110,3 +110,11 @@ class FeishuVCClient(ExportCalls):
     def _mask(self, step: protocol.MaskSecret) -> None:
         if self._on_secret is not None:
             self._on_secret(step.value)
+
+    def _shared_tokens(self, step: protocol.SharedUserTokens) -> StoredUserTokens | None:
+        if self.token_store is None:
+            return None
+        if step.save is None:
+            return self.token_store.load()
+        self.token_store.save(step.save)
+        return step.save

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import queue
 import threading
@@ -26,10 +27,60 @@ if TYPE_CHECKING:
     from airflow_provider_feishu_vc.client.api import ExportTask
     from airflow_provider_feishu_vc.client.async_client import AsyncFeishuVCClient
     from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+    from airflow_provider_feishu_vc.client.tokens import StoredUserTokens
+
+log = logging.getLogger(__name__)
 
 PROGRESS_LOG_INTERVAL = 5.0
 WRITE_BATCH_BYTES = 4 * 1024 * 1024
 WRITE_QUEUE_BATCHES = 2
+
+
+class VariableUserTokenStore:
+    """A connection's user tokens, shared by every worker, triggerer and the API server of a deployment through an
+    Airflow Variable: kept in the metadata DB (encrypted with the Fernet key), shown masked (its key names a token),
+    rewritten on every refresh because each refresh token works once.
+
+    When the store cannot be reached (no metadata DB, as in a plain script), tokens stay in this process, with a
+    warning."""
+
+    DESCRIPTION = "Feishu VC user tokens of a connection, rotated by the provider on every refresh. Do not edit."
+
+    def __init__(self, conn_id: str) -> None:
+        self.key = f"feishu_vc_user_tokens__{conn_id}"
+
+    def load(self) -> StoredUserTokens | None:
+        from airflow_provider_feishu_vc.client.tokens import StoredUserTokens
+        from airflow_provider_feishu_vc.compat import get_variable
+
+        try:
+            return StoredUserTokens.from_json(get_variable(self.key))
+        except Exception as error:  # the store is an optimisation: never the reason a task fails
+            log.warning("Could not read the shared user tokens (Variable %s): %s", self.key, error)
+            return None
+
+    def save(self, tokens: StoredUserTokens) -> None:
+        from airflow_provider_feishu_vc.compat import set_variable
+
+        try:
+            set_variable(self.key, tokens.to_json(), self.DESCRIPTION)
+        except Exception as error:
+            log.warning(
+                "Could not share the rotated user tokens (Variable %s): other processes will refresh with a spent "
+                "refresh token. %s",
+                self.key,
+                error,
+            )
+
+    async def aload(self) -> StoredUserTokens | None:
+        from asgiref.sync import sync_to_async  # the SDK's calls run on the triggerer's loop through it
+
+        return await sync_to_async(self.load)()
+
+    async def asave(self, tokens: StoredUserTokens) -> None:
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(self.save)(tokens)
 
 
 def form_label(field: str) -> str:
@@ -172,7 +223,8 @@ class FeishuVCHook(BaseHook):
         if self._client is None:
             from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
 
-            self._client = FeishuVCClient(self.config, on_secret=mask_secret)
+            store = VariableUserTokenStore(self.feishu_vc_conn_id)
+            self._client = FeishuVCClient(self.config, on_secret=mask_secret, token_store=store)
         return self._client
 
     def close(self) -> None:
@@ -188,7 +240,8 @@ class FeishuVCHook(BaseHook):
         from airflow_provider_feishu_vc.client.async_client import shared_client
 
         config = await self.aget_config()
-        async with shared_client(config, on_secret=amask_secret) as client:
+        store = VariableUserTokenStore(self.feishu_vc_conn_id)
+        async with shared_client(config, on_secret=amask_secret, token_store=store) as client:
             yield client
 
     # -- calls -----------------------------------------------------------------------------------------------

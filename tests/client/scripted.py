@@ -16,6 +16,7 @@ from airflow_provider_feishu_vc.client.protocol import (
     HttpResponse,
     MaskSecret,
     NeedToken,
+    SharedUserTokens,
     Sleep,
     Step,
 )
@@ -49,6 +50,9 @@ class Script:
     clock: FakeClock = field(default_factory=FakeClock)
     steps: list[Step] = field(default_factory=list)
     tokens_given: int = 0
+    #: What the shared user-token store answers to each read, in order (then: the last save, or None).
+    shared_reads: list[Any] = field(default_factory=list)
+    saved: list[Any] = field(default_factory=list)
 
     @property
     def requests(self) -> list[HttpRequest]:
@@ -77,6 +81,11 @@ class Script:
             elif isinstance(step, NeedToken):
                 self.tokens_given += 1
                 driving.outcome = f"t-{self.tokens_given}"
+            elif isinstance(step, SharedUserTokens) and step.save is not None:
+                self.saved.append(step.save)
+                driving.outcome = step.save
+            elif isinstance(step, SharedUserTokens):
+                driving.outcome = self.shared_reads.pop(0) if self.shared_reads else (self.saved or [None])[-1]
         return driving.result
 
 

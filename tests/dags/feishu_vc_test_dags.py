@@ -79,3 +79,22 @@ class CreateThenLoseTheWorker(FeishuVCCreateExportOperator):
 
 with DAG(dag_id="feishu_vc_test_create_retry", schedule=None, start_date=START, catchup=False) as create_retry_dag:
     CreateThenLoseTheWorker(task_id="create_export", export_type="meeting_list", **ONE_DAY, **RETRY_AT_ONCE)
+
+
+# -- acting as a user: every task a new process, the user tokens shared through the metadata DB --------------
+
+with DAG(dag_id="feishu_vc_test_user_token", schedule=None, start_date=START, catchup=False) as user_token_dag:
+    as_user = {"feishu_vc_conn_id": "feishu_vc_user"}
+    user_create = FeishuVCCreateExportOperator(
+        task_id="create_export", export_type="meeting_list", **ONE_DAY, **as_user
+    )
+    # Polling in the worker: dag.test() runs a deferred trigger in line, where only environment connections are
+    # visible; the trigger's side of the shared tokens is tested on its own (tests/test_user_tokens.py).
+    user_wait = FeishuVCExportSensor(
+        task_id="wait_for_export", export_task_id=user_create.output, poke_interval=0.5, timeout=60, deferrable=False,
+        **as_user,
+    )  # fmt: skip
+    FeishuVCDownloadExportOperator(
+        task_id="download_export", file_token=user_wait.output, destination="memory://feishu-vc-user/{{ run_id }}/",
+        **as_user,
+    )  # fmt: skip

@@ -1,0 +1,76 @@
+"""Store a user's first tokens for a ``feishu_vc`` connection: exchange the authorization code from the user's
+sign-in and keep the tokens where every process of the deployment reads them.
+
+    python -m airflow_provider_feishu_vc.user_tokens <conn_id> <code> <redirect_uri>
+
+Run it where the deployment's metadata DB is reachable (where ``airflow`` CLI commands work), within the five
+minutes the code lives. It writes the Variable ``feishu_vc_user_tokens__<conn_id>`` and, for a connection kept in
+the metadata DB, sets its ``refresh_token`` extra, which makes the connection act as the user. It prints no token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def store_first_user_tokens(conn_id: str, code: str, redirect_uri: str) -> str:
+    """Exchange ``code`` for the user's first tokens and store them; return what was done, in words."""
+    from airflow.models.connection import Connection
+
+    from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+    from airflow_provider_feishu_vc.client.tokens import exchange_authorization_code
+    from airflow_provider_feishu_vc.compat import mask_secret
+    from airflow_provider_feishu_vc.hooks.feishu_vc import VariableUserTokenStore, config_from_connection
+
+    # Outside a task the SDK sees only environment connections: read the metadata DB's as the CLI does.
+    config = config_from_connection(Connection.get_connection_from_secrets(conn_id))
+    with FeishuVCClient(config, on_secret=mask_secret) as client:
+        tokens = client.run(exchange_authorization_code(config, code, redirect_uri, client.policy))
+    store = VariableUserTokenStore(conn_id)
+    store.save(tokens)
+    hours = (tokens.access_expires_at - time.time()) / 3600
+    return (
+        f"Stored the user's tokens of connection {conn_id!r} in the Variable {store.key}; "
+        f"{_act_as_user(conn_id, tokens.refresh_token or '')}. The access token lasts {hours:.1f} h; every refresh "
+        "renews it and rotates the refresh token."
+    )
+
+
+def _act_as_user(conn_id: str, refresh_token: str) -> str:
+    """Put the first refresh token in a metadata-DB connection's extras, which makes the connection act as the
+    user (the Variable's newer tokens win over it from then on)."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        stored = session.query(Connection).filter(Connection.conn_id == conn_id).one_or_none()
+        if stored is None:
+            return (
+                f"connection {conn_id!r} is not in the metadata DB (an environment variable or a secrets backend): "
+                "give it a refresh_token extra yourself so that it acts as the user"
+            )
+        stored.set_extra(json.dumps({**stored.extra_dejson, "refresh_token": refresh_token}))
+    return f"connection {conn_id!r} now acts as the user"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from airflow_provider_feishu_vc.client.errors import FeishuVCError
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("conn_id", help="the feishu_vc connection the user's tokens are for")
+    parser.add_argument("code", help="the authorization code from the redirect after the user signed in")
+    parser.add_argument("redirect_uri", help="the redirect URL the sign-in used (as registered with the app)")
+    args = parser.parse_args(argv)
+    try:
+        print(store_first_user_tokens(args.conn_id, args.code, args.redirect_uri))
+    except FeishuVCError as error:
+        print(f"Could not store the user's tokens: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

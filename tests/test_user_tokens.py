@@ -1,0 +1,144 @@
+"""User tokens across processes: every Airflow task (and the trigger) runs in a process of its own, and Feishu's
+refresh tokens work once, so the current tokens live in the metadata DB (an Airflow Variable) where every process
+reads and rotates them. Real processes, a real metadata DB (SQLite), the emulator enforcing single use."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_feishu_vc.testing import FeishuVCEmulator
+from tests.conftest import APP_ID, APP_SECRET, airflow_cli
+
+CONN_ID = "feishu_vc_user"
+STORE_KEY = f"feishu_vc_user_tokens__{CONN_ID}"
+OAUTH_PATH = "/open-apis/authen/v2/oauth/token"
+
+
+@pytest.fixture
+def user_connection(airflow_db: str, emulator: FeishuVCEmulator) -> str:
+    """A user-token connection saved in the metadata DB, holding only the user's first refresh token."""
+    emulator.configure(token_ttl=4.0, export_delay=3600, processing_polls=1)  # user tokens live 4 s
+    extra = {"refresh_token": emulator.options.refresh_token, "rate_limit_per_minute": 60_000}
+    connection = {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET,
+                  "extra": extra}  # fmt: skip
+    airflow_cli("connections", "delete", CONN_ID, check=False)
+    airflow_cli("connections", "add", CONN_ID, "--conn-json", json.dumps(connection))
+    airflow_cli("variables", "delete", STORE_KEY, check=False)
+    return CONN_ID
+
+
+def as_environment_connection(monkeypatch: pytest.MonkeyPatch, emulator: FeishuVCEmulator) -> None:
+    """The same connection as an environment variable, for code that runs outside a task (the SDK reads the
+    metadata DB's connections only through a task's supervisor); the tokens are still shared through the DB."""
+    extra = {"refresh_token": emulator.options.refresh_token, "rate_limit_per_minute": 60_000}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", emulator.connection(**extra))
+
+
+def stored_tokens() -> dict:
+    """The shared tokens, read as another process of the deployment reads them (this test process may hold an
+    older view of the Fernet key the value is encrypted with)."""
+    return json.loads(airflow_cli("variables", "get", STORE_KEY).stdout.strip().splitlines()[-1])
+
+
+def test_three_runs_in_three_processes_never_send_feishu_a_spent_refresh_token(
+    user_connection: str, emulator: FeishuVCEmulator, tmp_path: Path
+) -> None:
+    for run in range(3):
+        result = airflow_cli("dags", "test", "feishu_vc_test_user_token", check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0 and "state=success" in output, f"run {run + 1}:\n{output[-4000:]}"
+        time.sleep(4)  # the access token the run saved expires: the next process must refresh, with the newest
+    refreshes_ok = emulator.count(OAUTH_PATH, status=200)
+    assert refreshes_ok >= 3, "each process after an expiry refreshed"
+    assert emulator.count(OAUTH_PATH, status=400) == 0, "a process sent Feishu a spent or unknown refresh token"
+    saved = stored_tokens()
+    assert not emulator.state.refresh_token_spent(saved["refresh_token"])  # the store holds the live successor
+    assert emulator.state.refresh_token_spent(emulator.options.refresh_token)  # the connection's own is long spent
+    for secret in (saved["refresh_token"], saved["access_token"], APP_SECRET):
+        assert secret not in output, "a token reached the task log"
+
+
+REFRESH_AT = textwrap.dedent(
+    """
+    import hashlib, sys, time
+    from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+
+    hook = FeishuVCHook(sys.argv[1])
+    client = hook.get_conn()  # connection read, client built: only the refresh is left for the start signal
+    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+    print("token", hashlib.sha256(client.access_token().encode()).hexdigest())
+    """
+)
+
+
+def test_two_processes_refreshing_at_the_same_moment_both_succeed_with_one_token(
+    user_connection: str, emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    as_environment_connection(monkeypatch, emulator)  # outside a task the SDK reads connections from the env only
+    start_at = time.time() + 6  # both processes are ready well before then
+    command = [sys.executable, "-c", REFRESH_AT, CONN_ID, str(start_at)]
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [worker.communicate(timeout=120) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+    tokens = {line for out, _ in outputs for line in out.splitlines() if line.startswith("token ")}
+    assert len(tokens) == 1, "the two processes ended with different user tokens"
+    # Exactly one refresh reached Feishu; the other process either saw its save at once or was told the
+    # refresh token was used (20064) and took the tokens the first one saved.
+    assert emulator.count(OAUTH_PATH, status=200) == 1
+    assert emulator.count(OAUTH_PATH, status=400) <= 1
+    assert not emulator.state.refresh_token_spent(stored_tokens()["refresh_token"])
+
+
+async def test_a_trigger_refreshes_with_the_shared_refresh_token_and_saves_its_successor(
+    user_connection: str, emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The triggerer's side: the async client reads and rotates the same Variable, off the event loop."""
+    import datetime as dt
+
+    from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE
+    from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+    from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
+
+    as_environment_connection(monkeypatch, emulator)
+    worker = FeishuVCHook(CONN_ID)  # a worker refreshes first and saves the successor
+    now = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    export_task_id = worker.create_export("meeting_list", start_time=now - dt.timedelta(hours=1), end_time=now)
+    after_worker = stored_tokens()
+    TOKEN_CACHE.clear()  # the triggerer is another process: nothing cached
+    time.sleep(4)  # and the worker's access token has expired
+    emulator.finish_now()
+    trigger = FeishuVCExportTrigger(export_task_id, feishu_vc_conn_id=CONN_ID, poll_interval=0.2)
+    event = await anext(trigger.run())
+    assert event.payload["status"] == "success", event.payload
+    after_trigger = stored_tokens()
+    assert after_trigger["refresh_token"] != after_worker["refresh_token"]  # rotated, and saved for everyone
+    assert emulator.count(OAUTH_PATH, status=400) == 0  # the trigger used the worker's successor, not a spent one
+
+
+def test_the_first_tokens_come_from_the_authorization_code_and_are_stored_for_every_process(
+    airflow_db: str, emulator: FeishuVCEmulator
+) -> None:
+    login_conn = "feishu_vc_login"
+    connection = {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET}
+    airflow_cli("connections", "delete", login_conn, check=False)
+    airflow_cli("connections", "add", login_conn, "--conn-json", json.dumps(connection))  # the app alone, for now
+    store_first = [sys.executable, "-m", "airflow_provider_feishu_vc.user_tokens", login_conn,
+                   emulator.options.authorization_code, "https://example.com/feishu/callback"]  # fmt: skip
+    done = subprocess.run(store_first, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "now acts as the user" in done.stdout and "feishu_vc_user_tokens__feishu_vc_login" in done.stdout
+    saved = json.loads(airflow_cli("variables", "get", f"feishu_vc_user_tokens__{login_conn}").stdout.splitlines()[-1])
+    assert saved["access_token"] not in done.stdout + done.stderr and saved["refresh_token"] not in done.stdout
+    assert not emulator.state.refresh_token_spent(saved["refresh_token"])
+    extra = json.loads(airflow_cli("connections", "get", login_conn, "-o", "json").stdout)[0]["extra_dejson"]
+    assert extra["refresh_token"] == saved["refresh_token"]  # the connection now acts as the user
+    again = subprocess.run(store_first, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 1 and "invalid_grant" in again.stderr  # an authorization code works once
