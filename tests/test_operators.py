@@ -117,7 +117,7 @@ def test_default_destination_is_the_dags_storage(
 
 
 def test_default_storage_base_is_under_airflow_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from airflow_provider_feishu_vc.operators.feishu_vc import default_storage_base
+    from airflow_provider_feishu_vc.operators.destinations import default_storage_base
 
     monkeypatch.delenv("AIRFLOW__FEISHU_VC__STORAGE_BASE", raising=False)
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))

@@ -2,71 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from logging import Logger
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.sdk import Asset, BaseOperator
+from airflow.sdk import BaseOperator
 
-from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCError
+from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.client.exports import EXPORT_KINDS
-from airflow_provider_feishu_vc.compat import conf, fail_task, task_state
-from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook, as_storage_path
+from airflow_provider_feishu_vc.compat import conf
+from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+from airflow_provider_feishu_vc.operators.destinations import LandsExportFiles
+from airflow_provider_feishu_vc.operators.tries import EXPORT_ID_KEY, fail_on_bad_input, remember, reusable_export
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_feishu_vc.client.api import ExportTask
 
 #: Kinds whose query range defaults to the DAG run's data interval (start_time / end_time).
 INTERVAL_DEFAULTED_KINDS = ("meeting_list", "resource_reservation_list")
 #: Every export field of every kind, by Feishu's name, in the order the kinds list them.
 EXPORT_FIELDS = tuple(dict.fromkeys(name for kind in EXPORT_KINDS.values() for name in kind.fields))
-#: Task-state keys (Airflow 3.3+), kept across the tries of one task instance: the export a try started, and the
-#: file a try landed.
-EXPORT_ID_KEY = "feishu_vc_export_task_id"
-LANDED_KEY = "feishu_vc_landed_file"
-#: Feishu's "data not exist": the export id is unknown, or its file expired.
-EXPORT_GONE_CODE = 121004
-
-
-def _fail_on_bad_input(error: Exception) -> NoReturn:
-    """Bad input will not fix itself on retry: fail the task at once, keeping the message that names the field."""
-    fail_task(str(error), cause=error)
-
-
-def reusable_export(hook: FeishuVCHook, context: Context, log: Logger) -> ExportTask | None:
-    """The export an earlier try of this task instance started, while Feishu still has it and it has not failed.
-
-    Exports are remembered in the task's state store (Airflow 3.3+); before 3.3 every try starts afresh.
-    """
-    from airflow_provider_feishu_vc.client.api import ExportStatus
-
-    state = task_state(context)
-    export_task_id = state.get(EXPORT_ID_KEY) if state is not None else None
-    if not export_task_id:
-        return None
-    try:
-        task = hook.get_export(str(export_task_id))
-    except FeishuVCAPIError as error:
-        if error.code != EXPORT_GONE_CODE:
-            raise
-        log.warning("Export %s of an earlier try is gone from Feishu (%s); starting a new one", export_task_id, error)
-        return None
-    if task.status is ExportStatus.FAILED:
-        log.warning("Export %s of an earlier try failed (%s); starting a new one", export_task_id, task.fail_msg)
-        return None
-    log.info("Resuming export %s, started by an earlier try (%s)", export_task_id, task.status.name.lower())
-    return task
-
-
-def _remember(context: Context, key: str, value: Any) -> None:
-    state = task_state(context)
-    if state is not None:
-        state.set(key, value)
 
 
 class FeishuVCCreateExportOperator(BaseOperator):
@@ -166,104 +123,10 @@ class FeishuVCCreateExportOperator(BaseOperator):
             fields = self.export_fields(context)
             export_task_id = hook.create_export(self.export_type, user_id_type=self.user_id_type, **fields)
         except FeishuVCConfigError as error:
-            _fail_on_bad_input(error)
-        _remember(context, EXPORT_ID_KEY, export_task_id)
+            fail_on_bad_input(error)
+        remember(context, EXPORT_ID_KEY, export_task_id)
         self.log.info("Started Feishu %s export %s with %s", self.export_type, export_task_id, fields)
         return export_task_id
-
-
-def default_storage_base() -> str:
-    """``[feishu_vc] storage_base``, or a ``feishu_vc_exports`` folder under AIRFLOW_HOME."""
-    base = conf.get("feishu_vc", "storage_base", fallback="") or ""
-    if base:
-        return base.rstrip("/")
-    home = os.environ.get("AIRFLOW_HOME") or conf.get("core", "airflow_home", fallback="") or "~/airflow"
-    return "file://" + os.path.abspath(os.path.expanduser(home)) + "/feishu_vc_exports"
-
-
-def lineage_name(path: ObjectStoragePath) -> tuple[str, str]:
-    """(namespace, name) of a stored file as OpenLineage names datasets: ``s3://bucket`` + key, ``file`` + path."""
-    protocol = path.protocol or "file"
-    if protocol in ("file", "local"):
-        return "file", path.path
-    bucket, _, key = path.path.lstrip("/").partition("/")
-    return f"{protocol}://{bucket}", key
-
-
-class LandsExportFiles:
-    """Where and how an export's file lands: the download operator's and the one-task operator's destination
-    options, the asset event, and the landed file remembered for later tries."""
-
-    destination: str | ObjectStoragePath | None
-    storage_conn_id: str | None
-    overwrite: bool
-    into_folder: bool | None
-    outlets: list[Any]
-    dag_id: str
-    log: Logger
-
-    @staticmethod
-    def export_asset(dag_id: str, task_id: str) -> Asset:
-        """The asset a download task updates: one per DAG and task, whatever the file's path."""
-        return Asset(name=f"feishu_vc_export.{dag_id}.{task_id}", uri=f"feishu-vc://exports/{dag_id}/{task_id}")
-
-    def _target(self, context: Context) -> tuple[ObjectStoragePath, bool | None]:
-        """Where to write, and whether that is a folder (None: let the hook look)."""
-        destination = self.destination
-        if destination is None:
-            destination = f"{default_storage_base()}/{self.dag_id}/{context['run_id']}/"
-        into_folder = self.into_folder
-        if into_folder is None and isinstance(destination, str) and destination.endswith("/"):
-            into_folder = True
-        return as_storage_path(destination, conn_id=self.storage_conn_id), into_folder
-
-    def land(self, context: Context, hook: FeishuVCHook, file_token: str, export_task_id: str | None) -> str:
-        """Download the file into the destination; announce it on the asset; return its URI."""
-        target, into_folder = self._target(context)
-        fallback = f"{export_task_id}.xlsx" if export_task_id else "feishu_vc_export.xlsx"
-        try:
-            landed = hook.download_export(
-                file_token, target, into_folder=into_folder, overwrite=self.overwrite, fallback_name=fallback
-            )
-        except FeishuVCConfigError as error:
-            _fail_on_bad_input(error)
-        uri = str(landed)
-        _remember(context, LANDED_KEY, {"export_task_id": export_task_id, "uri": uri})
-        self.log.info("Feishu export file is at %s", uri)
-        self._lineage = (hook.config.base_url, export_task_id, landed)
-        return self.announce(context, uri, export_task_id)
-
-    def landed_earlier(self, context: Context, export_task_id: str) -> str | None:
-        """The URI of this export's file when an earlier try already landed it and it is still there."""
-        state = task_state(context)
-        landed = state.get(LANDED_KEY) if state is not None else None
-        if not isinstance(landed, dict) or landed.get("export_task_id") != export_task_id:
-            return None
-        uri = str(landed.get("uri") or "")
-        if not uri or not as_storage_path(uri, conn_id=self.storage_conn_id).exists():
-            return None
-        self.log.info("The file of export %s was landed by an earlier try at %s", export_task_id, uri)
-        return uri
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """OpenLineage: the Feishu export as input, the landed file (never a temporary name) as output."""
-        from airflow.providers.common.compat.openlineage.facet import Dataset
-        from airflow.providers.openlineage.extractors import OperatorLineage
-
-        lineage = getattr(self, "_lineage", None)
-        if lineage is None:  # the file was landed by an earlier try, or nothing landed
-            return OperatorLineage()
-        api_origin, export_task_id, landed = lineage
-        inputs = (
-            [Dataset(namespace=api_origin, name=f"open-apis/vc/v1/exports/{export_task_id}")] if export_task_id else []
-        )
-        return OperatorLineage(inputs=inputs, outputs=[Dataset(*lineage_name(landed))])
-
-    def announce(self, context: Context, uri: str, export_task_id: str | None) -> str:
-        for outlet in self.outlets:
-            if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra = {"uri": uri, "export_task_id": export_task_id}
-        return uri
 
 
 class FeishuVCDownloadExportOperator(LandsExportFiles, BaseOperator):
@@ -423,13 +286,12 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, export_task_id: str = "") -> str:
         """Resume after the trigger fired: download the file of a done export; anything else fails the try."""
-        from airflow_provider_feishu_vc.triggers.feishu_vc import FAILED, SUCCESS, read_event
+        from airflow_provider_feishu_vc.triggers.feishu_vc import SUCCESS, read_event
 
         outcome = read_event(event, export_task_id)
-        if outcome.status == FAILED:
-            raise FeishuVCError(outcome.message)  # not fail_task: a retry starts a new export
         if outcome.status != SUCCESS:
-            raise FeishuVCError(outcome.message)  # timeout or error: a retry resumes the same export
+            # Not fail_task: a retry starts a new export after a failed one, and resumes this one otherwise.
+            raise FeishuVCError(outcome.message)
         hook = FeishuVCHook(self.feishu_vc_conn_id)
         try:
             return self.land(context, hook, str(outcome.file_token), outcome.export_task_id)
