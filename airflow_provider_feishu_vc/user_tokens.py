@@ -4,8 +4,9 @@ sign-in and keep the tokens where every process of the deployment reads them.
     python -m airflow_provider_feishu_vc.user_tokens <conn_id> <code> <redirect_uri>
 
 Run it where the deployment's metadata DB is reachable (where ``airflow`` CLI commands work), within the five
-minutes the code lives. It writes the Variable ``feishu_vc_user_tokens__<conn_id>`` and, for a connection kept in
-the metadata DB, sets its ``refresh_token`` extra, which makes the connection act as the user. It prints no token.
+minutes the code lives. It writes the Variable ``feishu_vc_user_tokens__<app id>__<grant>`` and, for a connection
+kept in the metadata DB, sets its ``refresh_token`` extra to the grant's first refresh token, which makes the
+connection act as the user (and names the Variable it reads). It prints no token.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 
 
 def store_first_user_tokens(conn_id: str, code: str, redirect_uri: str) -> str:
@@ -29,7 +31,8 @@ def store_first_user_tokens(conn_id: str, code: str, redirect_uri: str) -> str:
     config = config_from_connection(Connection.get_connection_from_secrets(conn_id))
     with FeishuVCClient(config, on_secret=mask_secret) as client:
         tokens = client.run(exchange_authorization_code(config, code, redirect_uri, client.policy))
-    store = VariableUserTokenStore(conn_id)
+    # The grant starts from this first refresh token: the connection is given it, and the store is named by it.
+    store = VariableUserTokenStore.for_config(replace(config, refresh_token=tokens.refresh_token))
     store.save(tokens)
     hours = (tokens.access_expires_at - time.time()) / 3600
     return (

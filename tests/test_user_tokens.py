@@ -17,7 +17,19 @@ from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from tests.conftest import APP_ID, APP_SECRET, airflow_cli
 
 CONN_ID = "feishu_vc_user"
-STORE_KEY = f"feishu_vc_user_tokens__{CONN_ID}"
+SEED = "emulator-refresh-token"  # the emulator's first refresh token: the grant the connection starts from
+
+
+def store_key(seed: str) -> str:
+    """The Variable a grant's tokens live in (named by the app and the grant's first refresh token)."""
+    from airflow_provider_feishu_vc.client.config import ClientConfig
+    from airflow_provider_feishu_vc.hooks.feishu_vc import VariableUserTokenStore
+
+    config = ClientConfig(base_url="https://open.feishu.cn", app_id=APP_ID, app_secret=APP_SECRET, refresh_token=seed)
+    return VariableUserTokenStore.for_config(config).key
+
+
+STORE_KEY = store_key(SEED)
 OAUTH_PATH = "/open-apis/authen/v2/oauth/token"
 
 
@@ -41,10 +53,10 @@ def as_environment_connection(monkeypatch: pytest.MonkeyPatch, emulator: FeishuV
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", emulator.connection(**extra))
 
 
-def stored_tokens() -> dict:
+def stored_tokens(key: str = STORE_KEY) -> dict:
     """The shared tokens, read as another process of the deployment reads them (this test process may hold an
     older view of the Fernet key the value is encrypted with)."""
-    return json.loads(airflow_cli("variables", "get", STORE_KEY).stdout.strip().splitlines()[-1])
+    return json.loads(airflow_cli("variables", "get", key).stdout.strip().splitlines()[-1])
 
 
 def test_three_runs_in_three_processes_never_send_feishu_a_spent_refresh_token(
@@ -134,11 +146,34 @@ def test_the_first_tokens_come_from_the_authorization_code_and_are_stored_for_ev
                    emulator.options.authorization_code, "https://example.com/feishu/callback"]  # fmt: skip
     done = subprocess.run(store_first, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "now acts as the user" in done.stdout and "feishu_vc_user_tokens__feishu_vc_login" in done.stdout
-    saved = json.loads(airflow_cli("variables", "get", f"feishu_vc_user_tokens__{login_conn}").stdout.splitlines()[-1])
-    assert saved["access_token"] not in done.stdout + done.stderr and saved["refresh_token"] not in done.stdout
-    assert not emulator.state.refresh_token_spent(saved["refresh_token"])
     extra = json.loads(airflow_cli("connections", "get", login_conn, "-o", "json").stdout)[0]["extra_dejson"]
-    assert extra["refresh_token"] == saved["refresh_token"]  # the connection now acts as the user
+    key = store_key(extra["refresh_token"])  # the connection now acts as the user, and names its grant's Variable
+    assert "now acts as the user" in done.stdout and key in done.stdout
+    saved = stored_tokens(key)
+    assert saved["refresh_token"] == extra["refresh_token"] and not emulator.state.refresh_token_spent(
+        extra["refresh_token"]
+    )
+    assert saved["access_token"] not in done.stdout + done.stderr and saved["refresh_token"] not in done.stdout
     again = subprocess.run(store_first, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 1 and "invalid_grant" in again.stderr  # an authorization code works once
+
+
+def test_the_test_button_refreshes_a_user_connection_and_shares_what_it_rotated(
+    user_connection: str, emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE
+    from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+
+    emulator.configure(token_ttl=600.0)  # long enough to outlive the airflow CLI calls below
+    # Airflow tests a saved connection as a copy under a random id: the grant, not the id, names the tokens.
+    extra = {"refresh_token": SEED, "rate_limit_per_minute": 60_000}
+    monkeypatch.setenv("AIRFLOW_CONN_ZX8QR2LM", emulator.connection(**extra))
+    ok, message = FeishuVCHook("Zx8Qr2Lm").test_connection()
+    assert ok and "user access token" in message, message
+    rotated = stored_tokens()
+    assert rotated["refresh_token"] != SEED and not emulator.state.refresh_token_spent(rotated["refresh_token"])
+    TOKEN_CACHE.clear()  # a task is another process
+    as_environment_connection(monkeypatch, emulator)
+    refreshes = emulator.count(OAUTH_PATH)
+    FeishuVCHook(CONN_ID).get_conn().access_token()
+    assert emulator.count(OAUTH_PATH) == refreshes  # it used what the Test button saved, no refresh of a spent seed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import queue
@@ -37,7 +38,7 @@ WRITE_QUEUE_BATCHES = 2
 
 
 class VariableUserTokenStore:
-    """A connection's user tokens, shared by every worker, triggerer and the API server of a deployment through an
+    """A user grant's current tokens, shared by every worker, triggerer and the API server of a deployment through an
     Airflow Variable: kept in the metadata DB (encrypted with the Fernet key), shown masked (its key names a token),
     rewritten on every refresh because each refresh token works once.
 
@@ -46,8 +47,16 @@ class VariableUserTokenStore:
 
     DESCRIPTION = "Feishu VC user tokens of a connection, rotated by the provider on every refresh. Do not edit."
 
-    def __init__(self, conn_id: str) -> None:
-        self.key = f"feishu_vc_user_tokens__{conn_id}"
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    @classmethod
+    def for_config(cls, config: ClientConfig) -> VariableUserTokenStore:
+        """The store of the user grant a connection starts from: named by the app and the grant's first token (its
+        ``refresh_token`` extra, else its ``user_access_token``), not by the connection id. Every connection holding
+        that grant shares it, and so does the copy under a random id that Airflow's Test button works on."""
+        seed = config.refresh_token or config.user_access_token or ""
+        return cls(f"feishu_vc_user_tokens__{config.app_id}__{hashlib.sha256(seed.encode()).hexdigest()[:16]}")
 
     def load(self) -> StoredUserTokens | None:
         from airflow_provider_feishu_vc.client.tokens import StoredUserTokens
@@ -223,7 +232,7 @@ class FeishuVCHook(BaseHook):
         if self._client is None:
             from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
 
-            store = VariableUserTokenStore(self.feishu_vc_conn_id)
+            store = VariableUserTokenStore.for_config(self.config)
             self._client = FeishuVCClient(self.config, on_secret=mask_secret, token_store=store)
         return self._client
 
@@ -240,7 +249,7 @@ class FeishuVCHook(BaseHook):
         from airflow_provider_feishu_vc.client.async_client import shared_client
 
         config = await self.aget_config()
-        store = VariableUserTokenStore(self.feishu_vc_conn_id)
+        store = VariableUserTokenStore.for_config(config)
         async with shared_client(config, on_secret=amask_secret, token_store=store) as client:
             yield client
 
