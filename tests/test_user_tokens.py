@@ -146,7 +146,8 @@ def test_the_first_tokens_come_from_the_authorization_code_and_are_stored_for_ev
                    emulator.options.authorization_code, "https://example.com/feishu/callback"]  # fmt: skip
     done = subprocess.run(store_first, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    extra = json.loads(airflow_cli("connections", "get", login_conn, "-o", "json").stdout)[0]["extra_dejson"]
+    shown = airflow_cli("connections", "get", login_conn, "-o", "json").stdout  # some releases log lines first
+    extra = json.loads(shown.strip().splitlines()[-1])[0]["extra_dejson"]
     key = store_key(extra["refresh_token"])  # the connection now acts as the user, and names its grant's Variable
     assert "now acts as the user" in done.stdout and key in done.stdout
     saved = stored_tokens(key)
