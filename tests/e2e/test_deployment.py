@@ -146,10 +146,10 @@ def test_many_waits_share_one_token_per_triggerer_and_stay_under_the_limit(
         timeline.mark(f"{refused} of {requests} requests refused with 429 ({refused / requests:.2%})")
         timeline.mark(f"{used:.0%} of the status query's limit used over the last {MEASURED_SECONDS} s of saturation")
         assert refused <= 0.01 * requests, f"{refused} of {requests} requests were refused with 429"
-        # Issue #15's goal is 80%: met when the machine runs only this deployment (82-89% measured), not yet when it
-        # is loaded (63-65%: CI right after the matrix, or beside another test run); the cause is open in #15.
-        # The simulation (tests/client/test_shared_limit.py) holds the algorithm to 80%; this floor catches a
-        # collapse of the shared pace in a real deployment.
+        # Issue #15's goal is 80%. Runs on this machine measured 63-89% (82, 89, 66 alone; 63 after the matrix, 65
+        # beside another test run): the spread is not explained yet and #15 stays open for it. The simulation
+        # (tests/client/test_shared_limit.py) holds the algorithm to 80%; this floor catches a collapse of the
+        # shared pace in a real deployment.
         assert used >= USED_FLOOR, f"only {used:.0%} of the limit used while demand exceeded it"
         agents = after["token_requests_by_user_agent"]
         triggerer_tokens = sum(v - before["token_requests_by_user_agent"].get(k, 0) for k, v in agents.items()
