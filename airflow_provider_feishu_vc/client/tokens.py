@@ -228,14 +228,7 @@ def exchange_authorization_code(
     config: ClientConfig, code: str, redirect_uri: str, policy: RetryPolicy
 ) -> Flow[StoredUserTokens]:
     """The user's first tokens, for the authorization code the user's sign-in handed out (once, within minutes)."""
-    body = {
-        "grant_type": "authorization_code",
-        "client_id": config.app_id,
-        "client_secret": config.app_secret,
-        "code": code,
-        "redirect_uri": redirect_uri,
-    }
-    payload = yield from _post(USER_TOKEN_PATH, body, policy)
+    payload = yield from _oauth_grant(config, policy, "authorization_code", code=code, redirect_uri=redirect_uri)
     token = _token_from(payload, "access_token", "expires_in")
     yield MaskSecret(token.value)
     if not token.refresh_token:
@@ -260,12 +253,12 @@ def _to_store(token: AccessToken, payload: Mapping[str, Any]) -> StoredUserToken
 
 
 def _refresh(config: ClientConfig, refresh_token: str, policy: RetryPolicy) -> Flow[dict[str, Any]]:
-    body = {
-        "grant_type": "refresh_token",
-        "client_id": config.app_id,
-        "client_secret": config.app_secret,
-        "refresh_token": refresh_token,
-    }
+    return (yield from _oauth_grant(config, policy, "refresh_token", refresh_token=refresh_token))
+
+
+def _oauth_grant(config: ClientConfig, policy: RetryPolicy, grant_type: str, **fields: str) -> Flow[dict[str, Any]]:
+    """One request to the v2 OAuth token endpoint, as the app (client) asking for ``grant_type``."""
+    body = {"grant_type": grant_type, "client_id": config.app_id, "client_secret": config.app_secret, **fields}
     return (yield from _post(USER_TOKEN_PATH, body, policy))
 
 

@@ -48,7 +48,23 @@ class LandsExportFiles:
     into_folder: bool | None
     outlets: list[Any]
     dag_id: str
+    task_id: str
     log: Logger
+
+    def take_destination(
+        self,
+        destination: str | ObjectStoragePath | None,
+        storage_conn_id: str | None,
+        overwrite: bool,
+        into_folder: bool | None,
+    ) -> None:
+        """Keep the destination options, and make the task's asset its outlet unless it was given others."""
+        self.destination = destination
+        self.storage_conn_id = storage_conn_id
+        self.overwrite = overwrite
+        self.into_folder = into_folder
+        if not self.outlets:
+            self.outlets = [self.export_asset(self.dag_id if self.has_dag() else "", self.task_id)]
 
     @staticmethod
     def export_asset(dag_id: str, task_id: str) -> Asset:

@@ -168,14 +168,9 @@ class FeishuVCDownloadExportOperator(LandsExportFiles, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.file_token = file_token
-        self.destination = destination
         self.export_task_id = export_task_id
-        self.storage_conn_id = storage_conn_id
-        self.overwrite = overwrite
-        self.into_folder = into_folder
         self.feishu_vc_conn_id = feishu_vc_conn_id
-        if not self.outlets:
-            self.outlets = [self.export_asset(self.dag_id if self.has_dag() else "", self.task_id)]
+        self.take_destination(destination, storage_conn_id, overwrite, into_folder)
 
     def execute(self, context: Context) -> str:
         file_token, export_task_id = self.file_token, self.export_task_id
@@ -229,10 +224,7 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.destination = destination
-        self.storage_conn_id = storage_conn_id
-        self.overwrite = overwrite
-        self.into_folder = into_folder
+        self.take_destination(destination, storage_conn_id, overwrite, into_folder)
         self.deferrable = deferrable
         self.poll_interval = float(poll_interval)
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
@@ -240,8 +232,6 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
             raise FeishuVCConfigError("poll_interval", f"must be a positive number of seconds, not {poll_interval!r}")
         if self.timeout is not None and self.timeout <= 0:
             raise FeishuVCConfigError("timeout", f"must be a positive number of seconds or None, not {timeout!r}")
-        if not self.outlets:
-            self.outlets = [self.export_asset(self.dag_id if self.has_dag() else "", self.task_id)]
 
     def execute(self, context: Context) -> str:
         from airflow_provider_feishu_vc.client.api import ExportStatus
