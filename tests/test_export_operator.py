@@ -78,6 +78,23 @@ def test_a_download_cut_mid_body_is_retried_on_the_same_export(
         assert emulator.count(CREATE_PATH) == 2
 
 
+@pytest.mark.parametrize("shape", ["polling", "deferrable"])
+def test_a_busy_limit_at_the_status_check_delays_the_wait_not_fails_it(
+    dags: ModuleType, emulator: FeishuVCEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str], shape: str
+) -> None:
+    # More 429s in a row than the connection's 5 retries, at the first status check after the create.
+    emulator.inject(Fault.RATE_LIMIT, path="/open-apis/vc/v1/exports/7", times=6, reset=0.01)
+    dag = getattr(dags, f"one_task_{shape}_dag")
+    run = dag.test()
+    output = "".join(capfd.readouterr())
+    assert run.state == "success", output[-5000:]
+    [export_task_id] = emulator.export_ids()
+    assert "Resuming export" not in output  # one try: the refusals did not fail it
+    assert f"Could not check Feishu export {export_task_id} this time" in output
+    [landed] = landed_files(tmp_path, dag.dag_id)
+    assert landed.name.endswith(f"_{export_task_id}.xlsx") and emulator.count(CREATE_PATH) == 1
+
+
 def test_a_retry_after_a_failed_export_starts_a_new_one(
     dags: ModuleType, emulator: FeishuVCEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,7 @@ from types import ModuleType
 import openpyxl
 import pendulum
 import pytest
+from airflow.sdk import PokeReturnValue
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCError
 from airflow_provider_feishu_vc.compat import AirflowFailException, AirflowSensorTimeout, TaskDeferred
@@ -66,6 +67,46 @@ def test_deferrable_sensor_fails_at_once_when_already_failed(emulator: FeishuVCE
     emulator.finish_now()
     with pytest.raises(AirflowFailException, match=f"{export_task_id} failed: no meetings in range"):
         sensor(export_task_id=export_task_id, deferrable=True).execute({})  # type: ignore[arg-type]
+
+
+STATUS_PREFIX = "/open-apis/vc/v1/exports/7"  # status queries only: export ids start with 7
+#: More refusals in a row than the connection's retries (5 more attempts): the check itself gives up.
+BEYOND_RETRIES = 6
+
+
+def test_deferrable_sensor_defers_when_its_first_check_meets_a_busy_limit(
+    emulator: FeishuVCEmulator, connection_env: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    export_task_id = new_export(emulator)
+    emulator.inject("rate_limit", path=STATUS_PREFIX, times=BEYOND_RETRIES, reset=0.01)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(export_task_id=export_task_id, deferrable=True).execute({})  # type: ignore[arg-type]
+    assert isinstance(deferred.value.trigger, FeishuVCExportTrigger)
+    assert emulator.count(f"/open-apis/vc/v1/exports/{export_task_id}") == BEYOND_RETRIES
+    output = "".join(capfd.readouterr())
+    assert f"Could not check Feishu export {export_task_id} this time" in output and "99991400" in output
+
+
+def test_polling_sensor_treats_a_transient_failure_as_not_done_yet(
+    emulator: FeishuVCEmulator, connection_env: str
+) -> None:
+    export_task_id = new_export(emulator)
+    waiting = sensor(export_task_id=export_task_id)
+    emulator.inject("gateway_html", path=STATUS_PREFIX, times=BEYOND_RETRIES, status=502)
+    assert waiting.poke({}) is False  # type: ignore[arg-type]
+    emulator.finish_now()
+    done = waiting.poke({})  # type: ignore[arg-type]
+    assert isinstance(done, PokeReturnValue) and done.is_done
+    assert done.xcom_value == {
+        "export_task_id": export_task_id,
+        "file_token": emulator.export(export_task_id).file_token,
+    }
+
+
+def test_a_permanent_error_still_ends_the_wait_at_once(emulator: FeishuVCEmulator, connection_env: str) -> None:
+    emulator.inject("error_code", path=STATUS_PREFIX, code=121004, status=400)
+    with pytest.raises(FeishuVCError, match="121004"):
+        sensor(export_task_id="7000000000000000001", deferrable=True).execute({})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -288,6 +288,18 @@ class FeishuVCHook(BaseHook):
     def get_export(self, export_task_id: str) -> ExportTask:
         return self.get_conn().get_export(export_task_id)
 
+    def check_export(self, export_task_id: str) -> ExportTask | None:
+        """The export's state, or None when Feishu could not be asked right now: a transient failure (rate limit,
+        5xx, network) that outlasted the retries is logged and left to the next check, since it says nothing
+        about the export. Waits use this, so that only their timeout or the export's own failure ends them."""
+        try:
+            return self.get_export(export_task_id)
+        except FeishuVCError as error:
+            if not error.retryable:
+                raise
+            self.log.warning("Could not check Feishu export %s this time: %s", export_task_id, error)
+            return None
+
     def download_export(
         self,
         file_token: str,

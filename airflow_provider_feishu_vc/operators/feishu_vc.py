@@ -241,20 +241,20 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
             task = reusable_export(hook, context, self.log)
             if task is not None and (landed := self.landed_earlier(context, task.export_task_id)):
                 return self.announce(context, landed, task.export_task_id)
-            if task is None:
-                task = hook.get_export(self.start_export(context, hook))
+            export_task_id = self.start_export(context, hook) if task is None else task.export_task_id
+            task = hook.check_export(export_task_id) if task is None else task
             deadline = None if self.timeout is None else time.time() + self.timeout
-            while task.status is ExportStatus.PROCESSING:
+            while task is None or task.status is ExportStatus.PROCESSING:
                 if self.deferrable:
-                    self._defer(task.export_task_id, deadline)
+                    self._defer(export_task_id, deadline)
                 if deadline is not None and time.time() >= deadline:
-                    raise FeishuVCError(f"Feishu export {task.export_task_id} was not done after {self.timeout:g} s")
-                self.log.info("Feishu export %s is still processing", task.export_task_id)
+                    raise FeishuVCError(f"Feishu export {export_task_id} was not done after {self.timeout:g} s")
+                self.log.info("Feishu export %s is not done yet", export_task_id)
                 time.sleep(self.poll_interval)
-                task = hook.get_export(task.export_task_id)
+                task = hook.check_export(export_task_id)
             if task.status is ExportStatus.FAILED:
                 raise task.failure()  # a retry starts a new export
-            return self.land(context, hook, str(task.file_token), task.export_task_id)
+            return self.land(context, hook, str(task.file_token), export_task_id)
         finally:
             hook.close()
 

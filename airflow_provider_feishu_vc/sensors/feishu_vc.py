@@ -68,7 +68,7 @@ class FeishuVCExportSensor(BaseSensorOperator):
     def _wait_or_defer(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        result = self._outcome(self.hook.get_export(self.export_task_id))
+        result = self._outcome(self.hook.check_export(self.export_task_id))
         if result is not None:
             return result
         from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
@@ -86,16 +86,19 @@ class FeishuVCExportSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        result = self._outcome(self.hook.get_export(self.export_task_id))
+        result = self._outcome(self.hook.check_export(self.export_task_id))
         if result is None:
             self.log.info("Feishu export %s is still processing", self.export_task_id)
             return False
         return PokeReturnValue(is_done=True, xcom_value=result)
 
-    def _outcome(self, task: ExportTask) -> dict[str, str] | None:
-        """The XCom value when done, None while processing; fails the task when the export failed."""
+    def _outcome(self, task: ExportTask | None) -> dict[str, str] | None:
+        """The XCom value when done, None while processing (or not known this time); fails the task when the
+        export failed."""
         from airflow_provider_feishu_vc.client.api import ExportStatus
 
+        if task is None:
+            return None
         if task.status is ExportStatus.FAILED:
             fail_task(str(task.failure()))
         if task.status is ExportStatus.DONE:

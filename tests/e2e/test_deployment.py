@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import time
 import urllib.parse
 
@@ -143,6 +144,14 @@ def test_many_waits_share_one_token_per_triggerer_and_stay_under_the_limit(
         accepted = sum(1 for at, status in after["status_queries"]
                        if saturated_from <= at < saturated_until and status == 200)  # fmt: skip
         used = accepted / (100 * (saturated_until - saturated_from) / (60 / SCALE))
+        window = 60 / SCALE
+        per_window = collections.Counter(
+            int((at - saturated_from) // window) for at, status in after["status_queries"] if status == 200
+        )
+        timeline.mark(
+            f"status queries accepted per {window:g}-s window of the measured minute (cap 100): "
+            + " ".join(str(per_window[w]) for w in range(int(MEASURED_SECONDS / window)))
+        )
         timeline.mark(f"{refused} of {requests} requests refused with 429 ({refused / requests:.2%})")
         timeline.mark(f"{used:.0%} of the status query's limit used over the last {MEASURED_SECONDS} s of saturation")
         assert refused <= 0.01 * requests, f"{refused} of {requests} requests were refused with 429"
