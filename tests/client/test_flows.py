@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -235,40 +236,64 @@ def test_each_api_draws_on_a_budget_of_its_own() -> None:
     assert first_steps == ["HttpRequest", "HttpRequest", "HttpRequest", "HttpRequest", "Sleep"]
 
 
-def test_a_429_cuts_the_pace_once_not_again_for_requests_already_under_way() -> None:
+def test_a_429_cuts_the_pace_once_per_window_not_again_for_requests_already_under_way() -> None:
     clock = FakeClock()
     budget = RateBudget(per_minute=2000, share=0.9, clock=clock)  # 100 per 3 s once a 429 says the cap is 100
     under_way = [budget.reserve() for _ in range(3)]
     full = budget.pace
     budget.refused(under_way[0], reset=0.5, window_cap=100)
     cut = budget.pace
-    assert cut <= 0.8 * full and budget.paused()
+    assert cut <= 0.8 * full and budget.paused() and budget.window_seconds == 3.0
     budget.refused(under_way[1], reset=0.5, window_cap=100)  # sent before the cut: same burst of refusals
     assert budget.pace == cut
     clock.now += 1
-    budget.refused(budget.reserve(), reset=0.5, window_cap=100)  # sent after the cut: the pace is still too high
+    budget.refused(budget.reserve(), reset=0.5, window_cap=100)  # sent after the cut, but the window still holds
+    assert budget.pace == cut  # what was sent before it
+    clock.now += 2
+    budget.refused(budget.reserve(), reset=0.5, window_cap=100)  # a window later: the pace is still too high
     assert budget.pace < cut
 
 
-def test_accepted_requests_win_the_pace_back_quickly_then_probe_one_request_per_window() -> None:
+def one_window_of_accepts(budget: RateBudget) -> float:
+    """Accept a window's worth of requests (3 s at the current pace); return how much the pace rose."""
+    before = budget.pace
+    for _ in range(round(budget.pace * 3 / 60)):
+        budget.accepted(budget.reserve())
+    return budget.pace - before
+
+
+def test_accepted_requests_win_the_pace_back_quickly_then_probe_faster_and_faster() -> None:
     clock = FakeClock()
     budget = RateBudget(per_minute=2000, share=0.9, clock=clock)  # 1800 a minute; the 429 says 100 per 3 s
     budget.refused(budget.reserve(), reset=0.0, window_cap=100)
     assert budget.pace == pytest.approx(1440)  # 80% of the 1800 it was sending
-
-    def one_window_of_accepts() -> float:
-        before = budget.pace
-        for _ in range(round(budget.pace * 3 / 60)):
-            budget.accepted(budget.reserve())
-        return budget.pace - before
-
-    assert 0.2 * 360 <= one_window_of_accepts() <= 0.25 * 360  # about a quarter of the gap to 1800
+    assert 0.2 * 360 <= one_window_of_accepts(budget) <= 0.25 * 360  # about a quarter of the gap to 1800
     for _ in range(40):
-        one_window_of_accepts()
+        one_window_of_accepts(budget)
     assert budget.pace == budget.most == 1800  # back to the full pace, never above it
+
+    clock.now += 3
     budget.refused(budget.reserve(), reset=0.0, window_cap=100)
-    budget._pace_before_cut = 0.0  # as if it had been cut from below: only the slow probing is left
-    assert one_window_of_accepts() == pytest.approx(20, rel=0.1)  # one more request per 3-s window = 20 a minute
+    budget._pace_before_cut = 0.0  # as if it had been cut while sending little: only probing is left
+    # One more request per 3-s window (20 a minute) at first, a step that grows 1.5x every window.
+    steps = [one_window_of_accepts(budget) for _ in range(4)]
+    assert 20 < steps[0] < 30
+    assert [later / earlier for earlier, later in itertools.pairwise(steps)] == pytest.approx([1.5] * 3, rel=0.1)
+
+
+def test_probing_starts_over_gently_where_the_limit_was_last_met() -> None:
+    clock = FakeClock()
+    budget = RateBudget(per_minute=2000, share=0.9, clock=clock)
+    for _ in range(64):  # sending 900 a minute, half its pace, when a 429 comes
+        clock.now += 60 / 900
+        budget.reserve()
+    budget.refused(budget.reserve(), reset=0.0, window_cap=100)
+    assert budget.pace == pytest.approx(0.8 * 900, rel=0.01)
+    rises = []
+    while budget.pace < 900:
+        rises.append(one_window_of_accepts(budget))
+    assert len(rises) <= 6  # back to 900 within a few windows
+    assert one_window_of_accepts(budget) < 30  # then about one request per window (20 a minute), not the last rise
 
 
 def test_a_process_that_is_never_refused_keeps_its_full_pace() -> None:
