@@ -11,7 +11,7 @@ cheaply, so each process learns its share from Feishu's own signal, as TCP does 
 - a 429 cuts the pace to 80% of what the process really sent, at most once per window (the window still holds
   what was sent before the cut, so the refusals that follow within it say nothing new);
 - accepted requests raise it again by a step per window's worth of them: a quarter of the gap to the pace before
-  the cut, or a probing step that starts at one request per window and grows 1.5x every window, whichever is
+  the cut, or a probing step that starts at one request per window and grows 1.25x every window, whichever is
   larger; past the pace before the cut, where the limit was last met, the probing starts over at one request.
 
 So a process returns quickly to where it was refused, probes gently there, and faster the longer Feishu accepts
@@ -39,7 +39,7 @@ SLOWDOWN_AFTER_REFUSAL = 0.8
 RECOVERY_SHARE = 0.25
 #: Each window's worth of accepted requests multiplies the probing step (one request per window at first) by
 #: this much.
-PROBE_GROWTH_PER_WINDOW = 1.5
+PROBE_GROWTH_PER_WINDOW = 1.25
 #: How many recent slots tell the pace a process really sends at.
 PACE_SAMPLES = 64
 

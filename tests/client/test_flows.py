@@ -8,7 +8,7 @@ import time
 import pytest
 
 from airflow_provider_feishu_vc.client import api
-from airflow_provider_feishu_vc.client.budget import AppBudgets, RateBudget
+from airflow_provider_feishu_vc.client.budget import PROBE_GROWTH_PER_WINDOW, AppBudgets, RateBudget
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCTransportError
 from airflow_provider_feishu_vc.client.protocol import (
@@ -275,10 +275,12 @@ def test_accepted_requests_win_the_pace_back_quickly_then_probe_faster_and_faste
     clock.now += 3
     budget.refused(budget.reserve(), reset=0.0, window_cap=100)
     budget._pace_before_cut = 0.0  # as if it had been cut while sending little: only probing is left
-    # One more request per 3-s window (20 a minute) at first, a step that grows 1.5x every window.
+    # One more request per 3-s window (20 a minute) at first, a step that grows 1.25x every window.
     steps = [one_window_of_accepts(budget) for _ in range(4)]
     assert 20 < steps[0] < 30
-    assert [later / earlier for earlier, later in itertools.pairwise(steps)] == pytest.approx([1.5] * 3, rel=0.1)
+    assert [later / earlier for earlier, later in itertools.pairwise(steps)] == pytest.approx(
+        [PROBE_GROWTH_PER_WINDOW] * 3, rel=0.05
+    )
 
 
 def test_probing_starts_over_gently_where_the_limit_was_last_met() -> None:

@@ -329,6 +329,10 @@ class TenantState:
                 "issued_tokens": list(self.tokens),  # for leak checks of processes that cannot see this object
                 # (wall-clock time, HTTP status) of every status query: how much of its limit was used, and when
                 "status_queries": [[r.at, r.status] for r in self.requests if _is_status_query(r)],
+                # who was refused with 429: workers and triggerers tell themselves apart in the User-Agent
+                "refused_by_user_agent": dict(
+                    collections.Counter(record.user_agent for record in self.requests if record.status == 429)
+                ),
             }
 
 
