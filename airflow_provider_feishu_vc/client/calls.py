@@ -6,6 +6,7 @@ async (it returns an awaitable), so ``client.get_export(...)`` is a value on one
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from airflow_provider_feishu_vc.client import api
@@ -43,9 +44,11 @@ class ExportCalls:
         """Start an export; the result is its ``export_task_id``."""
         return self.run(api.create_export(export_type, fields, user_id_type, self.policy, self.budgets))
 
-    def get_export(self, export_task_id: str) -> Any:
-        """The export's state as an :class:`~.api.ExportTask`."""
-        return self.run(api.get_export(export_task_id, self.policy, self.budgets))
+    def get_export(self, export_task_id: str, *, retries: int | None = None) -> Any:
+        """The export's state as an :class:`~.api.ExportTask`; ``retries`` overrides the connection's
+        ``max_retries`` for this call (0: one look, for a caller that has a better way to wait)."""
+        policy = self.policy if retries is None else replace(self.policy, max_retries=retries)
+        return self.run(api.get_export(export_task_id, policy, self.budgets))
 
     def _renew_token(self) -> Any:
         return self.run(self.tokens.renew(self.config, self.policy))

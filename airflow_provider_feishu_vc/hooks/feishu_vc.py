@@ -288,12 +288,14 @@ class FeishuVCHook(BaseHook):
     def get_export(self, export_task_id: str) -> ExportTask:
         return self.get_conn().get_export(export_task_id)
 
-    def check_export(self, export_task_id: str) -> ExportTask | None:
+    def check_export(self, export_task_id: str, *, retries: int | None = None) -> ExportTask | None:
         """The export's state, or None when Feishu could not be asked right now: a transient failure (rate limit,
         5xx, network) that outlasted the retries is logged and left to the next check, since it says nothing
-        about the export. Waits use this, so that only their timeout or the export's own failure ends them."""
+        about the export. Waits use this, so that only their timeout or the export's own failure ends them.
+        ``retries`` overrides the connection's ``max_retries`` (0 before deferring: the trigger keeps asking, and
+        a worker slot should not wait out a busy rate limit)."""
         try:
-            return self.get_export(export_task_id)
+            return self.get_conn().get_export(export_task_id, retries=retries)
         except FeishuVCError as error:
             if not error.retryable:
                 raise

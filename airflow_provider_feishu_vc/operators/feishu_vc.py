@@ -242,7 +242,8 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
             if task is not None and (landed := self.landed_earlier(context, task.export_task_id)):
                 return self.announce(context, landed, task.export_task_id)
             export_task_id = self.start_export(context, hook) if task is None else task.export_task_id
-            task = hook.check_export(export_task_id) if task is None else task
+            if task is None:  # deferrable: one look, the trigger does the retrying
+                task = hook.check_export(export_task_id, retries=0 if self.deferrable else None)
             deadline = None if self.timeout is None else time.time() + self.timeout
             while task is None or task.status is ExportStatus.PROCESSING:
                 if self.deferrable:

@@ -68,7 +68,7 @@ class FeishuVCExportSensor(BaseSensorOperator):
     def _wait_or_defer(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        result = self._outcome(self.hook.check_export(self.export_task_id))
+        result = self._outcome(self.hook.check_export(self.export_task_id, retries=0))  # the trigger retries
         if result is not None:
             return result
         from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
