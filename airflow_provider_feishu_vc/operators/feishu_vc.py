@@ -241,9 +241,12 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
             task = reusable_export(hook, context, self.log)
             if task is not None and (landed := self.landed_earlier(context, task.export_task_id)):
                 return self.announce(context, landed, task.export_task_id)
-            export_task_id = self.start_export(context, hook) if task is None else task.export_task_id
-            if task is None:  # deferrable: one look, the trigger does the retrying
+            if task is None:
+                export_task_id = self.start_export(context, hook)
+                # deferrable: one look, the trigger does the retrying
                 task = hook.check_export(export_task_id, retries=0 if self.deferrable else None)
+            else:
+                export_task_id = task.export_task_id
             deadline = None if self.timeout is None else time.time() + self.timeout
             while task is None or task.status is ExportStatus.PROCESSING:
                 if self.deferrable:
