@@ -89,8 +89,8 @@ class RateBudget:
 
     @property
     def least(self) -> float:
-        """One request per window: the slowest pace, so a process never stops asking."""
-        return self.per_minute / self._window_cap
+        """One request per window: the slowest pace, so a process never stops asking (never above ``most``)."""
+        return min(self.per_minute / self._window_cap, self.most)
 
     def reserve(self) -> Slot:
         """Take the next free slot; return how long to wait for it."""
@@ -130,8 +130,8 @@ class RateBudget:
         with self._lock:
             now = self._clock()
             self._paused_until = max(self._paused_until, now + reset)
-            if window_cap and window_cap > 0:
-                self._window_cap = min(window_cap, self.per_minute)
+            if window_cap and window_cap >= 1:
+                self._window_cap = max(1.0, min(window_cap, self.per_minute))
             if slot.number <= self._issued_at_cut or now < self._cut_at + self.window_seconds:
                 return  # the window still holds what was sent before the cut
             self._issued_at_cut, self._cut_at = self._issued, now

@@ -9,6 +9,7 @@ Flows can be tested by feeding them scripted outcomes, with no server at all.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field, replace
@@ -141,12 +142,28 @@ class Driving(Generic[T]):
 # --- responses and errors -----------------------------------------------------------------------------------
 
 
-def _float_header(headers: Mapping[str, str], name: str) -> float | None:
+#: Feishu's rate-limit window lasts a minute: a longer reset is junk, not an instruction to stop for longer.
+MAX_RATE_LIMIT_RESET = 60.0
+
+
+def _finite_header(headers: Mapping[str, str], name: str) -> float | None:
     try:
         value = float(headers.get(name, ""))
     except ValueError:
         return None
-    return value if value >= 0 else None
+    return value if math.isfinite(value) else None
+
+
+def rate_limit_reset(headers: Mapping[str, str]) -> float | None:
+    """Seconds until Feishu's window frees a place (``x-ogw-ratelimit-reset``): finite, at most a minute."""
+    value = _finite_header(headers, "x-ogw-ratelimit-reset")
+    return None if value is None or value < 0 else min(value, MAX_RATE_LIMIT_RESET)
+
+
+def rate_limit_cap(headers: Mapping[str, str]) -> float | None:
+    """Requests Feishu's window allows (``x-ogw-ratelimit-limit``): a whole number of at least 1."""
+    value = _finite_header(headers, "x-ogw-ratelimit-limit")
+    return None if value is None or value <= 0 else float(max(1, math.floor(value)))
 
 
 def parse_envelope(response: HttpResponse) -> HttpResponse:
@@ -156,8 +173,8 @@ def parse_envelope(response: HttpResponse) -> HttpResponse:
     becomes an error quoting the HTTP status.
     """
     log_id = response.header("x-tt-logid")
-    retry_after = _float_header(response.headers, "x-ogw-ratelimit-reset")
-    window_cap = _float_header(response.headers, "x-ogw-ratelimit-limit")
+    retry_after = rate_limit_reset(response.headers)
+    window_cap = rate_limit_cap(response.headers)
     try:
         payload = json.loads(response.body)
         if not isinstance(payload, dict):
@@ -267,7 +284,9 @@ def call_with_retries(request: HttpRequest, policy: RetryPolicy, *, authenticate
             return answered
         delay = policy.delay_after(attempt, failure)
         if budget and slot and isinstance(failure, FeishuVCAPIError) and failure.rate_limited:
-            budget.refused(slot, delay if delay is not None else 0.0, failure.window_cap)
+            # Every caller of the budget waits for Feishu's reset, also when this one has no retries left.
+            pause = delay if delay is not None else (failure.retry_after or 0.0)
+            budget.refused(slot, pause, failure.window_cap)
         if delay is None:
             raise failure.after(attempt) if attempt > 1 else failure
         yield Sleep(delay)
