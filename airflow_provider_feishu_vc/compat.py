@@ -14,6 +14,7 @@ exceptions and the timetable are looked up when first used.
   and ``get_ui_field_behaviour``.
 - ``get_variable`` / ``set_variable``: in a task or a triggerer through the SDK (its supervisor reaches the
   metadata DB); elsewhere (the API server's connection Test, the CLI, scripts) straight through the DB models.
+- ``redact``: the masker's own function, wherever the release keeps it (``airflow.sdk.log`` re-exports it in 3.3).
 - ``task_state``: the task's state store, kept across the tries of a task instance (``task_state_store``), from
   3.3; on 3.1 and 3.2 there is none, so a retry cannot know what an earlier try started.
 """
@@ -47,6 +48,7 @@ __all__ = [
     "form_widgets",
     "get_variable",
     "mask_secret",
+    "redact",
     "sensor_timed_out",
     "set_variable",
     "task_state",
@@ -123,6 +125,19 @@ def set_variable(key: str, value: str, description: str) -> None:
     from airflow.models.variable import Variable as StoredVariable
 
     StoredVariable.set(key, value, description=description)
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret the masker knows replaced by ``***``."""
+    homes = ("airflow.sdk.log", "airflow.sdk._shared.secrets_masker", "airflow.sdk.execution_time.secrets_masker")
+    for module in homes:
+        try:
+            masker = getattr(importlib.import_module(module), "redact", None)
+        except ImportError:
+            continue
+        if masker is not None:
+            return str(masker(text))
+    return text
 
 
 def task_state(context: Mapping[str, Any]) -> Any | None:

@@ -101,3 +101,50 @@ def airflow_db() -> str:
     """A migrated SQLite metadata DB in the tests' AIRFLOW_HOME (about 3 s, once per session)."""
     airflow_cli("db", "migrate")
     return os.environ["AIRFLOW_HOME"]
+
+
+#: The user-token connection of tests/test_user_tokens.py and tests/reliability/test_review_findings.py.
+USER_CONN_ID = "feishu_vc_user"
+
+
+@pytest.fixture
+def user_connection(airflow_db: str, emulator: FeishuVCEmulator) -> str:
+    """A user-token connection saved in the metadata DB, holding only the user's first refresh token (the
+    emulator's), with user tokens that live 4 s; the Variables its tokens are shared through start empty."""
+    import json
+    import subprocess
+    import sys
+
+    from airflow_provider_feishu_vc.hooks.feishu_vc import VariableUserTokenStore
+
+    emulator.configure(token_ttl=4.0, export_delay=3600, processing_polls=1)
+    extra = {"refresh_token": emulator.options.refresh_token, "rate_limit_per_minute": 60_000}
+    connection = {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET,
+                  "extra": extra}  # fmt: skip
+    config = ClientConfig(
+        base_url="https://open.feishu.cn", app_id=APP_ID, app_secret=APP_SECRET, refresh_token=extra["refresh_token"]
+    )
+    store = VariableUserTokenStore.for_config(config)
+    # One process of the deployment (as the CLI would be): it encrypts with the deployment's Fernet key.
+    subprocess.run(
+        [sys.executable, "-c", _RESET_USER_CONNECTION, USER_CONN_ID, json.dumps(connection), store.key],
+        check=True, timeout=120, capture_output=True,
+    )  # fmt: skip
+    return USER_CONN_ID
+
+
+_RESET_USER_CONNECTION = """
+import json, sys
+from airflow.models.connection import Connection
+from airflow.models.variable import Variable
+from airflow.utils.session import create_session
+
+conn_id, connection, key = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+with create_session() as session:
+    session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+    session.add(Connection(conn_id=conn_id, conn_type=connection["conn_type"], host=connection["host"],
+                           login=connection["login"], password=connection["password"],
+                           extra=json.dumps(connection["extra"])))
+for name in (key, key + "__lease"):
+    Variable.delete(name)
+"""

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
-from tests.conftest import APP_ID, APP_SECRET, airflow_cli
+from tests.conftest import APP_ID, APP_SECRET, USER_CONN_ID, airflow_cli
 
-CONN_ID = "feishu_vc_user"
+CONN_ID = USER_CONN_ID
 SEED = "emulator-refresh-token"  # the emulator's first refresh token: the grant the connection starts from
 
 
@@ -31,19 +31,6 @@ def store_key(seed: str) -> str:
 
 STORE_KEY = store_key(SEED)
 OAUTH_PATH = "/open-apis/authen/v2/oauth/token"
-
-
-@pytest.fixture
-def user_connection(airflow_db: str, emulator: FeishuVCEmulator) -> str:
-    """A user-token connection saved in the metadata DB, holding only the user's first refresh token."""
-    emulator.configure(token_ttl=4.0, export_delay=3600, processing_polls=1)  # user tokens live 4 s
-    extra = {"refresh_token": emulator.options.refresh_token, "rate_limit_per_minute": 60_000}
-    connection = {"conn_type": "feishu_vc", "host": emulator.url, "login": APP_ID, "password": APP_SECRET,
-                  "extra": extra}  # fmt: skip
-    airflow_cli("connections", "delete", CONN_ID, check=False)
-    airflow_cli("connections", "add", CONN_ID, "--conn-json", json.dumps(connection))
-    airflow_cli("variables", "delete", STORE_KEY, check=False)
-    return CONN_ID
 
 
 def as_environment_connection(monkeypatch: pytest.MonkeyPatch, emulator: FeishuVCEmulator) -> None:

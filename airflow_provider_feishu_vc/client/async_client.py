@@ -14,15 +14,15 @@ import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_feishu_vc.client import api, protocol, transport
 from airflow_provider_feishu_vc.client.calls import ExportCalls
 from airflow_provider_feishu_vc.client.config import ClientConfig
-from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
+from airflow_provider_feishu_vc.client.errors import FeishuVCTokenStoreError, FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo
 from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolicy, T
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, StoredUserTokens, TokenCache, UserTokenStore
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, UserTokenStore
 from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class AsyncFeishuVCClient(ExportCalls):
         token = self.tokens.usable(self.token_key, stale)
         if token is None:
             async with self.tokens.async_lock(self.token_key):
-                token = self.tokens.usable(self.token_key, stale) or await self._renew_token()
+                token = self.tokens.usable(self.token_key, stale) or await self._renew_token(stale)
         return token.value
 
     @asynccontextmanager
@@ -141,7 +141,7 @@ class AsyncFeishuVCClient(ExportCalls):
         while (step := driving.next_step()) is not None:
             try:
                 driving.outcome = await getattr(self, f"_{step.handler}")(step)
-            except FeishuVCTransportError as error:
+            except (FeishuVCTransportError, FeishuVCTokenStoreError) as error:
                 driving.outcome = error
         return driving.result  # type: ignore[return-value]
 
@@ -166,10 +166,8 @@ class AsyncFeishuVCClient(ExportCalls):
         if inspect.isawaitable(result):
             await result
 
-    async def _shared_tokens(self, step: protocol.SharedUserTokens) -> StoredUserTokens | None:
+    async def _shared_tokens(self, step: protocol.SharedUserTokens) -> Any:
         if self.token_store is None:
-            return None
-        if step.save is None:
-            return await self.token_store.aload()
-        await self.token_store.asave(step.save)
-        return step.save
+            raise FeishuVCTokenStoreError("this client has no shared user-token store")
+        use = getattr(self.token_store, f"a{step.action}")
+        return await (use(step.value) if step.action.startswith("save") else use())

@@ -50,5 +50,5 @@ class ExportCalls:
         policy = self.policy if retries is None else replace(self.policy, max_retries=retries)
         return self.run(api.get_export(export_task_id, policy, self.budgets))
 
-    def _renew_token(self) -> Any:
-        return self.run(self.tokens.renew(self.config, self.policy))
+    def _renew_token(self, stale: str | None = None) -> Any:
+        return self.run(self.tokens.renew(self.config, self.policy, stale=stale, shared=self.token_store is not None))

@@ -166,6 +166,14 @@ class FeishuVCAPIError(FeishuVCError):
         return text
 
 
+class FeishuVCTokenStoreError(FeishuVCError):
+    """The store every process shares user tokens through (an Airflow Variable) could not be read or written.
+
+    Retryable: the store is usually back within seconds (an API server restarting, a DB failover)."""
+
+    retryable = True
+
+
 class FeishuVCExportFailedError(FeishuVCError):
     """Feishu reports the export task as failed (status 2)."""
 

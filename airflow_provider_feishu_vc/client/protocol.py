@@ -104,10 +104,13 @@ class MaskSecret:
 
 @dataclass(frozen=True)
 class SharedUserTokens:
-    """Read (``save`` None) or write the user tokens every process of the deployment shares; the driver answers
-    with what is stored (None when nothing is, or when the driver has no shared store)."""
+    """Use the store where every process of the deployment shares a user's tokens: ``action`` is ``load`` or
+    ``save`` (the tokens), ``load_lease`` or ``save_lease`` (which process may refresh them now); ``value`` is what
+    to save. The driver answers with what is stored (None when nothing is) and throws
+    ``FeishuVCTokenStoreError`` into the flow when the store cannot be reached."""
 
-    save: Any = field(default=None, repr=False)
+    action: str
+    value: Any = field(default=None, repr=False)
 
     handler = "shared_tokens"
 

@@ -6,15 +6,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_feishu_vc.client import api, protocol, transport
 from airflow_provider_feishu_vc.client.calls import ExportCalls
 from airflow_provider_feishu_vc.client.config import ClientConfig
-from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
+from airflow_provider_feishu_vc.client.errors import FeishuVCTokenStoreError, FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo
 from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolicy, T
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, StoredUserTokens, TokenCache, UserTokenStore
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, UserTokenStore
 from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class FeishuVCClient(ExportCalls):
         when ``force`` is set (to check the credentials)."""
         with self.tokens.thread_lock(self.token_key):
             token = None if force else self.tokens.usable(self.token_key, stale)
-            return (token or self._renew_token()).value
+            return (token or self._renew_token(stale)).value
 
     @contextmanager
     def open_download(self, file_token: str, chunk_size: int | None = None) -> Iterator[Download]:
@@ -83,7 +83,7 @@ class FeishuVCClient(ExportCalls):
         while (step := driving.next_step()) is not None:
             try:
                 driving.outcome = getattr(self, f"_{step.handler}")(step)
-            except FeishuVCTransportError as error:
+            except (FeishuVCTransportError, FeishuVCTokenStoreError) as error:
                 driving.outcome = error
         return driving.result  # type: ignore[return-value]
 
@@ -111,10 +111,8 @@ class FeishuVCClient(ExportCalls):
         if self._on_secret is not None:
             self._on_secret(step.value)
 
-    def _shared_tokens(self, step: protocol.SharedUserTokens) -> StoredUserTokens | None:
+    def _shared_tokens(self, step: protocol.SharedUserTokens) -> Any:
         if self.token_store is None:
-            return None
-        if step.save is None:
-            return self.token_store.load()
-        self.token_store.save(step.save)
-        return step.save
+            raise FeishuVCTokenStoreError("this client has no shared user-token store")
+        use = getattr(self.token_store, step.action)
+        return use(step.value) if step.action.startswith("save") else use()

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
+from airflow_provider_feishu_vc.client.errors import FeishuVCTokenStoreError, FeishuVCTransportError
 from airflow_provider_feishu_vc.client.protocol import (
     Driving,
     Flow,
@@ -53,6 +53,10 @@ class Script:
     #: What the shared user-token store answers to each read, in order (then: the last save, or None).
     shared_reads: list[Any] = field(default_factory=list)
     saved: list[Any] = field(default_factory=list)
+    #: Every refresh lease written to the store; a read answers the last one.
+    leases: list[Any] = field(default_factory=list)
+    #: How many times each store action ("load", "save", "load_lease", "save_lease") fails before it works.
+    store_failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests(self) -> list[HttpRequest]:
@@ -69,11 +73,14 @@ class Script:
     def kinds(self) -> list[str]:
         return [type(step).__name__ for step in self.steps]
 
-    def run(self, flow: Flow[Any]) -> Any:
+    def run(self, flow: Flow[Any], max_steps: int | None = None) -> Any:
+        """Drive ``flow`` to its end; with ``max_steps``, fail (instead of spinning for ever) past that many steps."""
         driving = Driving(flow)
         pending: Iterable[HttpResponse | Exception] = iter(self.answers)
         while (step := driving.next_step()) is not None:
             self.steps.append(step)
+            if max_steps is not None and len(self.steps) > max_steps:
+                raise AssertionError(f"the flow took more than {max_steps} steps: {self.kinds()[-10:]} ...")
             if isinstance(step, HttpRequest):
                 driving.outcome = next(pending)  # type: ignore[call-overload]
             elif isinstance(step, Sleep):
@@ -81,12 +88,25 @@ class Script:
             elif isinstance(step, NeedToken):
                 self.tokens_given += 1
                 driving.outcome = f"t-{self.tokens_given}"
-            elif isinstance(step, SharedUserTokens) and step.save is not None:
-                self.saved.append(step.save)
-                driving.outcome = step.save
             elif isinstance(step, SharedUserTokens):
-                driving.outcome = self.shared_reads.pop(0) if self.shared_reads else (self.saved or [None])[-1]
+                driving.outcome = self._store(step)
         return driving.result
+
+    def _store(self, step: SharedUserTokens) -> Any:
+        if self.store_failures.get(step.action, 0) > 0:
+            self.store_failures[step.action] -= 1
+            return FeishuVCTokenStoreError(f"scripted: the store refused {step.action}")
+        if step.action == "save":
+            self.saved.append(step.value)
+        elif step.action == "save_lease":
+            self.leases.append(step.value)
+        elif step.action == "load_lease":
+            return self.leases[-1] if self.leases else None
+        elif self.shared_reads:
+            return self.shared_reads.pop(0)
+        else:
+            return (self.saved or [None])[-1]
+        return None
 
 
 def first_request(flow: Flow[Any]) -> HttpRequest:

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from airflow_provider_feishu_vc.client import api
+from airflow_provider_feishu_vc.client import api, tokens
 from airflow_provider_feishu_vc.client.budget import PROBE_GROWTH_PER_WINDOW, AppBudgets, RateBudget
 from airflow_provider_feishu_vc.client.config import ClientConfig
-from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCTransportError
+from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCTokenStoreError, FeishuVCTransportError
 from airflow_provider_feishu_vc.client.protocol import (
     Flow,
     HttpRequest,
@@ -19,7 +19,7 @@ from airflow_provider_feishu_vc.client.protocol import (
     Sleep,
     call_with_retries,
 )
-from airflow_provider_feishu_vc.client.tokens import StoredUserTokens, TokenCache, token_key
+from airflow_provider_feishu_vc.client.tokens import RefreshLease, StoredUserTokens, TokenCache, token_key
 from tests.client.scripted import FakeClock, Script, answer, refused
 
 POLICY = RetryPolicy(max_retries=3, base_delay=0.5, max_delay=4.0)
@@ -160,44 +160,88 @@ def test_a_user_token_refresh_masks_both_tokens() -> None:
 USER = ClientConfig(base_url="https://open.feishu.cn", app_id="cli_1", app_secret="s", refresh_token="r-0")
 
 
-def stored(access: str, left: float, refresh: str | None) -> StoredUserTokens:
-    return StoredUserTokens(access, time.time() + left, 7200, refresh, time.time() + 86400)
+def stored(access: str, left: float, refresh: str | None, generation: int = 0) -> StoredUserTokens:
+    return StoredUserTokens(access, time.time() + left, 7200, refresh, time.time() + 86400, generation)
 
 
 def test_a_new_process_reuses_the_user_token_another_process_saved() -> None:
     script = Script([], shared_reads=[stored("u-shared", 3600, "r-5")])
-    token = script.run(TokenCache().renew(USER, POLICY))
+    token = script.run(TokenCache().renew(USER, POLICY, shared=True))
     assert token.value == "u-shared" and script.requests == [] and script.masked == ["u-shared", "r-5"]
+    assert script.leases == []  # nothing to refresh, no lease taken
 
 
-def test_a_refresh_uses_the_newest_shared_refresh_token_and_saves_its_successor() -> None:
+def test_a_refresh_takes_the_lease_uses_the_newest_shared_refresh_token_and_saves_its_successor() -> None:
     script = Script(
         [answer(code=0, access_token="u-6", expires_in=7200, refresh_token="r-6", refresh_token_expires_in=86400)],
-        shared_reads=[stored("u-5", 10, "r-5")],  # its access token is about to expire
+        shared_reads=[stored("u-5", 10, "r-5", generation=5)],  # its access token is about to expire
     )
-    token = script.run(TokenCache().renew(USER, POLICY))
+    token = script.run(TokenCache().renew(USER, POLICY, shared=True))
     assert script.requests[0].json_body["refresh_token"] == "r-5"  # type: ignore[index]  # not the connection's r-0
     [saved] = script.saved
-    assert token.value == saved.access_token == "u-6" and saved.refresh_token == "r-6"
+    assert token.value == saved.access_token == "u-6" and saved.refresh_token == "r-6" and saved.generation == 6
     assert saved.access_expires_at == pytest.approx(time.time() + 7200, abs=5)
+    taken, released = script.leases
+    assert taken.holder == released.holder and taken.until > time.time() + 50 and released.until == 0
+    kinds = script.kinds()
+    assert kinds.index("Sleep") < kinds.index("HttpRequest")  # it waited for other writers before reading the lease
+    assert script.sleeps == [tokens.LEASE_SETTLE]
 
 
-def test_a_refresh_token_spent_by_another_process_is_replaced_by_what_it_saved() -> None:
+def test_a_process_that_loses_the_lease_waits_for_the_winners_tokens_and_refreshes_nothing() -> None:
+    others = RefreshLease("another-process", time.time() + 30)
+    script = Script(
+        [],
+        shared_reads=[stored("u-5", 10, "r-5", generation=5)] * 4 + [stored("u-6", 7200, "r-6", generation=6)],
+        leases=[others],
+    )
+    token = script.run(TokenCache().renew(USER, POLICY, shared=True))
+    assert token.value == "u-6" and script.requests == [] and script.saved == []
+    assert script.sleeps == [0.25, 0.5, 1.0, 2.0]  # looked at the store until the winner's tokens appeared
+
+
+def test_a_refresh_token_spent_outside_the_lease_is_replaced_by_what_the_spender_saved() -> None:
     spent = answer(400, code=20064, error="invalid_grant", error_description="The refresh token has been used")
     script = Script(
         [spent], shared_reads=[stored("u-5", 10, "r-5"), stored("u-5", 10, "r-5"), stored("u-6", 7200, "r-6")]
     )
-    token = script.run(TokenCache().renew(USER, POLICY))
+    token = script.run(TokenCache().renew(USER, POLICY, shared=True))
     assert token.value == "u-6" and len(script.requests) == 1  # no second refresh: the other process did it
-    assert script.sleeps == [0.5] and script.saved == []
+    assert script.sleeps == [tokens.LEASE_SETTLE, 0.25] and script.saved == []
 
 
-def test_a_spent_refresh_token_nobody_replaced_is_reported_after_a_bounded_wait() -> None:
+def test_a_spent_refresh_token_nobody_replaced_is_reported_after_waiting_as_long_as_a_slow_save_takes() -> None:
     spent = answer(400, code=20064, error="invalid_grant", error_description="The refresh token has been used")
     script = Script([spent])  # the store stays empty
     with pytest.raises(FeishuVCAPIError, match="already used"):
-        script.run(TokenCache().renew(USER, POLICY))
-    assert script.sleeps == [0.5, 1.0, 2.0] and len(script.requests) == 1
+        script.run(TokenCache().renew(USER, POLICY, shared=True))
+    assert len(script.requests) == 1
+    assert tokens.LEASE_SECONDS <= sum(script.sleeps[1:]) <= tokens.LEASE_SECONDS + 3  # bounded, never a loop
+
+
+def test_with_the_store_out_of_reach_a_held_token_is_used_while_it_lasts_and_nothing_is_refreshed() -> None:
+    cache = TokenCache()
+    Script([], shared_reads=[stored("u-5", 1000, "r-5")]).run(cache.renew(USER, POLICY, shared=True))
+    down = Script([], store_failures={"load": 99})
+    token = down.run(cache.renew(USER, POLICY, shared=True))
+    assert token.value == "u-5" and down.requests == [] and down.leases == []
+    assert token.is_fresh() and not token.is_fresh(time.monotonic() + tokens.RECHECK_SECONDS + 1)  # asks again soon
+    with pytest.raises(FeishuVCTokenStoreError, match="Not refreshing"):
+        Script([], store_failures={"load": 99}).run(TokenCache().renew(USER, POLICY, shared=True))
+
+
+def test_a_successor_that_could_not_be_saved_is_kept_and_offered_to_the_store_again() -> None:
+    cache = TokenCache()
+    refreshed = answer(code=0, access_token="u-6", expires_in=7200, refresh_token="r-6")
+    failing = Script([refreshed], shared_reads=[stored("u-5", 10, "r-5", generation=5)], store_failures={"save": 99})
+    token = failing.run(cache.renew(USER, POLICY, shared=True))
+    assert token.value == "u-6" and failing.saved == []
+    assert len(failing.leases) == 1  # the lease is kept: nobody else refreshes with the spent r-5 meanwhile
+    assert not token.is_fresh(time.monotonic() + tokens.RECHECK_SECONDS + 1)
+    again = Script([], shared_reads=[stored("u-5", 10, "r-5", generation=5)])  # the store is back, still behind
+    assert again.run(cache.renew(USER, POLICY, shared=True)).value == "u-6"
+    [repaired] = again.saved
+    assert repaired.refresh_token == "r-6" and repaired.generation == 6 and again.requests == []
 
 
 def test_an_oauth_shaped_error_carries_its_description_and_a_hint() -> None:
