@@ -11,6 +11,7 @@ import pytest
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.compat import AIRFLOW_VERSION, TaskDeferred
+from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.operators.feishu_vc import FeishuVCExportOperator
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.emulator.faults import Fault
@@ -33,7 +34,8 @@ def dags(
 
 
 def landed_files(tmp_path: Path, dag_id: str) -> list[Path]:
-    return sorted((tmp_path / dag_id).glob("*/*"))
+    """Every file under the DAG's default folder (``<dag_id>/<run_id>/<task_id>/``), hidden ones included."""
+    return sorted(path for path in (tmp_path / dag_id).rglob("*") if path.is_file())
 
 
 @pytest.mark.parametrize("shape", ["polling", "deferrable"])
@@ -127,22 +129,17 @@ def test_a_retried_create_task_reuses_its_export(
 def test_an_export_gone_from_feishu_is_started_anew(
     emulator: FeishuVCEmulator, connection_env: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    class RememberedState:
-        def __init__(self) -> None:
-            self.values: dict[str, object] = {"feishu_vc_export_task_id": "7111325589855790000"}  # Feishu has none
+    from airflow_provider_feishu_vc.operators.tries import EXPORT_KEY
+    from tests.reliability.test_review_findings import TaskState, task_context
 
-        def get(self, key: str, default: object = None) -> object:
-            return self.values.get(key, default)
-
-        def set(self, key: str, value: object) -> None:
-            self.values[key] = value
-
-    state = RememberedState()
     operator = FeishuVCExportOperator(task_id="export", export_type="meeting_list", deferrable=True, **ONE_DAY)
+    context = task_context(TaskState())
+    _, request = operator.resolved_request(context, FeishuVCHook(), **operator.destination_parts(context))
+    state = TaskState({EXPORT_KEY: {"export_task_id": "7111325589855790000", "request": request}})  # Feishu has none
     with pytest.raises(TaskDeferred):
-        operator.execute({"task_state_store": state})  # type: ignore[arg-type]
+        operator.execute(task_context(state))  # type: ignore[arg-type]
     [export_task_id] = emulator.export_ids()
-    assert state.values["feishu_vc_export_task_id"] == export_task_id
+    assert state.values[EXPORT_KEY] == {"export_task_id": export_task_id, "request": request, "landed": None}
     assert "Export 7111325589855790000 of an earlier try is gone from Feishu" in "".join(capfd.readouterr())
 
 

@@ -108,7 +108,8 @@ def test_default_destination_is_the_dags_storage(
                                                                               "file_token": file_token})  # fmt: skip
     context = download_context("scheduled__2026-11-23")
     uri = operator.execute(context)  # type: ignore[arg-type]
-    expected = tmp_path / "adhoc_airflow" / "scheduled__2026-11-23" / f"视频会议_meeting_list_{export_task_id}.xlsx"
+    folder = tmp_path / "adhoc_airflow" / "scheduled__2026-11-23" / "download"  # one folder per task instance
+    expected = folder / f"视频会议_meeting_list_{export_task_id}.xlsx"
     assert uri.startswith("file://") and Path(ObjectStoragePath(uri).path) == expected
     assert expected.read_bytes()[:2] == b"PK"
     [asset] = operator.outlets
@@ -217,7 +218,7 @@ def test_example_dag_runs_end_to_end(
     body = emulator.export(export_task_id).body
     assert body["start_time"] == str(int(today.subtract(days=1).timestamp()))  # yesterday, Shanghai time
     assert body["end_time"] == str(int(today.timestamp()))
-    [landed] = list((tmp_path / "example_feishu_vc_export").glob("*/*.xlsx"))
+    [landed] = list((tmp_path / "example_feishu_vc_export").glob("*/download_export/*.xlsx"))
     assert landed.name == f"视频会议_meeting_list_{export_task_id}.xlsx"
     rows = list(
         openpyxl.load_workbook(io.BytesIO(landed.read_bytes()), read_only=True).active.iter_rows(values_only=True)

@@ -13,6 +13,7 @@ from airflow_provider_feishu_vc.client.exports import (
     DOWNLOAD_PATH,
     EXPORTS_PATH,
     build_export_body,
+    get_export_kind,
     validate_export_task_id,
     validate_file_token,
     validate_user_id_type,
@@ -75,6 +76,13 @@ class FileAnswer:
         check_complete(self.info, received)
 
 
+def resolve_export(export_type: str, fields: Mapping[str, Any], user_id_type: str | None) -> dict[str, Any]:
+    """What a create would ask Feishu for, validated, with times as Feishu takes them: the kind, the ``user_id_type``
+    and the JSON body. Plain values, so that callers can keep or compare it (which export is for which request)."""
+    kind, body = build_export_body(export_type, fields)
+    return {"export_type": kind.name, "user_id_type": validate_user_id_type(kind, user_id_type), "body": body}
+
+
 def create_export(
     export_type: str,
     fields: Mapping[str, Any],
@@ -83,12 +91,15 @@ def create_export(
     budgets: AppBudgets,
 ) -> Flow[str]:
     """Start an export; return its ``export_task_id``. Fields are validated before anything is sent."""
-    kind, body = build_export_body(export_type, fields)
-    user_id_type = validate_user_id_type(kind, user_id_type)
-    params = (("user_id_type", user_id_type),) if user_id_type else ()
-    request = HttpRequest("POST", kind.path, params=params, json_body=body, budget=budgets.for_api(kind.name))
+    resolved = resolve_export(export_type, fields, user_id_type)
+    kind = get_export_kind(resolved["export_type"])
+    params = (("user_id_type", resolved["user_id_type"]),) if resolved["user_id_type"] else ()
+    request = HttpRequest(
+        "POST", kind.path, params=params, json_body=resolved["body"], budget=budgets.for_api(kind.name)
+    )
     response = yield from call_with_retries(request, policy)
-    task_id = (response.payload.get("data") or {}).get("task_id")
+    data = response.payload.get("data")
+    task_id = data.get("task_id") if isinstance(data, Mapping) else None
     try:
         return validate_export_task_id(task_id)
     except ValueError:

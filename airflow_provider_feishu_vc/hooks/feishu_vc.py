@@ -323,6 +323,14 @@ class FeishuVCHook(BaseHook):
         """
         return self.get_conn().create_export(export_type, user_id_type=user_id_type, **fields)
 
+    @staticmethod
+    def resolve_export(export_type: str, *, user_id_type: str | None = None, **fields: Any) -> dict[str, Any]:
+        """What :meth:`create_export` would ask Feishu for, validated, as plain values (kind, ``user_id_type``, body
+        with times as unix seconds), without sending anything: what tells one export's request from another's."""
+        from airflow_provider_feishu_vc.client.api import resolve_export
+
+        return resolve_export(export_type, fields, user_id_type)
+
     def get_export(self, export_task_id: str) -> ExportTask:
         return self.get_conn().get_export(export_task_id)
 

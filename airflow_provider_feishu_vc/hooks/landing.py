@@ -5,7 +5,9 @@
   copy plus a delete, not atomic, and a temporary key shows up in listings and bucket notifications. Without
   ``overwrite`` the upload completes only if the key is still free (S3's ``If-None-Match: *``, fsspec's ``"xb"``).
 - Every other store (local disk, ``memory://``, ...): bytes go to a hidden ``.<name>.<id>.part`` file beside the
-  target, which is renamed into place when complete. A later download into the same folder removes such files
+  target, which is moved into place when complete. On a local disk, without ``overwrite``, the move is a hard link
+  then an unlink: the link fails if the target exists, so of two writers to one path (a zombie try and its retry)
+  exactly one lands and the other never replaces it. A later download into the same folder removes ``.part`` files
   once they are older than a day (a killed worker's leftovers).
 
 Files are opened through the store's filesystem, not ``ObjectStoragePath.open``, so Airflow's hook-level lineage
@@ -15,7 +17,9 @@ never records a temporary name; the operators report the landed file themselves.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import re
 import time
 import uuid
@@ -48,10 +52,21 @@ def already_exists(target: ObjectStoragePath) -> FeishuVCConfigError:
     )
 
 
-def is_object_store(target: ObjectStoragePath) -> bool:
+def _protocols(target: ObjectStoragePath) -> set[str]:
     protocols = target.fs.protocol
-    names = {protocols} if isinstance(protocols, str) else set(protocols)
-    return bool(names & OBJECT_STORE_PROTOCOLS)
+    return {protocols} if isinstance(protocols, str) else set(protocols)
+
+
+def is_object_store(target: ObjectStoragePath) -> bool:
+    return bool(_protocols(target) & OBJECT_STORE_PROTOCOLS)
+
+
+def is_local(target: ObjectStoragePath) -> bool:
+    return bool(_protocols(target) & {"file", "local"})
+
+
+#: Why a file system may refuse a hard link although the target is free: then the check-and-rename stands alone.
+NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK})
 
 
 class Landing:
@@ -123,8 +138,26 @@ class RenameLanding(Landing):
     def finish(self) -> None:
         assert self.handle is not None
         self.handle.close()
+        if not self.overwrite and is_local(self.target) and self._link_into_place():
+            return
         refuse_existing(self.target, self.overwrite)
         self.partial.fs.mv(self.partial.path, self.target.path)
+
+    def _link_into_place(self) -> bool:
+        """Land the file without replacing anything: a hard link fails when the target exists, so a writer that
+        took the path meanwhile keeps it. False when the file system has no hard links."""
+        try:
+            os.link(self.partial.path, self.target.path)
+        except FileExistsError:
+            raise already_exists(self.target) from None
+        except OSError as error:
+            if error.errno not in NO_HARD_LINKS:
+                raise
+            log.warning("%s has no hard links (%s): landing by check and rename", self.target.parent, error)
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.partial.path)
+        return True
 
     def abandon(self) -> None:
         if self.handle is not None:

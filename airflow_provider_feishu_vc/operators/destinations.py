@@ -1,5 +1,5 @@
 """Where an export's file lands, as the download and export operators take it: the destination options, the
-default storage base, the asset event, the landed file kept for a retry, and the OpenLineage datasets."""
+default storage base (a folder per task instance), the asset event, and the OpenLineage datasets."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
-from airflow_provider_feishu_vc.compat import conf, task_state
+from airflow_provider_feishu_vc.compat import conf
 from airflow_provider_feishu_vc.hooks.feishu_vc import as_storage_path
-from airflow_provider_feishu_vc.operators.tries import LANDED_KEY, fail_on_bad_input, remember
+from airflow_provider_feishu_vc.operators.tries import fail_on_bad_input
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -27,6 +27,14 @@ def default_storage_base() -> str:
         return base.rstrip("/")
     home = os.environ.get("AIRFLOW_HOME") or conf.get("core", "airflow_home", fallback="") or "~/airflow"
     return "file://" + os.path.abspath(os.path.expanduser(home)) + "/feishu_vc_exports"
+
+
+def task_instance_folder(context: Context, dag_id: str, task_id: str) -> str:
+    """The default folder of one task instance's file: ``<dag_id>/<run_id>/<task_id>[/<map_index>]``, so that no two
+    task instances (mapped ones included) ever write to the same path."""
+    folder = f"{dag_id}/{context['run_id']}/{task_id}"
+    map_index = getattr(context.get("ti"), "map_index", -1)
+    return folder if map_index is None or map_index < 0 else f"{folder}/{map_index}"
 
 
 def lineage_name(path: ObjectStoragePath) -> tuple[str, str]:
@@ -75,11 +83,21 @@ class LandsExportFiles:
         """Where to write, and whether that is a folder (None: let the hook look)."""
         destination = self.destination
         if destination is None:
-            destination = f"{default_storage_base()}/{self.dag_id}/{context['run_id']}/"
+            destination = f"{default_storage_base()}/{task_instance_folder(context, self.dag_id, self.task_id)}/"
         into_folder = self.into_folder
         if into_folder is None and isinstance(destination, str) and destination.endswith("/"):
             into_folder = True
         return as_storage_path(destination, conn_id=self.storage_conn_id), into_folder
+
+    def destination_parts(self, context: Context) -> dict[str, Any]:
+        """Where this task's file goes, resolved: part of what tells one export request from another."""
+        target, into_folder = self._target(context)
+        return {
+            "destination": str(target),
+            "into_folder": into_folder,
+            "storage_conn_id": self.storage_conn_id,
+            "overwrite": self.overwrite,
+        }
 
     def land(self, context: Context, hook: FeishuVCHook, file_token: str, export_task_id: str | None) -> str:
         """Download the file into the destination; announce it on the asset; return its URI."""
@@ -92,22 +110,13 @@ class LandsExportFiles:
         except FeishuVCConfigError as error:
             fail_on_bad_input(error)
         uri = str(landed)
-        remember(context, LANDED_KEY, {"export_task_id": export_task_id, "uri": uri})
         self.log.info("Feishu export file is at %s", uri)
         self._lineage = (hook.config.base_url, export_task_id, landed)
         return self.announce(context, uri, export_task_id)
 
-    def landed_earlier(self, context: Context, export_task_id: str) -> str | None:
-        """The URI of this export's file when an earlier try already landed it and it is still there."""
-        state = task_state(context)
-        landed = state.get(LANDED_KEY) if state is not None else None
-        if not isinstance(landed, dict) or landed.get("export_task_id") != export_task_id:
-            return None
-        uri = str(landed.get("uri") or "")
-        if not uri or not as_storage_path(uri, conn_id=self.storage_conn_id).exists():
-            return None
-        self.log.info("The file of export %s was landed by an earlier try at %s", export_task_id, uri)
-        return uri
+    def still_there(self, uri: str | None) -> bool:
+        """Whether a file an earlier try landed at ``uri`` is still there."""
+        return bool(uri) and as_storage_path(str(uri), conn_id=self.storage_conn_id).exists()
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the Feishu export as input, the landed file (never a temporary name) as output."""

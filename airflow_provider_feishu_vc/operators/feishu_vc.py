@@ -9,12 +9,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
+from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.client.exports import EXPORT_KINDS
 from airflow_provider_feishu_vc.compat import conf
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.operators.destinations import LandsExportFiles
-from airflow_provider_feishu_vc.operators.tries import EXPORT_ID_KEY, fail_on_bad_input, remember, reusable_export
+from airflow_provider_feishu_vc.operators.tries import (
+    EXPORT_GONE_CODE,
+    EarlierExport,
+    fail_on_bad_input,
+    forget,
+    remember,
+    request_fingerprint,
+    reusable_export,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -24,6 +32,9 @@ if TYPE_CHECKING:
 INTERVAL_DEFAULTED_KINDS = ("meeting_list", "resource_reservation_list")
 #: Every export field of every kind, by Feishu's name, in the order the kinds list them.
 EXPORT_FIELDS = tuple(dict.fromkeys(name for kind in EXPORT_KINDS.values() for name in kind.fields))
+#: How long FeishuVCExportOperator waits for an export by default: Feishu's exports take seconds to minutes, and a
+#: wait with no bound would retry a network that stays down (DNS, TLS, a proxy) for ever.
+DEFAULT_EXPORT_TIMEOUT = timedelta(hours=6)
 
 
 class FeishuVCCreateExportOperator(BaseOperator):
@@ -112,19 +123,36 @@ class FeishuVCCreateExportOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         hook = FeishuVCHook(self.feishu_vc_conn_id)
         try:
-            resumed = reusable_export(hook, context, self.log)
-            return resumed.export_task_id if resumed is not None else self.start_export(context, hook)
+            fields, request = self.resolved_request(context, hook)
+            resumed = reusable_export(hook, context, request, self.log)
+            return (
+                resumed[0].export_task_id if resumed is not None else self.start_export(context, hook, fields, request)
+            )
         finally:
             hook.close()
 
-    def start_export(self, context: Context, hook: FeishuVCHook) -> str:
-        """Create the export and remember it for later tries of this task instance."""
+    def post_execute(self, context: Context, result: Any = None) -> None:
+        """The task succeeded: drop its state, so that clearing it starts a new export (Airflow 3.3 keeps task state
+        across clears)."""
+        forget(context)
+
+    def resolved_request(self, context: Context, hook: FeishuVCHook, **more: Any) -> tuple[dict[str, Any], str]:
+        """The fields to send, validated, and the fingerprint of the request (with ``more``, e.g. the destination)
+        that tells a retry of the same request from a changed one."""
         try:
             fields = self.export_fields(context)
+            resolved = hook.resolve_export(self.export_type, user_id_type=self.user_id_type, **fields)
+        except FeishuVCConfigError as error:
+            fail_on_bad_input(error)
+        return fields, request_fingerprint(**resolved, **more)
+
+    def start_export(self, context: Context, hook: FeishuVCHook, fields: dict[str, Any], request: str) -> str:
+        """Create the export and remember it, with its request, for later tries of this task instance."""
+        try:
             export_task_id = hook.create_export(self.export_type, user_id_type=self.user_id_type, **fields)
         except FeishuVCConfigError as error:
             fail_on_bad_input(error)
-        remember(context, EXPORT_ID_KEY, export_task_id)
+        remember(context, EarlierExport(export_task_id, request))
         self.log.info("Started Feishu %s export %s with %s", self.export_type, export_task_id, fields)
         return export_task_id
 
@@ -189,10 +217,12 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
     file's URI (XCom) and announce it on the task's asset, as the download operator does.
 
     The wait defers to the triggerer (the sensor's trigger, sharing the triggerer's connection pool, token and
-    rate budget) or polls in the worker; the download runs in the worker when the task resumes. A retry resumes
-    the export an earlier try started (Airflow 3.3+, kept in the task's state store): a processing or done export
-    is waited for and downloaded again, and a file an earlier try already landed is not fetched twice; a failed
-    export, or one Feishu no longer knows, is created anew. Before Airflow 3.3 every try starts a new export.
+    rate budget) or polls in the worker; the download runs in the worker when the task resumes. A retry of the same
+    request (same fields and destination) resumes the export an earlier try started (Airflow 3.3+, kept in the
+    task's state store): a processing or done export is waited for and downloaded again, and a file an earlier try
+    already landed is not fetched twice; a failed export, one Feishu no longer knows, or one whose file is gone
+    (121004) is created anew. The state is dropped when the task succeeds, so clearing it exports again. Before
+    Airflow 3.3 every try starts a new export.
 
     Takes every export field of :class:`FeishuVCCreateExportOperator` (same names, checks and data-interval
     defaults) and:
@@ -205,8 +235,8 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
     :param deferrable: Wait in the triggerer instead of a worker slot. Defaults to Airflow's
         ``[operators] default_deferrable``.
     :param poll_interval: Seconds between status checks.
-    :param timeout: Seconds to wait for the export in all (None: no limit). A timed-out wait fails the try;
-        a retry resumes the same export.
+    :param timeout: How long to wait for the export in all (seconds or ``timedelta``; default 6 hours; None waits
+        for ever). A timed-out wait fails the try; a retry resumes the same export.
     """
 
     template_fields: Sequence[str] = (*FeishuVCCreateExportOperator.template_fields, "destination")
@@ -220,7 +250,7 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
         into_folder: bool | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
-        timeout: float | timedelta | None = None,
+        timeout: float | timedelta | None = DEFAULT_EXPORT_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -238,15 +268,20 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
 
         hook = FeishuVCHook(self.feishu_vc_conn_id)
         try:
-            task = reusable_export(hook, context, self.log)
-            if task is not None and (landed := self.landed_earlier(context, task.export_task_id)):
-                return self.announce(context, landed, task.export_task_id)
-            if task is None:
-                export_task_id = self.start_export(context, hook)
+            fields, request = self.resolved_request(context, hook, **self.destination_parts(context))
+            resumed = reusable_export(hook, context, request, self.log)
+            if resumed is not None:
+                earlier, task = resumed
+                export_task_id = earlier.export_task_id
+                if self.still_there(earlier.landed):
+                    self.log.info(
+                        "The file of export %s was landed by an earlier try at %s", export_task_id, earlier.landed
+                    )
+                    return self.announce(context, str(earlier.landed), export_task_id)
+            else:
+                export_task_id = self.start_export(context, hook, fields, request)
                 # deferrable: one look, the trigger does the retrying
                 task = hook.check_export(export_task_id, retries=0 if self.deferrable else None)
-            else:
-                export_task_id = task.export_task_id
             deadline = None if self.timeout is None else time.time() + self.timeout
             while task is None or task.status is ExportStatus.PROCESSING:
                 if self.deferrable:
@@ -258,9 +293,25 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
                 task = hook.check_export(export_task_id)
             if task.status is ExportStatus.FAILED:
                 raise task.failure()  # a retry starts a new export
-            return self.land(context, hook, str(task.file_token), export_task_id)
+            return self._land_and_keep(context, hook, str(task.file_token), export_task_id, request)
         finally:
             hook.close()
+
+    def _land_and_keep(
+        self, context: Context, hook: FeishuVCHook, file_token: str, export_task_id: str, request: str
+    ) -> str:
+        """Land the file; keep where it landed, so that a try that fails after this does not fetch it again."""
+        try:
+            uri = self.land(context, hook, file_token, export_task_id)
+        except FeishuVCAPIError as error:
+            if error.code == EXPORT_GONE_CODE:
+                self.log.warning(
+                    "The file of export %s is gone from Feishu: the next try starts a new export", export_task_id
+                )
+                forget(context)
+            raise
+        remember(context, EarlierExport(export_task_id, request, landed=uri))
+        return uri
 
     def _defer(self, export_task_id: str, deadline: float | None) -> NoReturn:
         from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
@@ -288,6 +339,7 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
             raise FeishuVCError(outcome.message)
         hook = FeishuVCHook(self.feishu_vc_conn_id)
         try:
-            return self.land(context, hook, str(outcome.file_token), outcome.export_task_id)
+            _, request = self.resolved_request(context, hook, **self.destination_parts(context))
+            return self._land_and_keep(context, hook, str(outcome.file_token), outcome.export_task_id, request)
         finally:
             hook.close()

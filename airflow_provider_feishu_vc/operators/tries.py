@@ -1,8 +1,20 @@
-"""What one try of an export task leaves for the next: the export it started and the file it landed, kept in
-Airflow's task state (3.3+; see ``compat.task_state``), so that a retry resumes instead of starting over."""
+"""What one try of an export task leaves for the next: the export it started, the request it was for, and the file
+it landed, kept in Airflow's task state (3.3+; see ``compat.task_state``), so that a retry resumes instead of
+starting over, and only a retry of the same request.
+
+- A try keeps ``{"export_task_id", "request", "landed"}`` under :data:`EXPORT_KEY`, where ``request`` is a
+  fingerprint of what the export is for (kind, resolved fields, ``user_id_type``, and for the one-task operator the
+  destination). A later try whose request differs (a field or the destination changed before a clear) starts anew.
+- The task's state is dropped when the task succeeds (``post_execute``), so clearing a successful task exports
+  again, and when Feishu no longer has the export or its file (121004), so the next try does not ask again.
+- What release 0.1.0 kept (an export id without its request) is never resumed, and is deleted when seen.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 from logging import Logger
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -15,12 +27,28 @@ if TYPE_CHECKING:
     from airflow_provider_feishu_vc.client.api import ExportTask
     from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
-#: Task-state keys (Airflow 3.3+), kept across the tries of one task instance: the export a try started, and the
-#: file a try landed.
-EXPORT_ID_KEY = "feishu_vc_export_task_id"
-LANDED_KEY = "feishu_vc_landed_file"
+#: The task-state key (Airflow 3.3+) of the export a try started, kept across the tries of one task instance.
+EXPORT_KEY = "feishu_vc_export"
+#: What release 0.1.0 kept: an export id and a landed file, without the request they were for.
+LEGACY_KEYS = ("feishu_vc_export_task_id", "feishu_vc_landed_file")
 #: Feishu's "data not exist": the export id is unknown, or its file expired.
 EXPORT_GONE_CODE = 121004
+
+
+@dataclass(frozen=True)
+class EarlierExport:
+    """An export an earlier try of this task instance started for ``request``, and where its file landed (if it
+    did)."""
+
+    export_task_id: str
+    request: str
+    landed: str | None = None
+
+
+def request_fingerprint(**parts: Any) -> str:
+    """A short fingerprint of what an export is for: the same parts give the same fingerprint in every process."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def fail_on_bad_input(error: Exception) -> NoReturn:
@@ -28,32 +56,68 @@ def fail_on_bad_input(error: Exception) -> NoReturn:
     fail_task(str(error), cause=error)
 
 
-def reusable_export(hook: FeishuVCHook, context: Context, log: Logger) -> ExportTask | None:
-    """The export an earlier try of this task instance started, while Feishu still has it and it has not failed.
+def recall(context: Context, request: str, log: Logger) -> EarlierExport | None:
+    """The export an earlier try of this task instance kept for this same ``request`` (None otherwise)."""
+    state = task_state(context)
+    if state is None:
+        return None
+    for key in LEGACY_KEYS:
+        if state.get(key) is not None:
+            log.info("Dropping %s kept by an earlier release (it does not say which request it was for)", key)
+            state.delete(key)
+    kept = state.get(EXPORT_KEY)
+    if not isinstance(kept, dict) or not isinstance(kept.get("export_task_id"), str):
+        return None
+    if kept.get("request") != request:
+        log.warning(
+            "Export %s of an earlier try was for another request (a field or the destination changed since); "
+            "starting a new one",
+            kept["export_task_id"],
+        )
+        state.delete(EXPORT_KEY)
+        return None
+    landed = kept.get("landed")
+    return EarlierExport(kept["export_task_id"], request, landed if isinstance(landed, str) else None)
 
-    Exports are remembered in the task's state store (Airflow 3.3+); before 3.3 every try starts afresh.
-    """
+
+def remember(context: Context, export: EarlierExport) -> None:
+    state = task_state(context)
+    if state is not None:
+        state.set(EXPORT_KEY, asdict(export))
+
+
+def forget(context: Context) -> None:
+    """Drop what this task instance kept: its export is done with, or gone."""
+    state = task_state(context)
+    if state is not None:
+        state.delete(EXPORT_KEY)
+
+
+def reusable_export(
+    hook: FeishuVCHook, context: Context, request: str, log: Logger
+) -> tuple[EarlierExport, ExportTask] | None:
+    """The export an earlier try of this task instance started for the same request, with its state, while
+    Feishu still has it and it has not failed (Airflow 3.3+; before 3.3 every try starts afresh)."""
     from airflow_provider_feishu_vc.client.api import ExportStatus
 
-    state = task_state(context)
-    export_task_id = state.get(EXPORT_ID_KEY) if state is not None else None
-    if not export_task_id:
+    earlier = recall(context, request, log)
+    if earlier is None:
         return None
     try:
-        task = hook.get_export(str(export_task_id))
+        task = hook.get_export(earlier.export_task_id)
     except FeishuVCAPIError as error:
         if error.code != EXPORT_GONE_CODE:
             raise
-        log.warning("Export %s of an earlier try is gone from Feishu (%s); starting a new one", export_task_id, error)
+        log.warning(
+            "Export %s of an earlier try is gone from Feishu (%s); starting a new one", earlier.export_task_id, error
+        )
+        forget(context)
         return None
     if task.status is ExportStatus.FAILED:
-        log.warning("Export %s of an earlier try failed (%s); starting a new one", export_task_id, task.fail_msg)
+        log.warning(
+            "Export %s of an earlier try failed (%s); starting a new one", earlier.export_task_id, task.fail_msg
+        )
+        forget(context)
         return None
-    log.info("Resuming export %s, started by an earlier try (%s)", export_task_id, task.status.name.lower())
-    return task
-
-
-def remember(context: Context, key: str, value: Any) -> None:
-    state = task_state(context)
-    if state is not None:
-        state.set(key, value)
+    log.info("Resuming export %s, started by an earlier try (%s)", earlier.export_task_id, task.status.name.lower())
+    return earlier, task

@@ -66,6 +66,14 @@ def one_task_dag(dag_id: str, **options: object) -> DAG:
 one_task_polling_dag = one_task_dag("feishu_vc_test_one_task_polling", deferrable=False)
 one_task_deferrable_dag = one_task_dag("feishu_vc_test_one_task_deferrable", deferrable=True)
 
+with DAG(
+    dag_id="feishu_vc_test_one_task_mapped", schedule=None, start_date=START, catchup=False
+) as one_task_mapped_dag:
+    # Three exports in one run, each into the default folder, whatever their files are called.
+    FeishuVCExportOperator.partial(
+        task_id="export", export_type="meeting_list", poll_interval=0.2, timeout=60, deferrable=False, **ONE_DAY
+    ).expand(meeting_no=["100000001", "100000002", "100000003"])
+
 
 class CreateThenLoseTheWorker(FeishuVCCreateExportOperator):
     """Starts its export, then its first try dies, as when a worker is lost right after the create."""
