@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import itertools
 
 import pytest
 
@@ -106,7 +105,9 @@ async def test_rate_budget_spaces_requests_evenly(config: ClientConfig) -> None:
         await client.run(wait_for_budget(budget))
         times.append(loop.time())
 
+    start = loop.time()
     async with shared_client(config) as client:
         await asyncio.gather(*(take(client) for _ in range(6)))
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert all(gap >= 0.09 for gap in gaps), gaps
+    # The n-th request never leaves before its slot, n x 0.1 s after the first; a busy machine may only delay it.
+    late = [at - (start + 0.1 * n) for n, at in enumerate(sorted(times))]
+    assert all(delay >= -0.01 for delay in late), late
