@@ -140,7 +140,10 @@ def test_the_example_dag_stores_into_s3_in_a_real_dag_run(
     assert run.state == "success", output[-5000:]
     [export_task_id] = emulator.export_ids()
     [key] = s3_server.keys(bucket)
-    assert key == f"feishu/example_feishu_vc_export/{run.run_id}/视频会议_meeting_list_{export_task_id}.xlsx"
+    assert (
+        key
+        == f"feishu/example_feishu_vc_export/{run.run_id}/download_export/视频会议_meeting_list_{export_task_id}.xlsx"
+    )
     assert s3_server.read(bucket, key)[:2] == b"PK" and s3_server.pending_uploads(bucket) == []
 
 
