@@ -96,7 +96,9 @@ def _result(target_mib: int, label: str, measured: list[dict], baseline_rates: l
 
 def run_size(target_mib: int) -> list[DownloadResult]:
     rows = target_mib * 1024 * 1024 // BYTES_PER_ROW
-    with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, export_delay=0.1, rows=rows) as emulator:
+    with EmulatorProcess(
+        app_id=APP_ID, app_secret=APP_SECRET, export_delay=0.1, rows=rows, stored_workbooks=True
+    ) as emulator:
         config = ClientConfig.from_connection_parts(host=emulator.url, login=APP_ID, password=APP_SECRET)
         with FeishuVCClient(config) as client:
             file_token = _done_file_token(client)

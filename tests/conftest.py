@@ -148,3 +148,24 @@ with create_session() as session:
 for name in (key, key + "__lease"):
     Variable.delete(name)
 """
+
+
+#: The ``aws`` connection DAG authors would configure for moto's S3 server (``s3://aws_moto@bucket/...``).
+S3_CONN_ID = "aws_moto"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """moto's S3 server on a loopback port, for the session."""
+    from tests.s3 import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket, and the ``aws_moto`` connection to reach it (an environment variable)."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONN_ID.upper()}", s3_server.connection())
+    return str(s3_server.new_bucket())

@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
-from airflow_provider_feishu_vc.testing.emulator import EmulatorOptions, Fault
-from airflow_provider_feishu_vc.testing.emulator.data import COLUMNS
+from airflow_provider_feishu_vc.testing.emulator import EmulatorOptions, Fault, data
 from airflow_provider_feishu_vc.testing.process import EmulatorProcess
 from tests.conftest import APP_ID, APP_SECRET
 
@@ -21,13 +20,44 @@ TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
-def test_every_kind_has_its_documented_column_count() -> None:
-    assert {kind: len(columns) for kind, columns in COLUMNS.items()} == {
-        "meeting_list": 17,
-        "participant_list": 23,
-        "participant_quality_list": 35,
-        "resource_reservation_list": 15,
-    }
+def test_every_kind_has_its_documented_column_count_in_every_header_style() -> None:
+    documented = {"meeting_list": 17, "participant_list": 23, "participant_quality_list": 35,
+                  "resource_reservation_list": 15}  # fmt: skip
+    for style in data.HEADER_STYLES:
+        counts = {kind: len(data.headers(kind, style)) for kind in documented}
+        assert counts == {**documented, "meeting_list": 20} if style == "newer" else counts == documented, style
+    assert data.headers("meeting_list", "newer")[:2] == ["会议 ID", "外部会议"]
+    assert data.headers("participant_list", "newer")[0] == "参会者"
+
+
+@pytest.mark.parametrize("style", data.HEADER_STYLES)
+def test_export_files_hold_feishus_headers_and_value_formats(emulator: FeishuVCEmulator, style: str) -> None:
+    """Read with openpyxl, a reader of its own: one sheet, headers in row 1, every value text in Feishu's format."""
+    import io
+    import re
+
+    import openpyxl
+
+    emulator.configure(export_delay=0, header_style=style)
+    token = httpx.post(emulator.url + TOKEN_PATH, json={"app_id": APP_ID, "app_secret": APP_SECRET}).json()
+    auth = {"Authorization": f"Bearer {token['tenant_access_token']}"}
+    day = {"start_time": str(int(NOW.timestamp()) - 86400), "end_time": str(int(NOW.timestamp()))}
+    created = httpx.post(emulator.url + "/open-apis/vc/v1/exports/meeting_list", json=day, headers=auth).json()
+    status = httpx.get(f"{emulator.url}/open-apis/vc/v1/exports/{created['data']['task_id']}", headers=auth).json()
+    content = httpx.get(
+        emulator.url + "/open-apis/vc/v1/exports/download", params={"file_token": status["data"]["file_token"]},
+        headers=auth,
+    ).content  # fmt: skip
+    book = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
+    assert len(book.sheetnames) == 1
+    rows = list(book.active.iter_rows(values_only=True))
+    assert list(rows[0]) == data.headers("meeting_list", style) and len(rows) == 1 + 24
+    by_field = dict(zip((f for _, f in data.layout("meeting_list", style)), rows[1], strict=True))
+    assert all(isinstance(value, str) for value in rows[1])  # Feishu writes text, counts included
+    assert re.fullmatch(r"\d{4}\.\d{2}\.\d{2} \d{2}:\d{2}:\d{2} \(GMT\+08:00\)", by_field["meeting_start_time"])
+    assert re.fullmatch(r"\d{2}:\d{2}:\d{2}", by_field["meeting_duration"])
+    assert by_field["audio"] in (("yes", "no") if style == "english" else ("是", "否"))
+    assert by_field["number_of_participants"].isdigit()
 
 
 def test_rate_limit_answers_like_feishu() -> None:

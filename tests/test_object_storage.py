@@ -8,7 +8,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pendulum
@@ -20,32 +19,19 @@ from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.hooks.landing import STALE_PART_SECONDS
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.emulator.faults import Fault
-from tests.conftest import load_dag_file
+from tests.conftest import S3_CONN_ID, load_dag_file
 from tests.s3 import S3Server
 
-CONN_ID = "aws_moto"
+CONN_ID = S3_CONN_ID
 DOWNLOAD_PATH = "/open-apis/vc/v1/exports/download"
 NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
 #: About 20 MiB: an upload of three 8-MiB parts, so a cut leaves parts that must be aborted.
 MULTIPART_ROWS = 20_000
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    server = S3Server().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", s3_server.connection())
-    return s3_server.new_bucket()
-
-
 def done_export(emulator: FeishuVCEmulator, rows: int | None = None) -> tuple[str, str]:
     if rows is not None:
-        emulator.configure(rows=rows)
+        emulator.configure(rows=rows, stored_workbooks=True)  # large, uncompressed files: size follows rows
     export_task_id = FeishuVCHook().create_export("meeting_list", start_time=NOW - dt.timedelta(hours=3), end_time=NOW)
     emulator.finish_now()
     return export_task_id, emulator.export(export_task_id).file_token

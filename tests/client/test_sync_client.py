@@ -257,7 +257,7 @@ def test_download_streams_a_real_workbook(emulator: FeishuVCEmulator, config: Cl
     assert download.info.filename == f"视频会议_meeting_list_{task.export_task_id}.xlsx"
     sheet = openpyxl.load_workbook(io.BytesIO(content), read_only=True).active
     rows = list(sheet.iter_rows(values_only=True))
-    assert len(rows[0]) == 17 and rows[0][0] == "Meeting number"
+    assert len(rows[0]) == 17 and rows[0][0] == "会议ID"  # the documented headers
     assert len(rows) == 1 + 24  # header + one meeting per hour of the day
 
 

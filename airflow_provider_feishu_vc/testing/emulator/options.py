@@ -35,7 +35,13 @@ class EmulatorOptions:
     refresh_token_ttl: float = _option(30 * 86400.0, "lifetime of issued refresh tokens in seconds (Feishu: 30 days)")
     authorization_code: str = _option("emulator-auth-code", "the authorization code a user's login hands out (once)")
     meeting_every: int = _option(3600, "a meeting_list export holds one meeting every this many seconds")
-    rows: int | None = _option(None, "force the data rows of every export (large, uncompressed files)")
+    rows: int | None = _option(None, "force the data rows of every export")
+    header_style: str = _option(
+        "documented", "headers of the files: documented (Chinese, as Feishu documents them), newer, english"
+    )
+    stored_workbooks: bool = _option(
+        False, "write workbooks uncompressed with a minimal writer (download benchmarks: size follows rows)"
+    )
     tls_certfile: str | None = _option(None, "serve https with this certificate (PEM)")
     tls_keyfile: str | None = _option(None, "the certificate's private key (PEM)")
 
@@ -77,7 +83,15 @@ class EmulatorOptions:
         return [part for name, value in options.items() for part in (f"--{name.replace('_', '-')}", str(value))]
 
 
-def _value_type(default: Any, annotation: str) -> type:
+def _flag(text: str) -> bool:
+    if text.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return text.strip().lower() in ("true", "1", "yes")
+
+
+def _value_type(default: Any, annotation: str) -> Any:
+    if isinstance(default, bool) or annotation == "bool":
+        return _flag
     for kind in (int, float, str):
         if (isinstance(default, kind) and not isinstance(default, bool)) or annotation.startswith(kind.__name__):
             return kind

@@ -31,7 +31,7 @@ from airflow_provider_feishu_vc.testing.emulator.rules import (
     check_export,
     param_error,
 )
-from airflow_provider_feishu_vc.testing.emulator.workbook import write_workbook
+from airflow_provider_feishu_vc.testing.emulator.workbook import write_stored_workbook, write_workbook
 
 TOKEN_PATH_PREFIXES = ("/open-apis/auth/", "/open-apis/authen/")
 EXPORTS_PREFIX = "/open-apis/vc/v1/exports/"
@@ -279,14 +279,14 @@ class TenantState:
             if count is None:
                 count = data.row_count(job.kind, job.body, self.options.meeting_every)
             path = self._files / f"{job.task_id}.xlsx"
-            job.rows = write_workbook(
-                path,
-                data.SHEET_NAMES[job.kind],
-                data.COLUMNS[job.kind],
-                data.rows(job.kind, job.body, count, self.options.meeting_every),
-                count,
-                compress=self.options.rows is None,  # large-file mode: stored, so size follows rows
-            )
+            style = self.options.header_style
+            header = data.headers(job.kind, style)
+            rows = data.rows(job.kind, job.body, count, self.options.meeting_every, style)
+            sheet = data.SHEET_NAMES[job.kind]
+            if self.options.stored_workbooks:
+                job.rows = write_stored_workbook(path, sheet, header, rows, count)
+            else:
+                job.rows = write_workbook(path, sheet, header, rows)
             job.path = path
             return path
 

@@ -1,4 +1,6 @@
-"""A minimal xlsx writer (stdlib only) that streams rows to disk, so exports of any size cost no memory."""
+"""Writing the export workbooks: with XlsxWriter in constant-memory mode (Feishu-shaped files of any length), or,
+for download benchmarks that need files of a given size, with a minimal stdlib writer that stores the sheet
+uncompressed (the file's size then follows its rows)."""
 
 from __future__ import annotations
 
@@ -51,20 +53,34 @@ def _column(number: int) -> str:
     return letters
 
 
-def write_workbook(
+def write_workbook(path: Path, sheet_name: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    """Write a one-sheet workbook with XlsxWriter, row by row in constant memory; return the data rows written.
+    Every cell is text, as Feishu writes its exports (counts and times included)."""
+    import xlsxwriter
+
+    count = 0
+    with xlsxwriter.Workbook(str(path), {"constant_memory": True, "use_zip64": True}) as workbook:
+        sheet = workbook.add_worksheet(sheet_name[:31])
+        sheet.write_row(0, 0, list(header))
+        for count, row in enumerate(rows, start=1):
+            for column, value in enumerate(row):
+                if value != "":
+                    sheet.write_string(count, column, str(value))
+    return count
+
+
+def write_stored_workbook(
     path: Path,
     sheet_name: str,
     header: Sequence[str],
     rows: Iterable[Sequence[object]],
     row_count: int,
-    *,
-    compress: bool = True,
 ) -> int:
-    """Write a one-sheet workbook of ``row_count`` data rows to ``path``, streamed (the sheet's ``<dimension>``
-    comes first, so readers such as openpyxl's read-only mode know its size); return the rows written."""
+    """Write a one-sheet workbook of ``row_count`` data rows to ``path``, streamed and stored uncompressed (the
+    sheet's ``<dimension>`` comes first, so readers such as openpyxl's read-only mode know its size); return the
+    rows written."""
     count = 0
-    compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with zipfile.ZipFile(path, "w", compression=compression, compresslevel=1 if compress else None) as archive:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr("[Content_Types].xml", _CONTENT_TYPES)
         archive.writestr("_rels/.rels", _ROOT_RELS)
         archive.writestr("xl/workbook.xml", _WORKBOOK.format(name=escape(sheet_name, {'"': "&quot;"})))
