@@ -4,8 +4,8 @@ Each name resolves to the newest API the running Airflow has. Importing this mod
 exceptions and the timetable are looked up when first used.
 
 - ``conf``: ``airflow.sdk`` from 3.2; ``airflow.configuration`` on 3.1.
-- ``AirflowFailException``, ``AirflowSensorTimeout``, ``TaskDeferred`` (and ``fail_task``, ``sensor_timed_out``):
-  ``airflow.sdk.exceptions`` from 3.2; ``airflow.exceptions`` on 3.1.
+- ``AirflowFailException``, ``AirflowSensorTimeout``, ``TaskDeferred`` (and ``fail_task``, ``sensor_timed_out``),
+  ``AirflowOptionalProviderFeatureException``: ``airflow.sdk.exceptions`` from 3.2; ``airflow.exceptions`` on 3.1.
 - ``amask_secret``: ``airflow.sdk.log.amask_secret`` from 3.3 (it also tells the triggerer's supervisor); on
   3.1 and 3.2 ``mask_secret`` masks in this process, where trigger logs are written, and its message to the
   supervisor is refused at once inside a running loop (asgiref's ``async_to_sync``), so it never blocks.
@@ -34,11 +34,17 @@ except ImportError:  # Airflow 3.1
 
 if TYPE_CHECKING:
     from airflow.sdk import CronDataIntervalTimetable
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
+    from airflow.sdk.exceptions import (
+        AirflowFailException,
+        AirflowOptionalProviderFeatureException,
+        AirflowSensorTimeout,
+        TaskDeferred,
+    )
 
 __all__ = [
     "AIRFLOW_VERSION",
     "AirflowFailException",
+    "AirflowOptionalProviderFeatureException",
     "AirflowSensorTimeout",
     "CronDataIntervalTimetable",
     "TaskDeferred",
@@ -57,6 +63,7 @@ __all__ = [
 #: Where each lazily resolved name lives: the newest module first.
 _LAZY = {
     "AirflowFailException": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "AirflowOptionalProviderFeatureException": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "AirflowSensorTimeout": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "CronDataIntervalTimetable": ("airflow.sdk", "airflow.timetables.interval"),
     "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import download, imports, sharing, waiting
+from benchmarks import download, imports, sharing, tables, waiting
 
 ROWS: list[tuple[str, str, str, str, str]] = []
 
@@ -187,6 +187,33 @@ def bench_downloads(sizes_mib: list[int]) -> None:
             )
 
 
+def bench_tables(sizes: list[int], repeats: int) -> None:
+    """xlsx -> typed Parquet (issue #21's goals): ours against pandas, polars and the floor, in one run."""
+    for rows in sizes:
+        tools = ("ours", "floor", "polars", *(("pandas",) if rows <= 100_000 else ()))
+        runs = tables.run_size(rows, repeats, tools)
+        ours, floor = runs["ours"], runs["floor"]
+        section = f"table {rows:,} rows (meeting list, xlsx -> Parquet)"
+        for tool in tools:
+            row(section, f"{tool}: seconds", spread(runs[tool].seconds, " s", 2))
+        if "pandas" in runs:
+            speedup = [p / o for p, o in zip(runs["pandas"].seconds, ours.seconds, strict=True)]
+            row(section, "ours vs pandas.read_excel(openpyxl) + to_parquet (goal >= 8x faster)",
+                spread(speedup, "x faster", 1), "", statistics.median(speedup) >= 8)  # fmt: skip
+        versus_polars = [o / p for o, p in zip(ours.seconds, runs["polars"].seconds, strict=True)]
+        row(section, "ours / polars.read_excel + write_parquet, no typing (goal <= 1.0)",
+            spread(versus_polars, "", 2), "", statistics.median(versus_polars) <= 1.0)  # fmt: skip
+        versus_floor = [o / f for o, f in zip(ours.seconds, floor.seconds, strict=True)]
+        row(section, "ours / floor: fastexcel to_arrow() + pyarrow write_table (goal <= 1.3)",
+            spread(versus_floor, "", 2), "", statistics.median(versus_floor) <= 1.3)  # fmt: skip
+        memory = ours.median_peak_mib / floor.median_peak_mib
+        figures = f"{ours.median_peak_mib:.0f} MiB / {floor.median_peak_mib:.0f} MiB = {memory:.2f}"
+        row(section, "peak memory growth, ours / floor (goal <= 1.5)", figures, "", memory <= 1.5)
+        if rows >= 1_000_000:
+            row(section, "peak memory growth, ours (goal < 1 GiB)", f"{ours.median_peak_mib:.0f} MiB", "",
+                ours.median_peak_mib < 1024)  # fmt: skip
+
+
 def bench_imports() -> None:
     measured = imports.run()
     row(
@@ -227,6 +254,9 @@ def main() -> int:
     parser.add_argument("--spread", default="2,20", help="exports finish uniformly between these seconds")
     parser.add_argument("--downloads", default="256,1024", help="export sizes in MiB; empty to skip")
     parser.add_argument(
+        "--tables", default="100000,1000000", help="meeting-list rows for xlsx -> Parquet; empty to skip"
+    )
+    parser.add_argument(
         "--baseline-sizes", default="100,1000", help="sizes that also run the baseline once (3000: ~15 min, 5 GB)"
     )
     parser.add_argument("--load-one-core", action="store_true", help="keep one core busy with a CPU-bound process")
@@ -250,6 +280,8 @@ def main() -> int:
             bench_sharing(args.repeats, args.scale, args.poll)
         if args.downloads:
             bench_downloads([int(x) for x in args.downloads.split(",") if x])
+        if args.tables:
+            bench_tables([int(x) for x in args.tables.split(",") if x], args.repeats)
     finally:
         if load is not None:
             load.kill()

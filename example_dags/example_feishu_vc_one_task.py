@@ -1,8 +1,11 @@
-"""Every day, export the previous day's Feishu meetings into storage in one task.
+"""Every day, export the previous day's Feishu meetings into storage in one task, as a typed Parquet table.
 
 ``FeishuVCExportOperator`` creates the export, waits for it (deferred to the triggerer: no worker slot is held
-while Feishu builds the file) and, when it resumes, streams the file into ``[feishu_vc] storage_base`` at
-``<dag_id>/<run_id>/<file name>``. It returns the file's URI and updates the task's asset.
+while Feishu builds the file) and, when it resumes, downloads the file and lands it as Parquet in
+``[feishu_vc] storage_base`` at ``<dag_id>/<run_id>/<task_id>/<file name>.parquet``: Feishu's Chinese headers
+become its JSON field names, times ``timestamp[us, UTC]``, durations seconds, 是 / 否 booleans (the ``tables``
+extra: ``pip install "airflow-provider-feishu-vc[tables]"``). It returns the table's URI, row count and schema
+fingerprint, and updates the task's asset with them. Leave ``output_format`` out to land Feishu's xlsx as it is.
 
 With ``retries``, a retry picks up the export an earlier try started (Airflow 3.3 keeps it in the task's
 state): a download cut by a lost worker is fetched again from the same export, a failed export is created anew.
@@ -31,6 +34,7 @@ with DAG(
     FeishuVCExportOperator(
         task_id="export_meetings",
         export_type="meeting_list",  # the range defaults to the run's data interval: yesterday
+        output_format="parquet",
         deferrable=True,
         poll_interval=5,
         timeout=60 * 60,

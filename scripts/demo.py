@@ -3,8 +3,9 @@
 Starts the emulator on a free loopback port, makes a throwaway AIRFLOW_HOME (SQLite), points the
 ``feishu_vc_default`` connection at the emulator through an environment variable, runs
 ``airflow dags test`` for yesterday on both example DAGs (three tasks: create, sensor, download; and the one-task
-``FeishuVCExportOperator``), checks that each deferred and resumed, and prints where each file landed with its
-size and the rows of each sheet. Exits non-zero on any failure.
+``FeishuVCExportOperator``, landing a typed Parquet table), checks that each deferred and resumed, and prints where
+each file landed with its size: the xlsx's sheets and row counts, and the table's first rows with their types.
+Exits non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ def sheet_rows(path: Path) -> dict[str, int]:
     return {sheet.title: sum(1 for _ in sheet.iter_rows()) - 1 for sheet in workbook.worksheets}
 
 
+def show_table(path: Path, rows: int = 3) -> None:
+    """The table's row count, then each column's name, type and first values."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    print(f"Table: {table.num_rows} rows, {table.num_columns} columns; the first {rows}:")
+    head = table.slice(0, rows)
+    width = max(len(name) for name in table.schema.names)
+    for field, column in zip(table.schema, head.columns, strict=True):
+        header = (field.metadata or {}).get(b"header", b"").decode()
+        values = ", ".join("null" if v is None else str(v) for v in column.to_pylist())
+        print(f"  {field.name:<{width}}  {field.type!s:<22} {values}" + (f"   [{header}]" if header else ""))
+
+
 def run_dag(dag_id: str, logical_date: pendulum.DateTime, env: dict[str, str], home: Path) -> bool:
     """``airflow dags test`` one example DAG; check it deferred and landed a readable file; print the file."""
     print(f"Running airflow dags test {dag_id} {logical_date.isoformat()} ...")
@@ -53,16 +68,19 @@ def run_dag(dag_id: str, logical_date: pendulum.DateTime, env: dict[str, str], h
         print(log[-6000:])
         print(f"FAILED: {dag_id} did not defer to the triggerer")
         return False
-    files = sorted((OUTPUT / dag_id).glob("*/*.xlsx"), key=lambda p: p.stat().st_mtime)
+    files = sorted((OUTPUT / dag_id).glob("*/*/*.*"), key=lambda p: p.stat().st_mtime)
     if not files:
         print(log[-6000:])
-        print(f"FAILED: no xlsx file under {OUTPUT / dag_id}")
+        print(f"FAILED: no file under {OUTPUT / dag_id}")
         return False
     landed = files[-1]
     print(f"Exported file: {landed}")
     print(f"Size: {landed.stat().st_size} bytes")
-    for sheet, count in sheet_rows(landed).items():
-        print(f"Sheet {sheet!r}: {count} data rows")
+    if landed.suffix == ".parquet":
+        show_table(landed)
+    else:
+        for sheet, count in sheet_rows(landed).items():
+            print(f"Sheet {sheet!r}: {count} data rows")
     return True
 
 

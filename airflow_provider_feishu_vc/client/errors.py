@@ -174,6 +174,12 @@ class FeishuVCTokenStoreError(FeishuVCError):
     retryable = True
 
 
+class FeishuVCTableError(FeishuVCError, ValueError):
+    """An export file that cannot become a typed table: not an xlsx workbook, a cell that does not parse for its
+    column (the message names the column, its header, the sheet row and the value), an unknown column under
+    ``schema="freeze"``."""
+
+
 class FeishuVCExportFailedError(FeishuVCError):
     """Feishu reports the export task as failed (status 2)."""
 

@@ -7,11 +7,13 @@ import hashlib
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -35,6 +37,18 @@ log = logging.getLogger(__name__)
 PROGRESS_LOG_INTERVAL = 5.0
 WRITE_BATCH_BYTES = 4 * 1024 * 1024
 WRITE_QUEUE_BATCHES = 2
+
+
+@dataclass(frozen=True)
+class LandedTable:
+    """A typed table that landed: where, in which format, how many rows, and its schema (and the schema's
+    fingerprint)."""
+
+    path: ObjectStoragePath
+    output_format: str
+    rows: int
+    fingerprint: str
+    schema: Any = field(repr=False)
 
 
 class VariableUserTokenStore:
@@ -386,6 +400,54 @@ class FeishuVCHook(BaseHook):
                 raise
         self.log.info("Downloaded %d bytes to %s", received, target)
         return target
+
+    def download_table(
+        self,
+        file_token: str,
+        destination: str | os.PathLike[str] | ObjectStoragePath,
+        export_type: str,
+        output_format: str,
+        *,
+        into_folder: bool | None = None,
+        overwrite: bool = False,
+        fallback_name: str = "export.xlsx",
+        timezone: str = "Asia/Shanghai",
+        schema: str = "evolve",
+    ) -> LandedTable:
+        """Download an export file and land it as a typed table (``parquet`` or ``csv``; the ``tables`` extra).
+
+        The xlsx goes to a temporary local folder first; the table lands as :meth:`download_export` lands files
+        (whole or not at all). In a folder, the table is named after Feishu's file with the format's extension.
+        ``timezone`` and ``schema`` are :func:`~airflow_provider_feishu_vc.tables.read_export`'s.
+        """
+        from airflow_provider_feishu_vc.hooks.landing import Landing, refuse_existing
+        from airflow_provider_feishu_vc.tables import TABLE_FORMATS, read_export, schema_fingerprint, write_table
+
+        if output_format not in TABLE_FORMATS:
+            raise FeishuVCConfigError("output_format", f"is {output_format!r}; tables: {', '.join(TABLE_FORMATS)}")
+        target = as_storage_path(destination)
+        target_is_folder = into_folder
+        if target_is_folder is None:
+            target_is_folder = (isinstance(destination, str) and destination.endswith("/")) or target.is_dir()
+        if not target_is_folder:
+            refuse_existing(target, overwrite)
+        with tempfile.TemporaryDirectory(prefix="feishu-vc-export-") as folder:
+            workbook = self.download_export(file_token, f"{folder}/", into_folder=True, fallback_name=fallback_name)
+            table = read_export(workbook.path, export_type, timezone=timezone, schema=schema)
+        if target_is_folder:
+            stem = workbook.name.rsplit(".", 1)[0] if "." in workbook.name else workbook.name
+            target = target / safe_filename(f"{stem}.{output_format}", f"export.{output_format}")
+            refuse_existing(target, overwrite)
+        landing = Landing.for_target(target, overwrite)
+        try:
+            write_table(table, landing.open(), output_format)
+            landing.finish()
+        except BaseException:
+            landing.abandon()
+            raise
+        landed = LandedTable(target, output_format, table.num_rows, schema_fingerprint(table.schema), table.schema)
+        self.log.info("Landed %d rows as %s at %s (schema %s)", landed.rows, output_format, target, landed.fingerprint)
+        return landed
 
     def _write_chunks(self, handle: IO[bytes], chunks: Iterable[bytes], size: int | None) -> int:
         """Write ``chunks`` to ``handle`` from a second thread, so storage writes overlap with reading the network.

@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
 
+#: What the download and export operators can land: the export's xlsx as Feishu made it, or a typed table.
+OUTPUT_FORMATS = ("xlsx", "parquet", "csv")
+#: What a download task returns: the file's URI, or for a typed table its URI, format, rows and schema fingerprint.
+Landed = str | dict[str, Any]
+
+
 def default_storage_base() -> str:
     """``[feishu_vc] storage_base``, or a ``feishu_vc_exports`` folder under AIRFLOW_HOME."""
     base = conf.get("feishu_vc", "storage_base", fallback="") or ""
@@ -54,6 +60,9 @@ class LandsExportFiles:
     storage_conn_id: str | None
     overwrite: bool
     into_folder: bool | None
+    output_format: str
+    table_timezone: str
+    table_schema: str
     outlets: list[Any]
     dag_id: str
     task_id: str
@@ -65,12 +74,22 @@ class LandsExportFiles:
         storage_conn_id: str | None,
         overwrite: bool,
         into_folder: bool | None,
+        output_format: str = "xlsx",
+        table_timezone: str = "Asia/Shanghai",
+        table_schema: str = "evolve",
     ) -> None:
         """Keep the destination options, and make the task's asset its outlet unless it was given others."""
+        if output_format not in OUTPUT_FORMATS:
+            raise FeishuVCConfigError("output_format", f"is {output_format!r}; allowed: {', '.join(OUTPUT_FORMATS)}")
+        if table_schema not in ("evolve", "freeze"):
+            raise FeishuVCConfigError("table_schema", f"is {table_schema!r}; allowed: evolve, freeze")
         self.destination = destination
         self.storage_conn_id = storage_conn_id
         self.overwrite = overwrite
         self.into_folder = into_folder
+        self.output_format = output_format
+        self.table_timezone = table_timezone
+        self.table_schema = table_schema
         if not self.outlets:
             self.outlets = [self.export_asset(self.dag_id if self.has_dag() else "", self.task_id)]
 
@@ -97,43 +116,88 @@ class LandsExportFiles:
             "into_folder": into_folder,
             "storage_conn_id": self.storage_conn_id,
             "overwrite": self.overwrite,
+            "output_format": self.output_format,
+            "table_timezone": self.table_timezone,
+            "table_schema": self.table_schema,
         }
 
-    def land(self, context: Context, hook: FeishuVCHook, file_token: str, export_task_id: str | None) -> str:
-        """Download the file into the destination; announce it on the asset; return its URI."""
+    def land(
+        self,
+        context: Context,
+        hook: FeishuVCHook,
+        file_token: str,
+        export_task_id: str | None,
+        export_type: str | None = None,
+    ) -> Landed:
+        """Download the file into the destination (as a typed table for ``parquet`` / ``csv``); announce it on the
+        asset; return what the task returns: the file's URI, or for a table ``{"uri", "format", "rows",
+        "schema_fingerprint"}``."""
         target, into_folder = self._target(context)
         fallback = f"{export_task_id}.xlsx" if export_task_id else "feishu_vc_export.xlsx"
+        options = {"into_folder": into_folder, "overwrite": self.overwrite, "fallback_name": fallback}
         try:
-            landed = hook.download_export(
-                file_token, target, into_folder=into_folder, overwrite=self.overwrite, fallback_name=fallback
-            )
+            if self.output_format == "xlsx":
+                landed_file = hook.download_export(file_token, target, **options)
+                result: Landed = str(landed_file)
+                schema = None
+            else:
+                if not export_type:
+                    raise FeishuVCConfigError(
+                        "export_type",
+                        f"is needed to read the file as a typed table (output_format={self.output_format!r})",
+                    )
+                table = hook.download_table(
+                    file_token, target, export_type, self.output_format,
+                    timezone=self.table_timezone, schema=self.table_schema, **options,
+                )  # fmt: skip
+                landed_file, schema = table.path, table.schema
+                result = {"uri": str(table.path), "format": table.output_format, "rows": table.rows,
+                          "schema_fingerprint": table.fingerprint}  # fmt: skip
         except FeishuVCConfigError as error:
             fail_on_bad_input(error)
-        uri = str(landed)
-        self.log.info("Feishu export file is at %s", uri)
-        self._lineage = (hook.config.base_url, export_task_id, landed)
-        return self.announce(context, uri, export_task_id)
+        self.log.info("Feishu export file is at %s", landed_uri(result))
+        self._lineage = (hook.config.base_url, export_task_id, landed_file, schema)
+        return self.announce(context, result, export_task_id)
 
-    def still_there(self, uri: str | None) -> bool:
-        """Whether a file an earlier try landed at ``uri`` is still there."""
-        return bool(uri) and as_storage_path(str(uri), conn_id=self.storage_conn_id).exists()
+    def still_there(self, landed: Landed | None) -> bool:
+        """Whether the file an earlier try landed (its URI, or a table's result) is still there."""
+        uri = landed_uri(landed) if landed else ""
+        return bool(uri) and as_storage_path(uri, conn_id=self.storage_conn_id).exists()
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """OpenLineage: the Feishu export as input, the landed file (never a temporary name) as output."""
+        """OpenLineage: the Feishu export as input, the landed file (never a temporary name) as output, with a
+        schema facet for a typed table."""
         from airflow.providers.common.compat.openlineage.facet import Dataset
         from airflow.providers.openlineage.extractors import OperatorLineage
 
         lineage = getattr(self, "_lineage", None)
         if lineage is None:  # the file was landed by an earlier try, or nothing landed
             return OperatorLineage()
-        api_origin, export_task_id, landed = lineage
+        api_origin, export_task_id, landed, schema = lineage
         inputs = (
             [Dataset(namespace=api_origin, name=f"open-apis/vc/v1/exports/{export_task_id}")] if export_task_id else []
         )
-        return OperatorLineage(inputs=inputs, outputs=[Dataset(*lineage_name(landed))])
+        facets = {"schema": schema_facet(schema)} if schema is not None else {}
+        return OperatorLineage(inputs=inputs, outputs=[Dataset(*lineage_name(landed), facets=facets)])
 
-    def announce(self, context: Context, uri: str, export_task_id: str | None) -> str:
+    def announce(self, context: Context, result: Landed, export_task_id: str | None) -> Landed:
+        extra: dict[str, Any] = {"uri": landed_uri(result), "export_task_id": export_task_id}
+        if isinstance(result, dict):
+            extra.update(format=result["format"], rows=result["rows"], schema_fingerprint=result["schema_fingerprint"])
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra = {"uri": uri, "export_task_id": export_task_id}
-        return uri
+                context["outlet_events"][outlet].extra = extra
+        return result
+
+
+def landed_uri(result: Landed) -> str:
+    return str(result["uri"]) if isinstance(result, dict) else str(result)
+
+
+def schema_facet(schema: Any) -> Any:
+    """OpenLineage's schema facet for an Arrow schema: every column with its type."""
+    from airflow.providers.common.compat.openlineage.facet import SchemaDatasetFacet, SchemaDatasetFacetFields
+
+    return SchemaDatasetFacet(
+        fields=[SchemaDatasetFacetFields(name=field.name, type=str(field.type)) for field in schema]
+    )

@@ -13,7 +13,7 @@ from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCC
 from airflow_provider_feishu_vc.client.exports import EXPORT_KINDS
 from airflow_provider_feishu_vc.compat import conf
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
-from airflow_provider_feishu_vc.operators.destinations import LandsExportFiles
+from airflow_provider_feishu_vc.operators.destinations import Landed, LandsExportFiles, landed_uri
 from airflow_provider_feishu_vc.operators.tries import (
     EXPORT_GONE_CODE,
     EarlierExport,
@@ -158,12 +158,14 @@ class FeishuVCCreateExportOperator(BaseOperator):
 
 
 class FeishuVCDownloadExportOperator(LandsExportFiles, BaseOperator):
-    """Download a finished Feishu VC export into object storage; return the file's URI (XCom).
+    """Download a finished Feishu VC export into storage, as Feishu's xlsx or as a typed table (Parquet, CSV);
+    return the file's URI (XCom), or for a table ``{"uri", "format", "rows", "schema_fingerprint"}``.
 
-    The file streams in constant memory to a temporary name beside the target, is checked against
-    ``Content-Length`` and moved into place only when complete, so a failed or killed download never leaves a
-    partial file. The task emits an event on its asset outlet with the file's URI in the event's ``extra``, so
-    downstream DAGs can be scheduled on new exports.
+    The file streams in constant memory and appears whole or not at all: straight to its key as one multipart
+    upload on an object store, beside the target and moved into place elsewhere, checked against
+    ``Content-Length``; a failed or killed download never leaves a partial file. The task emits an event on its
+    asset outlet with the file's URI (and a table's format, rows and schema fingerprint) in the event's ``extra``,
+    so downstream DAGs can be scheduled on new exports.
 
     :param file_token: The done export's ``file_token`` (templated), or the sensor's whole XCom value
         ``{"export_task_id", "file_token"}``.
@@ -176,10 +178,19 @@ class FeishuVCDownloadExportOperator(LandsExportFiles, BaseOperator):
     :param into_folder: Take ``destination`` as a folder (True) or as the file itself (False), whatever it looks
         like: an ``ObjectStoragePath`` cannot end in ``/``, and an object store's prefix is no folder until it
         holds an object.
+    :param output_format: ``xlsx`` (default: the file as Feishu made it), ``parquet`` or ``csv`` (a typed table,
+        one schema per export kind; needs the ``tables`` extra). A table in a folder is named after Feishu's file,
+        with the format's extension.
+    :param export_type: The export's kind (templated), needed for ``parquet`` and ``csv``: it picks the column
+        contract.
+    :param table_timezone: Where a time written without an offset was local (the quality list's; default
+        ``Asia/Shanghai``), for ``parquet`` and ``csv``.
+    :param table_schema: ``evolve`` (default: a column the contract does not know is kept as text, with a warning)
+        or ``freeze`` (such a column fails the task), for ``parquet`` and ``csv``.
     :param feishu_vc_conn_id: The ``feishu_vc`` connection.
     """
 
-    template_fields: Sequence[str] = ("file_token", "destination", "export_task_id")
+    template_fields: Sequence[str] = ("file_token", "destination", "export_task_id", "export_type")
     ui_color = "#3370ff"
 
     def __init__(
@@ -191,23 +202,30 @@ class FeishuVCDownloadExportOperator(LandsExportFiles, BaseOperator):
         storage_conn_id: str | None = None,
         overwrite: bool = False,
         into_folder: bool | None = None,
+        output_format: str = "xlsx",
+        export_type: str | None = None,
+        table_timezone: str = "Asia/Shanghai",
+        table_schema: str = "evolve",
         feishu_vc_conn_id: str = FeishuVCHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.file_token = file_token
         self.export_task_id = export_task_id
+        self.export_type = export_type
         self.feishu_vc_conn_id = feishu_vc_conn_id
-        self.take_destination(destination, storage_conn_id, overwrite, into_folder)
+        self.take_destination(
+            destination, storage_conn_id, overwrite, into_folder, output_format, table_timezone, table_schema
+        )
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> Landed:
         file_token, export_task_id = self.file_token, self.export_task_id
         if isinstance(file_token, Mapping):
             export_task_id = export_task_id or file_token.get("export_task_id")
             file_token = file_token.get("file_token", "")
         hook = FeishuVCHook(self.feishu_vc_conn_id)
         try:
-            return self.land(context, hook, str(file_token), export_task_id)
+            return self.land(context, hook, str(file_token), export_task_id, self.export_type)
         finally:
             hook.close()
 
@@ -232,6 +250,11 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
     :param storage_conn_id: Airflow connection for the destination's object store.
     :param overwrite: Replace an existing file; by default an existing file fails the task.
     :param into_folder: Take ``destination`` as a folder (True) or as the file itself (False).
+    :param output_format: ``xlsx`` (default), ``parquet`` or ``csv``, as for
+        :class:`FeishuVCDownloadExportOperator` (tables need the ``tables`` extra).
+    :param table_timezone: For ``parquet`` / ``csv``: where a time without an offset was local (default
+        ``Asia/Shanghai``).
+    :param table_schema: For ``parquet`` / ``csv``: ``evolve`` (default) or ``freeze``.
     :param deferrable: Wait in the triggerer instead of a worker slot. Defaults to Airflow's
         ``[operators] default_deferrable``.
     :param poll_interval: Seconds between status checks.
@@ -248,13 +271,18 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
         storage_conn_id: str | None = None,
         overwrite: bool = False,
         into_folder: bool | None = None,
+        output_format: str = "xlsx",
+        table_timezone: str = "Asia/Shanghai",
+        table_schema: str = "evolve",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
         timeout: float | timedelta | None = DEFAULT_EXPORT_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.take_destination(destination, storage_conn_id, overwrite, into_folder)
+        self.take_destination(
+            destination, storage_conn_id, overwrite, into_folder, output_format, table_timezone, table_schema
+        )
         self.deferrable = deferrable
         self.poll_interval = float(poll_interval)
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
@@ -263,7 +291,7 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
         if self.timeout is not None and self.timeout <= 0:
             raise FeishuVCConfigError("timeout", f"must be a positive number of seconds or None, not {timeout!r}")
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> Landed:
         from airflow_provider_feishu_vc.client.api import ExportStatus
 
         hook = FeishuVCHook(self.feishu_vc_conn_id)
@@ -273,11 +301,13 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
             if resumed is not None:
                 earlier, task = resumed
                 export_task_id = earlier.export_task_id
-                if self.still_there(earlier.landed):
+                if earlier.landed and self.still_there(earlier.landed):
                     self.log.info(
-                        "The file of export %s was landed by an earlier try at %s", export_task_id, earlier.landed
+                        "The file of export %s was landed by an earlier try at %s",
+                        export_task_id,
+                        landed_uri(earlier.landed),
                     )
-                    return self.announce(context, str(earlier.landed), export_task_id)
+                    return self.announce(context, earlier.landed, export_task_id)
             else:
                 export_task_id = self.start_export(context, hook, fields, request)
                 # deferrable: one look, the trigger does the retrying
@@ -299,10 +329,10 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
 
     def _land_and_keep(
         self, context: Context, hook: FeishuVCHook, file_token: str, export_task_id: str, request: str
-    ) -> str:
+    ) -> Landed:
         """Land the file; keep where it landed, so that a try that fails after this does not fetch it again."""
         try:
-            uri = self.land(context, hook, file_token, export_task_id)
+            landed = self.land(context, hook, file_token, export_task_id, self.export_type)
         except FeishuVCAPIError as error:
             if error.code == EXPORT_GONE_CODE:
                 self.log.warning(
@@ -310,8 +340,8 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
                 )
                 forget(context)
             raise
-        remember(context, EarlierExport(export_task_id, request, landed=uri))
-        return uri
+        remember(context, EarlierExport(export_task_id, request, landed=landed))
+        return landed
 
     def _defer(self, export_task_id: str, deadline: float | None) -> NoReturn:
         from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
@@ -329,7 +359,9 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
             timeout=None if self.timeout is None else timedelta(seconds=self.timeout),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, export_task_id: str = "") -> str:
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, export_task_id: str = ""
+    ) -> Landed:
         """Resume after the trigger fired: download the file of a done export; anything else fails the try."""
         from airflow_provider_feishu_vc.triggers.feishu_vc import SUCCESS, read_event
 

@@ -42,7 +42,8 @@ class EarlierExport:
 
     export_task_id: str
     request: str
-    landed: str | None = None
+    #: What the try that landed the file returned: its URI, or a typed table's ``{"uri", ...}``.
+    landed: str | dict[str, Any] | None = None
 
 
 def request_fingerprint(**parts: Any) -> str:
@@ -77,7 +78,7 @@ def recall(context: Context, request: str, log: Logger) -> EarlierExport | None:
         state.delete(EXPORT_KEY)
         return None
     landed = kept.get("landed")
-    return EarlierExport(kept["export_task_id"], request, landed if isinstance(landed, str) else None)
+    return EarlierExport(kept["export_task_id"], request, landed if isinstance(landed, (str, dict)) else None)
 
 
 def remember(context: Context, export: EarlierExport) -> None:

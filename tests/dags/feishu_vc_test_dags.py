@@ -66,6 +66,25 @@ def one_task_dag(dag_id: str, **options: object) -> DAG:
 one_task_polling_dag = one_task_dag("feishu_vc_test_one_task_polling", deferrable=False)
 one_task_deferrable_dag = one_task_dag("feishu_vc_test_one_task_deferrable", deferrable=True)
 
+# Typed tables: the one-task operator landing Parquet, and the three-task shape landing CSV.
+with DAG(dag_id="feishu_vc_test_one_task_parquet", schedule=None, start_date=START, catchup=False) as parquet_dag:
+    FeishuVCExportOperator(
+        task_id="export", export_type="meeting_list", poll_interval=0.2, timeout=60, deferrable=True,
+        output_format="parquet", **ONE_DAY,
+    )  # fmt: skip
+
+with DAG(dag_id="feishu_vc_test_csv", schedule=None, start_date=START, catchup=False) as csv_dag:
+    csv_create = FeishuVCCreateExportOperator(
+        task_id="create_export", export_type="participant_list", meeting_no="123456789",
+        meeting_start_time=ONE_DAY["start_time"], meeting_end_time=ONE_DAY["end_time"],
+    )  # fmt: skip
+    csv_wait = FeishuVCExportSensor(
+        task_id="wait_for_export", export_task_id=csv_create.output, poke_interval=0.2, timeout=60, deferrable=False
+    )
+    FeishuVCDownloadExportOperator(
+        task_id="download_export", file_token=csv_wait.output, export_type="participant_list", output_format="csv"
+    )
+
 with DAG(
     dag_id="feishu_vc_test_one_task_mapped", schedule=None, start_date=START, catchup=False
 ) as one_task_mapped_dag:

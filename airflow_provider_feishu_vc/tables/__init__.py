@@ -1,0 +1,109 @@
+"""Typed tables from Feishu VC export files: Parquet and CSV a warehouse loads, one schema per export kind.
+
+Needs the ``tables`` extra (``pip install "airflow-provider-feishu-vc[tables]"``: fastexcel, a Rust xlsx reader that
+returns Arrow, and pyarrow). Without it, the functions below raise Airflow's optional-feature error naming the
+extra; the rest of the provider never imports them.
+
+- :func:`read_export` (``source``: a path, an ``ObjectStoragePath``, bytes or a binary file object) returns a
+  ``pyarrow.Table`` typed by the kind's column contract (:mod:`.contract`): times as ``timestamp[us, UTC]``,
+  durations as ``<field>_seconds``, yes/no as booleans, counts as ``int64``, figures with their unit in the name;
+  every field's original header in its metadata under ``header``.
+- :func:`write_table` writes one as Parquet or CSV into a binary file handle; :func:`schema_fingerprint` names a
+  schema in 16 hex digits.
+"""
+
+from __future__ import annotations
+
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_provider_feishu_vc.tables.contract import CONTRACT_VERSION, CONTRACTS, Column, ValueKind
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: The output formats a typed table can be written in.
+TABLE_FORMATS = ("parquet", "csv")
+#: The pip extra that brings what typed tables need.
+EXTRA = "tables"
+
+__all__ = [
+    "CONTRACTS",
+    "CONTRACT_VERSION",
+    "TABLE_FORMATS",
+    "Column",
+    "ValueKind",
+    "read_export",
+    "require_tables_extra",
+    "schema_fingerprint",
+    "write_table",
+]
+
+
+def require_tables_extra() -> None:
+    """Raise Airflow's optional-feature error, naming the extra, unless fastexcel and pyarrow are installed."""
+    from importlib.util import find_spec
+
+    missing = [name for name in ("fastexcel", "pyarrow") if find_spec(name) is None]
+    if missing:
+        from airflow_provider_feishu_vc.compat import AirflowOptionalProviderFeatureException
+
+        raise AirflowOptionalProviderFeatureException(
+            f"Typed tables need {' and '.join(missing)}: install the provider with its '{EXTRA}' extra, "
+            f'pip install "airflow-provider-feishu-vc[{EXTRA}]"'
+        )
+
+
+def read_export(
+    source: Any,
+    export_type: str,
+    *,
+    timezone: str = "Asia/Shanghai",
+    schema: str = "evolve",
+    sheet: int | str = 0,
+    memory_limit: int | None = None,
+    timeout: float | None = None,
+) -> pa.Table:
+    """Read a Feishu VC export file as a typed ``pyarrow.Table``.
+
+    :param source: The xlsx file: a local path, an ``ObjectStoragePath`` (any store), bytes, or a binary file object.
+    :param export_type: ``meeting_list``, ``participant_list``, ``participant_quality_list`` or
+        ``resource_reservation_list``: which column contract applies.
+    :param timezone: Where a time written without an offset (the quality list's) was local; default Feishu's
+        ``Asia/Shanghai``. Times with an offset use their own.
+    :param schema: ``"evolve"`` (default): a column the contract does not know is kept as text, named
+        ``column_<n>`` by its position, with a warning; ``"freeze"``: such a column is an error.
+    :param sheet: The sheet to read (index or name); Feishu's files have one.
+    :param memory_limit: Bytes of address space the sheet's reader may use (default 4 GiB); a file that needs more
+        (a cell far outside the data) is an error, never a dead worker.
+    :param timeout: Seconds the sheet's reader may take (default 600).
+    :raises FeishuVCTableError: the file is not an xlsx workbook, a cell does not parse for its column (the message
+        names the column, its header, the sheet row and the value), or an unknown column under ``"freeze"``.
+    """
+    require_tables_extra()
+    from airflow_provider_feishu_vc.tables import reader, workbook
+
+    return reader.read_export(
+        source,
+        export_type,
+        timezone=timezone,
+        schema=schema,
+        sheet=sheet,
+        memory_limit=workbook.DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
+        timeout=workbook.DEFAULT_READ_TIMEOUT if timeout is None else timeout,
+    )
+
+
+def write_table(table: pa.Table, handle: IO[bytes], output_format: str) -> None:
+    """Write ``table`` into ``handle`` as ``parquet`` (zstd) or ``csv`` (UTF-8, RFC 4180, times ISO-8601 UTC)."""
+    require_tables_extra()
+    from airflow_provider_feishu_vc.tables.writers import WRITERS
+
+    WRITERS[output_format](table, handle)
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    """16 hex digits naming the columns' names and types, the same in every process."""
+    require_tables_extra()
+    from airflow_provider_feishu_vc.tables.writers import schema_fingerprint as fingerprint
+
+    return fingerprint(schema)

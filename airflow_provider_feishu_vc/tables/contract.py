@@ -1,0 +1,254 @@
+"""The column contract of each export kind: which headers Feishu (and Lark) write, what each column is called in a
+typed table, and what type it has. Plain Python: the README's schema tables and the emulator's workbooks read it
+too, without pyarrow.
+
+Canonical names are Feishu's own field names in its JSON list APIs (``GET /open-apis/vc/v1/meeting_list``, ...), with
+the unit in the name where the file writes one into every value (``_seconds``, ``_kbps``, ``_ms``, ``_pct``). A
+header matches after NFKC normalisation (full-width brackets and letters become ASCII), trimming, dropping every
+space and underscore, and ignoring case, so ``会议 ID``, ``会议ID`` and ``Meeting ID`` are one header.
+
+Sources (``shared/feishu-vc-api.md``, "What an export file holds"): the export overview's field lists (the
+*documented* headers), a public script reading real meeting-list files (the *newer* headers), the JSON list APIs'
+labels and types, and Lark's English list-API labels. Bump :data:`CONTRACT_VERSION` whenever a name or a type
+changes: the version travels in every table's schema metadata.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+CONTRACT_VERSION = "1"
+
+
+class ValueKind(str, Enum):
+    """What a column's cells hold; :data:`ARROW_TYPE_NAMES` says what each becomes."""
+
+    TEXT = "text"  # kept as written (identifiers, names, enumerations)
+    TIME = "time"  # "2022.07.21 11:01:40 (GMT+08:00)", or without offset in the reader's time zone
+    DURATION = "duration"  # "01:00:00", "1:00:00", "100:02:03" -> seconds
+    BOOL = "bool"  # 是 / 否, yes / no
+    COUNT = "count"  # "3" (counts are written as text)
+    FIGURE = "figure"  # "50kbps", "5ms", "2%" -> the number, in the column's unit
+
+
+#: The Arrow type of each kind, by name (the reader builds them; the README's tables print these).
+ARROW_TYPE_NAMES: Mapping[ValueKind, str] = {
+    ValueKind.TEXT: "string",
+    ValueKind.TIME: "timestamp[us, tz=UTC]",
+    ValueKind.DURATION: "int64",
+    ValueKind.BOOL: "bool",
+    ValueKind.COUNT: "int64",
+    ValueKind.FIGURE: "double",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an export: its canonical field name, its kind, the headers that name it, and (for figures)
+    the unit its values carry."""
+
+    field: str
+    kind: ValueKind
+    headers: tuple[str, ...]
+    unit: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The column's name in a typed table: the field, with ``_seconds`` or the unit appended."""
+        if self.kind is ValueKind.DURATION:
+            return f"{self.field}_seconds"
+        if self.kind is ValueKind.FIGURE and self.unit:
+            return f"{self.field}_{self.unit}"
+        return self.field
+
+
+def header_key(header: object) -> str:
+    """How headers are compared: NFKC, no whitespace, no underscores, case-insensitive."""
+    text = unicodedata.normalize("NFKC", str(header if header is not None else ""))
+    return "".join(ch for ch in text if not ch.isspace() and ch != "_").casefold()
+
+
+def _column(field: str, kind: ValueKind, *headers: str, unit: str | None = None) -> Column:
+    # The canonical name is always accepted as a header too (a file written by this provider's own tools).
+    return Column(field, kind, (*headers, field), unit)
+
+
+T, TIME, DUR, BOOL, COUNT, FIG = (
+    ValueKind.TEXT, ValueKind.TIME, ValueKind.DURATION, ValueKind.BOOL, ValueKind.COUNT, ValueKind.FIGURE,
+)  # fmt: skip
+
+MEETING_LIST = (
+    _column("meeting_id", T, "会议ID", "会议 ID", "meeting id", "meeting number"),
+    _column("meeting_topic", T, "会议主题", "meeting topic", "topic"),
+    _column("meeting_type", T, "会议类型", "meeting type"),
+    _column("organizer", T, "会议组织者", "组织者", "meeting organizer", "organizer"),
+    _column("department", T, "部门", "组织者部门", "department", "organizer department"),
+    _column("user_id", T, "用户ID", "user id"),
+    _column("employee_id", T, "工号", "employee id"),
+    _column("email", T, "邮箱", "email"),
+    _column("mobile", T, "手机", "mobile"),
+    _column("meeting_start_time", TIME, "会议开始时间", "meeting start time", "start time"),
+    _column("meeting_end_time", TIME, "会议结束时间", "meeting end time", "end time"),
+    _column("meeting_duration", DUR, "会议持续时间", "会议时长", "meeting duration", "duration"),
+    _column("number_of_participants", COUNT, "参会人数量", "参会人数", "number of participants"),
+    _column("number_of_devices", COUNT, "累计入会设备数", "number of devices"),
+    _column("audio", BOOL, "音频", "audio"),
+    _column("video", BOOL, "视频", "video"),
+    _column("sharing", BOOL, "共享", "sharing", "screen sharing"),
+    _column("recording", BOOL, "录制", "recording"),
+    _column("telephone", BOOL, "电话", "telephone"),
+    _column("is_external", BOOL, "外部会议", "external meeting", "external"),
+)
+
+PARTICIPANT_LIST = (
+    _column("participant_name", T, "参会人", "参会者", "participant", "participant name"),
+    _column("department", T, "部门", "department"),
+    _column("user_id", T, "用户ID", "user id"),
+    _column("meeting_room_id", T, "会议室ID", "meeting room id"),
+    _column("employee_id", T, "工号", "employee id"),
+    _column("phone", T, "电话", "phone"),
+    _column("email", T, "邮箱", "email"),
+    _column("device", T, "设备", "device"),
+    _column("app_version", T, "客户端版本", "app version", "client version"),
+    _column("public_ip", T, "公网IP", "public ip"),
+    _column("internal_ip", T, "内网IP", "internal ip"),
+    _column("use_rtc_proxy", BOOL, "代理服务", "proxy service", "use rtc proxy"),
+    _column("location", T, "位置", "location"),
+    _column("network_type", T, "网络类型", "network type"),
+    _column("protocol", T, "连接类型", "protocol", "connection type"),
+    _column("microphone", T, "麦克风", "microphone"),
+    _column("speaker", T, "扬声器", "speaker"),
+    _column("camera", T, "摄像头", "camera"),
+    _column("audio", BOOL, "音频", "audio"),
+    _column("video", BOOL, "视频", "video"),
+    _column("sharing", BOOL, "共享", "sharing", "screen sharing"),
+    _column("join_time", TIME, "入会时间", "join time"),
+    _column("leave_time", TIME, "离会时间", "leave time"),
+    _column("time_in_meeting", DUR, "参会时长", "time in meeting", "duration"),
+    _column("leave_reason", T, "离会原因", "leave reason"),
+)
+
+#: The quality list: per medium (the export's header prefix, the JSON list API's object) and direction.
+QUALITY_MEDIA = (("音频", "audio"), ("视频", "video"), ("共享屏幕", "screen_sharing"))
+QUALITY_DIRECTIONS = (("接收", "received"), ("发送", "sent"))
+#: Per medium and direction: (the export's metric words, with variants; the JSON field; its unit).
+QUALITY_METRICS = (
+    (("码率",), "bitrate", "kbps"),
+    (("延迟",), "latency", "ms"),
+    (("抖动",), "jitter", "ms"),
+    (("丢包平均", "丢包-平均"), "packet_loss_avg", "pct"),
+    (("丢包最大", "丢包-最大"), "packet_loss_max", "pct"),
+)
+
+
+def _quality_columns() -> tuple[Column, ...]:
+    columns = [_column("time", TIME, "时间", "time")]
+    for medium_cn, medium in QUALITY_MEDIA:
+        for words, metric, unit in QUALITY_METRICS:
+            for direction_cn, direction in QUALITY_DIRECTIONS:
+                headers = [f"{medium_cn}-{word}（{direction_cn}）" for word in words]
+                headers.append(f"{medium} {metric.replace('_', ' ')} ({direction})")
+                columns.append(_column(f"{medium}_{metric}_{direction}", FIG, *headers, unit=unit))
+    columns += [
+        _column("client_min_cpu_usage", FIG, "客户端最小 CPU 占用", "client min cpu usage", unit="pct"),
+        _column("client_avg_cpu_usage", FIG, "客户端平均 CPU 占用", "client avg cpu usage", unit="pct"),
+        _column("client_max_cpu_usage", FIG, "客户端最大 CPU 占用", "client max cpu usage", unit="pct"),
+        _column("system_avg_cpu_usage", FIG, "系统平均 CPU 占用", "system avg cpu usage", unit="pct"),
+        _column("system_max_cpu_usage", FIG, "系统最大 CPU 占用", "system max cpu usage", unit="pct"),
+    ]
+    return tuple(columns)
+
+
+PARTICIPANT_QUALITY_LIST = _quality_columns()
+
+RESOURCE_RESERVATION_LIST = (
+    _column("room_name", T, "会议室名称", "room name", "room"),
+    _column("event_title", T, "会议主题", "event title", "meeting topic"),
+    _column("reserver", T, "预定人", "预订人", "reserver", "reserved by"),
+    _column("department_of_reserver", T, "预定人所属部门", "预订人所属部门", "department of reserver"),
+    _column("guests_number", COUNT, "邀请人数", "guests number", "number of guests"),
+    _column("accepted_number", COUNT, "接受人数", "accepted number"),
+    _column("event_start_time", TIME, "会议开始时间", "event start time", "start time"),
+    _column("event_end_time", TIME, "会议结束时间", "event end time", "end time"),
+    _column("event_duration", DUR, "会议时长", "event duration", "duration"),
+    _column("reservation_status", T, "会议室预定状态", "会议室预订状态", "reservation status"),
+    _column("check_in_device", T, "签到设备", "check in device"),
+    _column("room_check_in_status", T, "会议室签到状态", "room check in status"),
+    _column("check_in_time", TIME, "会议室签到时间", "check in time"),
+    _column("releasing_person", T, "释放人", "releasing person"),
+    _column("releasing_time", TIME, "释放时间", "releasing time"),
+)
+
+CONTRACTS: Mapping[str, tuple[Column, ...]] = {
+    "meeting_list": MEETING_LIST,
+    "participant_list": PARTICIPANT_LIST,
+    "participant_quality_list": PARTICIPANT_QUALITY_LIST,
+    "resource_reservation_list": RESOURCE_RESERVATION_LIST,
+}
+
+#: The headers of each kind as Feishu's export overview documents them, in its order (the emulator's default).
+DOCUMENTED_HEADERS: Mapping[str, tuple[str, ...]] = {
+    "meeting_list": (
+        "会议ID", "会议主题", "会议组织者", "部门", "用户ID", "工号", "邮箱", "手机", "会议开始时间", "会议结束时间",
+        "会议持续时间", "参会人数量", "音频", "视频", "共享", "录制", "电话",
+    ),
+    "participant_list": (
+        "参会人", "部门", "用户ID", "工号", "电话", "邮箱", "设备", "客户端版本", "公网IP", "内网IP", "代理服务", "位置",
+        "网络类型", "麦克风", "扬声器", "摄像头", "音频", "视频", "共享", "入会时间", "离会时间", "参会时长", "离会原因",
+    ),
+    "participant_quality_list": (
+        "时间",
+        *(f"{medium}-{words[0]}（{direction}）"
+          for medium, _ in QUALITY_MEDIA for words, _, _ in QUALITY_METRICS for direction, _ in QUALITY_DIRECTIONS),
+        "客户端最小 CPU 占用", "客户端平均 CPU 占用", "客户端最大 CPU 占用", "系统最大 CPU 占用",
+    ),
+    "resource_reservation_list": (
+        "会议室名称", "会议主题", "预定人", "预定人所属部门", "邀请人数", "接受人数", "会议开始时间", "会议结束时间",
+        "会议时长", "会议室预定状态", "签到设备", "会议室签到状态", "会议室签到时间", "释放人", "释放时间",
+    ),
+}  # fmt: skip
+
+#: The newer spellings seen in real files (meeting list, and the participant list's first column); kinds with no
+#: evidence of newer spellings keep the documented ones.
+NEWER_HEADERS: Mapping[str, tuple[str, ...]] = {
+    **DOCUMENTED_HEADERS,
+    "meeting_list": (
+        "会议 ID", "外部会议", "会议主题", "会议类型", "组织者", "组织者部门", "用户ID", "工号", "邮箱", "手机", "会议开始时间",
+        "会议结束时间", "会议时长", "参会人数", "累计入会设备数", "音频", "视频", "共享", "录制", "电话",
+    ),
+    "participant_list": ("参会者", *DOCUMENTED_HEADERS["participant_list"][1:]),
+}  # fmt: skip
+
+
+def english_headers(kind: str) -> tuple[str, ...]:
+    """Lark-style English headers for ``kind`` (Lark's list-API labels; no real English export file is known), in
+    the documented columns' order."""
+    by_key = {header_key(h): column for column in CONTRACTS[kind] for h in column.headers}
+    english: list[str] = []
+    for header in DOCUMENTED_HEADERS[kind]:
+        column = by_key[header_key(header)]
+        english.append(next(h for h in column.headers if h.isascii()))
+    return tuple(english)
+
+
+def header_index(kind: str) -> dict[str, Column]:
+    """Every accepted header of ``kind``, by :func:`header_key`."""
+    index: dict[str, Column] = {}
+    for column in CONTRACTS[kind]:
+        for header in column.headers:
+            index.setdefault(header_key(header), column)
+    return index
+
+
+def schema_markdown(kind: str) -> str:
+    """``kind``'s schema as a Markdown table (canonical name, Arrow type, accepted headers): the README prints it,
+    and a test keeps the two alike."""
+    lines = ["| column | type | headers accepted |", "|---|---|---|"]
+    for column in CONTRACTS[kind]:
+        unit = f" ({column.unit})" if column.kind is ValueKind.FIGURE and column.unit else ""
+        headers = ", ".join(f"`{header}`" for header in column.headers if header != column.field)
+        lines.append(f"| `{column.name}` | {ARROW_TYPE_NAMES[column.kind]}{unit} | {headers} |")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""Getting a workbook's cells safely: whatever the source, checked as an xlsx before anything parses it, and read by
+a child process under a memory limit (see ``_sheet_process.py``), so that no file takes the worker down.
+
+Checks before parsing (from the zip's central directory, no decompression): it is a zip archive; it has a workbook
+part; no part declares more than :data:`MAX_PART_BYTES` once decompressed, nor expands more than
+:data:`MAX_COMPRESSION_RATIO` times (a zip bomb's signature; real sheets compress 5 to 30 times). A part that lies
+about its size, or cells far outside the data, meet the child's memory limit instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+
+from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
+
+MAX_PART_BYTES = 8 * 2**30
+MAX_COMPRESSION_RATIO = 250
+MAX_PARTS = 10_000
+#: Address space a sheet reader may use by default: a million-row meeting list needs about a gigabyte.
+DEFAULT_MEMORY_LIMIT = 4 * 2**30
+DEFAULT_READ_TIMEOUT = 600.0
+COPY_CHUNK = 8 * 2**20
+
+
+@contextmanager
+def local_copy(source: Any, folder: str) -> Iterator[str]:
+    """A local file path for ``source``: a path or a local ``ObjectStoragePath`` as it is; bytes, a binary file
+    object or any other ``ObjectStoragePath`` copied into ``folder`` in chunks."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        path = os.path.join(folder, "export.xlsx")
+        with open(path, "wb") as handle:
+            handle.write(source)
+        yield path
+        return
+    if isinstance(source, (str, os.PathLike)) and "://" not in os.fspath(source):
+        yield os.fspath(source)
+        return
+    if hasattr(source, "read"):
+        yield _copy(source, folder)
+        return
+    path = _as_storage_path(source)
+    protocols = {path.fs.protocol} if isinstance(path.fs.protocol, str) else set(path.fs.protocol)
+    if protocols & {"file", "local"}:
+        yield path.path
+        return
+    with path.open("rb") as handle:
+        yield _copy(handle, folder)
+
+
+def _as_storage_path(source: Any) -> Any:
+    from airflow.sdk import ObjectStoragePath
+
+    return source if isinstance(source, ObjectStoragePath) else ObjectStoragePath(os.fspath(source))
+
+
+def _copy(handle: IO[bytes], folder: str) -> str:
+    path = os.path.join(folder, "export.xlsx")
+    with open(path, "wb") as out:
+        shutil.copyfileobj(handle, out, COPY_CHUNK)
+    return path
+
+
+def check_archive(path: str) -> None:
+    """Refuse what is not an xlsx archive, or looks like a zip bomb, before any parser sees it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise FeishuVCTableError(f"source is not an xlsx workbook (not a zip archive: {error})") from None
+    if len(parts) > MAX_PARTS:
+        raise FeishuVCTableError(f"source has {len(parts)} parts; an xlsx workbook has far fewer (at most {MAX_PARTS})")
+    names = {part.filename for part in parts}
+    if "xl/workbook.xml" not in names:
+        raise FeishuVCTableError("source is a zip archive but not an xlsx workbook (it has no xl/workbook.xml)")
+    for part in parts:
+        if part.file_size > MAX_PART_BYTES:
+            raise FeishuVCTableError(
+                f"source part {part.filename} declares {part.file_size} bytes once decompressed, more than the "
+                f"{MAX_PART_BYTES} allowed"
+            )
+        if part.file_size > 2**20 and part.file_size > MAX_COMPRESSION_RATIO * max(part.compress_size, 1):
+            raise FeishuVCTableError(
+                f"source part {part.filename} expands {part.file_size // max(part.compress_size, 1)} times once "
+                f"decompressed (a zip bomb?); real sheets expand far less than {MAX_COMPRESSION_RATIO} times"
+            )
+
+
+class SheetReader:
+    """The helper process of this process (started on first use, shared by its threads)."""
+
+    _instance: SheetReader | None = None
+    _guard = threading.Lock()
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "airflow_provider_feishu_vc.tables._sheet_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self._owner = os.getpid()
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    @classmethod
+    def shared(cls) -> SheetReader:
+        with cls._guard:
+            current = cls._instance
+            if current is None or current._owner != os.getpid() or current._process.poll() is not None:
+                cls._instance = current = cls()
+            return current
+
+    def read(self, path: str, sheet: int | str, out: str, memory_limit: int, timeout: float) -> dict[str, Any]:
+        request = {"path": path, "sheet": sheet, "out": out, "memory_limit": memory_limit, "timeout": timeout}
+        with self._lock:
+            assert self._process.stdin is not None and self._process.stdout is not None
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+            answer = self._process.stdout.readline()
+        if not answer:
+            raise FeishuVCTableError("the sheet reader process ended unexpectedly")
+        return dict(json.loads(answer))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._process.stdin is not None:
+                self._process.stdin.close()
+            self._process.wait(timeout=5)
+
+
+def read_cells(
+    path: str,
+    sheet: int | str,
+    folder: str,
+    *,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    timeout: float = DEFAULT_READ_TIMEOUT,
+) -> pa.Table:
+    """Every cell of ``sheet`` as text (row 1 included), read in a child process under ``memory_limit`` bytes of
+    address space."""
+    check_archive(path)
+    out = os.path.join(folder, "cells.arrow")
+    answer = SheetReader.shared().read(os.path.abspath(path), sheet, out, memory_limit, timeout)
+    if not answer.get("ok"):
+        raise FeishuVCTableError(f"source could not be read: {answer.get('error')}")
+    return pa.ipc.open_file(pa.memory_map(out)).read_all()
+
+
+@contextmanager
+def workbook_cells(
+    source: Any,
+    sheet: int | str = 0,
+    *,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    timeout: float = DEFAULT_READ_TIMEOUT,
+) -> Iterator[pa.Table]:
+    """The cells of ``source``'s sheet as text; temporary copies are removed when the block ends."""
+    folder = tempfile.mkdtemp(prefix="feishu-vc-table-")
+    try:
+        with local_copy(source, folder) as path:
+            if not Path(path).is_file():
+                raise FeishuVCTableError(f"source {path} does not exist or is not a file")
+            yield read_cells(path, sheet, folder, memory_limit=memory_limit, timeout=timeout)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

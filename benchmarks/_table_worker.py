@@ -1,0 +1,104 @@
+"""One xlsx -> Parquet conversion in a fresh process, timed after a warm-up on a small file of the same kind, with the
+peak memory growth of this process and every process it starts (our sheet reader runs in a child).
+
+python benchmarks/_table_worker.py TOOL SOURCE WARMUP OUT   ->   one JSON line: seconds, peak_growth, rows
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def ours(source: str, out: str) -> int:
+    from airflow_provider_feishu_vc.tables import read_export, write_table
+
+    table = read_export(source, "meeting_list")
+    with open(out, "wb") as handle:
+        write_table(table, handle, "parquet")
+    return table.num_rows
+
+
+def floor(source: str, out: str) -> int:
+    """fastexcel's to_arrow() of the same sheet, written as it is: the least any typed reader can cost."""
+    import fastexcel
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_batches([fastexcel.read_excel(source).load_sheet(0).to_arrow()])
+    pq.write_table(table, out, compression="zstd")
+    return table.num_rows
+
+
+def polars(source: str, out: str) -> int:
+    import polars as pl
+
+    frame = pl.read_excel(source, engine="calamine")
+    frame.write_parquet(out)
+    return frame.height
+
+
+def pandas(source: str, out: str) -> int:
+    import pandas as pd
+
+    frame = pd.read_excel(source, engine="openpyxl")
+    frame.to_parquet(out)
+    return len(frame)
+
+
+TOOLS = {"ours": ours, "floor": floor, "polars": polars, "pandas": pandas}
+
+
+class TreeMemory:
+    """Samples the resident memory of this process and all its descendants every few milliseconds."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def now(self) -> int:
+        total = 0
+        for process in [self.me, *self.me.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.now())
+            time.sleep(0.003)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    tool, source, warmup, out = sys.argv[1:5]
+    convert = TOOLS[tool]
+    convert(warmup, out)  # imports, first calls, our sheet reader's helper process
+    baseline = TreeMemory().now()
+    with TreeMemory() as memory:
+        started = time.perf_counter()
+        rows = convert(source, out)
+        seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "peak_growth": max(0, memory.peak - baseline), "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""xlsx -> Parquet at the reader's pace: a meeting list from the emulator, converted by ours (typed), by the floor
+(fastexcel's to_arrow() + pyarrow's write_table, no typing), by polars (read_excel + write_parquet, no typing) and by
+pandas (openpyxl + to_parquet). Each run is a fresh process, timed after a warm-up on a small file (imports and first
+calls excluded for every tool alike), with the peak memory growth of its whole process tree.
+
+Workbooks are generated once by the emulator (XlsxWriter: a million rows take about two minutes) and cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).with_name("_table_worker.py")
+CACHE = Path(os.environ.get("BENCH_CACHE") or Path(tempfile.gettempdir()) / "feishu-vc-bench-cache")
+APP_ID, APP_SECRET = "cli_bench", "bench-secret"
+
+
+@dataclass
+class ToolRuns:
+    tool: str
+    seconds: list[float]
+    peak_mib: list[float]
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def median_peak_mib(self) -> float:
+        return statistics.median(self.peak_mib)
+
+
+def meeting_list(rows: int) -> Path:
+    """A meeting list of ``rows`` rows, as the emulator serves it (cached across runs)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"meeting_list_{rows}.xlsx"
+    if path.exists():
+        return path
+    from airflow_provider_feishu_vc.testing.process import EmulatorProcess
+
+    with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, export_delay=0, rows=rows) as emulator:
+        token = httpx.post(
+            emulator.url + "/open-apis/auth/v3/tenant_access_token/internal",
+            json={"app_id": APP_ID, "app_secret": APP_SECRET},
+        ).json()["tenant_access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        day = {"start_time": "1764000000", "end_time": "1764086400"}
+        created = httpx.post(emulator.url + "/open-apis/vc/v1/exports/meeting_list", json=day, headers=auth).json()
+        status = httpx.get(f"{emulator.url}/open-apis/vc/v1/exports/{created['data']['task_id']}", headers=auth)
+        file_token = urllib.parse.quote(status.json()["data"]["file_token"], safe="")
+        partial = path.with_suffix(".part")
+        with httpx.stream(
+            "GET", f"{emulator.url}/open-apis/vc/v1/exports/download?file_token={file_token}", headers=auth,
+            timeout=None,
+        ) as answer, partial.open("wb") as out:  # fmt: skip
+            answer.raise_for_status()
+            for chunk in answer.iter_bytes(2**20):
+                out.write(chunk)
+        partial.rename(path)
+    return path
+
+
+def run_tool(tool: str, source: Path, warmup: Path) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        done = subprocess.run(
+            [sys.executable, str(WORKER), tool, str(source), str(warmup), f"{folder}/out.parquet"],
+            capture_output=True, text=True, check=False, cwd=REPO, timeout=3600,
+        )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"{tool} failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def run_size(rows: int, repeats: int, tools: tuple[str, ...]) -> dict[str, ToolRuns]:
+    source, warmup = meeting_list(rows), meeting_list(1000)
+    runs = {tool: ToolRuns(tool, [], []) for tool in tools}
+    for _ in range(repeats):  # interleaved, so that a machine whose speed drifts affects every tool alike
+        for tool in tools:
+            measured = run_tool(tool, source, warmup)
+            if measured["rows"] != rows:
+                raise RuntimeError(f"{tool} read {measured['rows']} rows of {rows}")
+            runs[tool].seconds.append(measured["seconds"])
+            runs[tool].peak_mib.append(measured["peak_growth"] / 2**20)
+    return runs

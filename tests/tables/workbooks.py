@@ -1,0 +1,70 @@
+"""Workbooks for the table tests: written with XlsxWriter (a real xlsx writer) or, for hostile ones, as raw zips."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import xlsxwriter
+
+CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/package/'
+    '2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships'
+    '+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override '
+    'PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.'
+    'spreadsheetml.worksheet+xml"/></Types>'
+)
+ROOT_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.openxmlformats.org/'
+    'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+    'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>'
+)
+WORKBOOK = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><workbook xmlns="http://schemas.openxmlformats.org/'
+    'spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
+    '<sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>'
+)
+WORKBOOK_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.openxmlformats.org/'
+    'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+    'relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>'
+)
+
+
+def write(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:
+    """A one-sheet workbook, every cell text (as Feishu writes them); None leaves a cell empty."""
+    with xlsxwriter.Workbook(str(path)) as book:
+        sheet = book.add_worksheet("会议明细")
+        sheet.write_row(0, 0, list(header))
+        for number, row in enumerate(rows, start=1):
+            for column, value in enumerate(row):
+                if value is not None:
+                    sheet.write_string(number, column, str(value))
+    return path
+
+
+def raw_sheet(path: Path, sheet_xml: str, *, compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """A workbook whose sheet XML is exactly ``sheet_xml`` (for cells and dimensions no writer would produce)."""
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        archive.writestr("[Content_Types].xml", CONTENT_TYPES)
+        archive.writestr("_rels/.rels", ROOT_RELS)
+        archive.writestr("xl/workbook.xml", WORKBOOK)
+        archive.writestr("xl/_rels/workbook.xml.rels", WORKBOOK_RELS)
+        archive.writestr("xl/worksheets/sheet1.xml", sheet_xml)
+    return path
+
+
+def sheet_xml(cells: Sequence[tuple[str, str]], dimension: str | None = None) -> str:
+    """Sheet XML holding ``(reference, text)`` cells, one row element per cell's row, in order."""
+    rows: dict[int, list[str]] = {}
+    for reference, text in cells:
+        number = int("".join(ch for ch in reference if ch.isdigit()))
+        rows.setdefault(number, []).append(f'<c r="{reference}" t="inlineStr"><is><t>{text}</t></is></c>')
+    body = "".join(f'<row r="{n}">{"".join(c)}</row>' for n, c in sorted(rows.items()))
+    dim = f'<dimension ref="{dimension}"/>' if dimension else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+        f'spreadsheetml/2006/main">{dim}<sheetData>{body}</sheetData></worksheet>'
+    )
