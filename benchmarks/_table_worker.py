@@ -18,12 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def ours(source: str, out: str) -> int:
-    from airflow_provider_feishu_vc.tables import read_export, write_table
+    """What the operators do: the export file to a typed Parquet file (the sheet's reader writes it)."""
+    from airflow_provider_feishu_vc.tables import convert_export, workbook
 
-    table = read_export(source, "meeting_list")
-    with open(out, "wb") as handle:
-        write_table(table, handle, "parquet")
-    return table.num_rows
+    rows, _ = convert_export(source, "meeting_list", out, "parquet")
+    print(json.dumps({"phases": workbook.LAST_TIMINGS}), file=sys.stderr)
+    return rows
 
 
 def floor(source: str, out: str) -> int:

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import queue
+import shutil
 import tempfile
 import threading
 import time
@@ -421,7 +422,7 @@ class FeishuVCHook(BaseHook):
         ``timezone`` and ``schema`` are :func:`~airflow_provider_feishu_vc.tables.read_export`'s.
         """
         from airflow_provider_feishu_vc.hooks.landing import Landing, refuse_existing
-        from airflow_provider_feishu_vc.tables import TABLE_FORMATS, read_export, schema_fingerprint, write_table
+        from airflow_provider_feishu_vc.tables import TABLE_FORMATS, convert_export, schema_fingerprint
 
         if output_format not in TABLE_FORMATS:
             raise FeishuVCConfigError("output_format", f"is {output_format!r}; tables: {', '.join(TABLE_FORMATS)}")
@@ -433,19 +434,23 @@ class FeishuVCHook(BaseHook):
             refuse_existing(target, overwrite)
         with tempfile.TemporaryDirectory(prefix="feishu-vc-export-") as folder:
             workbook = self.download_export(file_token, f"{folder}/", into_folder=True, fallback_name=fallback_name)
-            table = read_export(workbook.path, export_type, timezone=timezone, schema=schema)
-        if target_is_folder:
-            stem = workbook.name.rsplit(".", 1)[0] if "." in workbook.name else workbook.name
-            target = target / safe_filename(f"{stem}.{output_format}", f"export.{output_format}")
-            refuse_existing(target, overwrite)
-        landing = Landing.for_target(target, overwrite)
-        try:
-            write_table(table, landing.open(), output_format)
-            landing.finish()
-        except BaseException:
-            landing.abandon()
-            raise
-        landed = LandedTable(target, output_format, table.num_rows, schema_fingerprint(table.schema), table.schema)
+            converted = f"{folder}/table.{output_format}"
+            rows, schema_ = convert_export(
+                workbook.path, export_type, converted, output_format, timezone=timezone, schema=schema
+            )
+            if target_is_folder:
+                stem = workbook.name.rsplit(".", 1)[0] if "." in workbook.name else workbook.name
+                target = target / safe_filename(f"{stem}.{output_format}", f"export.{output_format}")
+                refuse_existing(target, overwrite)
+            landing = Landing.for_target(target, overwrite)
+            try:
+                with open(converted, "rb") as table_file:
+                    shutil.copyfileobj(table_file, landing.open(), WRITE_BATCH_BYTES)
+                landing.finish()
+            except BaseException:
+                landing.abandon()
+                raise
+        landed = LandedTable(target, output_format, rows, schema_fingerprint(schema_), schema_)
         self.log.info("Landed %d rows as %s at %s (schema %s)", landed.rows, output_format, target, landed.fingerprint)
         return landed
 

@@ -32,6 +32,7 @@ __all__ = [
     "TABLE_FORMATS",
     "Column",
     "ValueKind",
+    "convert_export",
     "read_export",
     "require_tables_extra",
     "schema_fingerprint",
@@ -80,17 +81,62 @@ def read_export(
         names the column, its header, the sheet row and the value), or an unknown column under ``"freeze"``.
     """
     require_tables_extra()
-    from airflow_provider_feishu_vc.tables import reader, workbook
+    import tempfile
 
-    return reader.read_export(
-        source,
-        export_type,
-        timezone=timezone,
-        schema=schema,
-        sheet=sheet,
-        memory_limit=workbook.DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
-        timeout=workbook.DEFAULT_READ_TIMEOUT if timeout is None else timeout,
-    )
+    import pyarrow as pa
+
+    from airflow_provider_feishu_vc.tables import workbook
+
+    limits = _limits(memory_limit, timeout)
+    with tempfile.TemporaryDirectory(prefix="feishu-vc-table-") as folder:
+        out = f"{folder}/table.arrow"
+        answer = workbook.convert(source, export_type, "arrow", out, timezone=timezone, schema=schema, sheet=sheet,
+                                  **limits)  # fmt: skip
+        _log_warnings(answer["warnings"])
+        return pa.ipc.open_file(pa.memory_map(out)).read_all()
+
+
+def convert_export(
+    source: Any,
+    export_type: str,
+    destination: str,
+    output_format: str,
+    *,
+    timezone: str = "Asia/Shanghai",
+    schema: str = "evolve",
+    sheet: int | str = 0,
+    memory_limit: int | None = None,
+    timeout: float | None = None,
+) -> tuple[int, pa.Schema]:
+    """Write a Feishu VC export file to the local file ``destination`` as a typed ``parquet`` or ``csv`` table, with
+    no table held in this process (the sheet's reader writes it); return its row count and schema. The arguments
+    are :func:`read_export`'s."""
+    require_tables_extra()
+    from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
+    from airflow_provider_feishu_vc.tables import workbook
+
+    if output_format not in TABLE_FORMATS:
+        raise FeishuVCConfigError("output_format", f"is {output_format!r}; allowed: {', '.join(TABLE_FORMATS)}")
+    answer = workbook.convert(source, export_type, output_format, destination, timezone=timezone, schema=schema,
+                              sheet=sheet, **_limits(memory_limit, timeout))  # fmt: skip
+    _log_warnings(answer["warnings"])
+    return int(answer["rows"]), answer["schema"]
+
+
+def _limits(memory_limit: int | None, timeout: float | None) -> dict[str, Any]:
+    from airflow_provider_feishu_vc.tables import workbook
+
+    return {
+        "memory_limit": workbook.DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit,
+        "timeout": workbook.DEFAULT_READ_TIMEOUT if timeout is None else timeout,
+    }
+
+
+def _log_warnings(warnings: list[str]) -> None:
+    import logging
+
+    for warning in warnings:
+        logging.getLogger("airflow_provider_feishu_vc.tables.reader").warning("%s", warning)
 
 
 def write_table(table: pa.Table, handle: IO[bytes], output_format: str) -> None:

@@ -2,83 +2,121 @@
 
 calamine (under fastexcel) allocates a sheet's whole cell range up front, so one cell far outside the data
 (``XFD1048576``) asks for hundreds of gigabytes, and Rust aborts the process when an allocation fails. A worker
-must not die of a bad file: each read runs in a child forked from this small, single-threaded helper, under an
-address-space limit, and writes the sheet's cells as an Arrow IPC file. A child that dies is a bad file, reported
-as such; the helper goes on.
+must not die of a bad file, so sheets are read here, in a process of their own, under an address-space limit set
+for each read: a file that needs more kills this helper, the worker reports it and starts a new helper for the
+next file. The helper reads the cells, types them (``reader.py``) and writes the result where it was asked: an
+Arrow IPC file (for ``read_export``), or the Parquet or CSV file itself, typing the next chunk of rows while it
+writes the last. It stays up between reads, warm, until its worker closes its stdin.
 
-Protocol: one JSON request per line on stdin (``path``, ``sheet``, ``out``, ``memory_limit``, ``timeout``), one
-JSON answer per line on stdout (``ok``; else ``error``).
+Protocol: one JSON request per line on stdin, one JSON answer per line on stdout (``ok``, ``rows``, ``schema``
+(hex of the Arrow schema), ``warnings``; else ``error`` and ``table_error``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import resource
-import signal
 import sys
-import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 
-def _read_in_child(request: dict[str, Any]) -> None:
-    """In the forked child: read the sheet's cells as text, write them as Arrow IPC, exit."""
+def address_space() -> int:
+    """This process's virtual memory size, in bytes."""
+    with open("/proc/self/statm") as statm:
+        import os
+
+        return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def memory_limit(extra: int) -> Any:
+    """Allow ``extra`` bytes of address space beyond what this process holds now, for the block."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    try:
+        limit = address_space() + extra
+    except OSError:  # no /proc (not Linux): no limit to set
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def convert(request: dict[str, Any]) -> dict[str, Any]:
+    """Read the sheet's cells, type them chunk by chunk, write them out."""
     import fastexcel
     import pyarrow as pa
 
-    limit = int(request["memory_limit"])
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    reader = fastexcel.read_excel(request["path"])
-    sheet = reader.load_sheet(request["sheet"], header_row=None, dtypes="string", skip_whitespace_tail_rows=True)
-    table = sheet.to_arrow()
-    with pa.OSFile(request["out"], "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write(table)
+    from airflow_provider_feishu_vc.tables.reader import TableBuilder
+    from airflow_provider_feishu_vc.tables.writers import open_writer
+
+    started = time.perf_counter()
+    with memory_limit(int(request["memory_limit"])):
+        batch = fastexcel.read_excel(request["path"]).load_sheet(
+            request["sheet"], header_row=None, dtypes="string", skip_whitespace_tail_rows=True, eager=True
+        )
+        read = time.perf_counter()
+        cells = pa.Table.from_batches([batch])
+        del batch
+        builder = TableBuilder(cells, request["export_type"], request["timezone"], request["schema"])
+        rows = 0
+        with open_writer(request["output"], request["out"], builder.schema) as write, ThreadPoolExecutor(1) as pool:
+            chunks = builder.chunks(cells)
+            chunk, first = next(chunks)
+            pending = pool.submit(builder.convert, chunk, first)
+            for chunk, first in chunks:  # type the next chunk while this one is written
+                typed = pending.result()
+                pending = pool.submit(builder.convert, chunk, first)
+                write(typed)
+                rows += typed.num_rows
+            typed = pending.result()
+            write(typed)
+            rows += typed.num_rows
+    seconds = {"read": read - started, "typed_and_written": time.perf_counter() - read}
+    schema = builder.schema.serialize().to_pybytes().hex()
+    return {"rows": rows, "schema": schema, "warnings": builder.warnings, "seconds": seconds}
 
 
-def _serve(request: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryFile(mode="w+b") as errors:
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            code = 0
-            try:
-                os.dup2(errors.fileno(), 2)
-                _read_in_child(request)
-            except BaseException as error:
-                os.write(2, f"{type(error).__name__}: {error}".encode("utf-8", "replace")[:2000])
-                code = 3
-            os._exit(code)
-        deadline = time.monotonic() + float(request["timeout"])
-        while True:
-            finished, status = os.waitpid(pid, os.WNOHANG)
-            if finished:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return {"ok": False, "error": f"reading the sheet took longer than {request['timeout']} s"}
-            time.sleep(0.005)
-        errors.seek(0)
-        said = errors.read().decode("utf-8", "replace").strip()
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-        return {"ok": True}
-    if os.WIFSIGNALED(status):
-        first = next((line for line in said.splitlines() if "memory allocation" in line), "")
-        reason = first or f"the reader was ended by signal {os.WTERMSIG(status)}"
-        return {"ok": False, "error": f"the sheet needs more memory than allowed ({reason})", "memory": True}
-    return {"ok": False, "error": said.splitlines()[-1] if said else "the reader failed"}
+def serve(request: dict[str, Any]) -> dict[str, Any]:
+    from airflow_provider_feishu_vc.client.errors import FeishuVCError
+
+    try:
+        return {"ok": True, **convert(request)}
+    except FeishuVCError as error:
+        return {"ok": False, "error": str(error), "table_error": True}
+    except MemoryError:
+        return {"ok": False, "error": "the sheet needs more memory than allowed"}
+    except Exception as error:
+        return {"ok": False, "error": f"{type(error).__name__}: {error}"}
+
+
+def warm_up() -> None:
+    """Type one row of each kind, once: what pyarrow loads on first use (its pandas shim, compute kernels, the time
+    zone database) is loaded before the first real file."""
+    import pyarrow as pa
+
+    from airflow_provider_feishu_vc.tables.contract import CONTRACTS
+    from airflow_provider_feishu_vc.tables.reader import TableBuilder
+
+    for kind, columns in CONTRACTS.items():
+        header = [column.headers[0] for column in columns]
+        cells = pa.table({f"c{i}": pa.array([h, None], pa.string()) for i, h in enumerate(header)})
+        builder = TableBuilder(cells, kind, "Asia/Shanghai", "evolve")
+        for chunk, first in builder.chunks(cells):
+            builder.convert(chunk, first)
 
 
 def main() -> None:
-    import fastexcel  # noqa: F401  (loaded once here, so every child starts with it)
-    import pyarrow  # noqa: F401
-
+    warm_up()
     for line in sys.stdin:
-        if not line.strip():
-            continue
-        answer = _serve(json.loads(line))
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+        if line.strip():
+            sys.stdout.write(json.dumps(serve(json.loads(line))) + "\n")
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

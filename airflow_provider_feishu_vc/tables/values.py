@@ -10,6 +10,7 @@ digits; figures as a number with a unit (``50kbps``, ``5 ms``, ``2%``), converte
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,8 +19,6 @@ import pyarrow.compute as pc
 
 from airflow_provider_feishu_vc.tables.contract import Column, ValueKind
 
-#: Feishu's own spelling of a time: checked first, parsed by position (fast); anything else by the general rule.
-FEISHU_TIME = r"^\d{4}\.\d{2}\.\d{2} \d{2}:\d{2}:\d{2} \(GMT[+-]\d{2}:\d{2}\)$"
 ANY_TIME = (
     r"^\s*(?P<y>\d{4})[./-](?P<mo>\d{1,2})[./-](?P<d>\d{1,2})"
     r"(?:[ T]+(?P<h>\d{1,2}):(?P<mi>\d{1,2})(?::(?P<s>\d{1,2}))?)?"
@@ -30,6 +29,7 @@ COUNT = r"^\s*[+-]?\d{1,18}(?:\.0*)?\s*$"
 FIGURE = r"^\s*(?P<n>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<u>[A-Za-z%/]*)\s*$"
 TRUE_WORDS = ("是", "yes", "y", "true", "1")
 FALSE_WORDS = ("否", "no", "n", "false", "0")
+FEISHU_YES_NO = pa.array(["是", "否"], pa.string())
 #: For each unit a column is named by, the units its cells may carry and the factor to that unit.
 UNIT_FACTORS: Mapping[str, Mapping[str, float]] = {
     "kbps": {"": 1.0, "kbps": 1.0, "kb/s": 1.0, "bps": 0.001, "mbps": 1000.0, "mb/s": 1000.0},
@@ -40,24 +40,35 @@ UNIT_FACTORS: Mapping[str, Mapping[str, float]] = {
 }
 
 MICROS = 1_000_000
+#: strptime("%H:%M:%S") puts a time of day on 1900-01-01: seconds since the epoch of that midnight.
+MIDNIGHT_1900 = -2_208_988_800
 
 
-def present(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    """True where a cell holds something other than whitespace."""
-    return pc.and_kleene(pc.is_valid(values), pc.not_equal(pc.utf8_trim_whitespace(values), ""))
+def present(values: Any) -> Any:
+    """True where a cell holds something other than whitespace (null where it is empty)."""
+    return pc.not_equal(pc.utf8_trim_whitespace(values), "")
 
 
-def first_bad_cell(values: pa.ChunkedArray, typed: pa.ChunkedArray | pa.Array) -> int | None:
+def no_blank_text(values: Any) -> bool:
+    """Whether no cell holds only whitespace (then every non-null cell is present)."""
+    return not pc.any(pc.equal(pc.utf8_trim_whitespace(values), "")).as_py()
+
+
+def first_bad_cell(values: Any, typed: Any) -> int | None:
     """The index of the first cell that holds text but did not parse, or None."""
+    if typed.null_count == values.null_count:  # every null was an empty cell already (the usual case: cheap)
+        return None
     bad = pc.and_(pc.fill_null(present(values), False), pc.is_null(typed))
     if not pc.any(bad).as_py():
         return None
     return int(pc.index(bad, True).as_py())
 
 
-def parse(column: Column, values: pa.ChunkedArray, timezone: str) -> pa.ChunkedArray | pa.Array:
+def parse(column: Column, values: Any, timezone: str) -> Any:
     """The typed array of ``column``'s cell texts (null where a cell is empty or does not parse)."""
     if column.kind is ValueKind.TEXT:
+        if no_blank_text(values):
+            return values  # as it is: no copy
         return pc.if_else(present(values), values, pa.scalar(None, pa.string()))
     if column.kind is ValueKind.TIME:
         return parse_times(values, timezone)
@@ -70,6 +81,18 @@ def parse(column: Column, values: pa.ChunkedArray, timezone: str) -> pa.ChunkedA
     return parse_figures(values, column.unit or "")
 
 
+def _blank_as_null(values: Any) -> Any:
+    """The cells, with whitespace-only ones null (no copy when there are none)."""
+    if no_blank_text(values):
+        return values
+    return pc.if_else(present(values), values, pa.scalar(None, pa.string()))
+
+
+def _first_text(values: Any) -> str | None:
+    valid = values.drop_null() if values.null_count else values
+    return valid[0].as_py() if len(valid) else None
+
+
 def _ints(text: Any) -> Any:
     return pc.cast(text, pa.int64())
 
@@ -78,13 +101,14 @@ def _or_zero(text: Any) -> Any:
     return pc.if_else(pc.equal(text, ""), "0", text)
 
 
-def parse_times(values: pa.ChunkedArray, timezone: str) -> pa.ChunkedArray | pa.Array:
+def parse_times(values: Any, timezone: str) -> Any:
     """``timestamp[us, UTC]``: the offset written in a value wins; a value without one is local time in
     ``timezone``."""
     utc = pa.timestamp("us", tz="UTC")
-    cells = pc.if_else(present(values), values, pa.scalar(None, pa.string()))
-    if pc.all(pc.fill_null(pc.match_substring_regex(cells, FEISHU_TIME), True)).as_py():
-        return _feishu_times(cells, utc)
+    cells = _blank_as_null(values)
+    fast = _feishu_times(cells, utc, timezone)
+    if fast is not None:
+        return fast
     parts = pc.extract_regex(pc.fill_null(cells, ""), ANY_TIME)  # null where the text is not a time at all
     field = {name: pc.struct_field(parts, name) for name in ("y", "mo", "d", "h", "mi", "s", "z", "sign", "oh", "om")}
     text = pc.binary_join_element_wise(
@@ -106,35 +130,61 @@ def parse_times(values: pa.ChunkedArray, timezone: str) -> pa.ChunkedArray | pa.
     return pc.cast(chosen, utc)
 
 
-def _feishu_times(values: pa.ChunkedArray, utc: pa.DataType) -> Any:
-    """Every value is spelled as Feishu spells it: parse by position."""
-    naive = pc.strptime(
-        pc.utf8_slice_codeunits(values, 0, 19), format="%Y.%m.%d %H:%M:%S", unit="us", error_is_null=True
-    )
-    hours = _ints(pc.utf8_slice_codeunits(values, 25, 27))
-    minutes = _ints(pc.utf8_slice_codeunits(values, 28, 30))
-    offset = pc.multiply(pc.add(pc.multiply(hours, 3600), pc.multiply(minutes, 60)), MICROS)
-    offset = pc.if_else(pc.equal(pc.utf8_slice_codeunits(values, 24, 25), "-"), pc.negate(offset), offset)
-    sane = pc.and_(pc.less_equal(hours, 14), pc.less(minutes, 60))
-    utc_micros = pc.subtract(pc.cast(naive, pa.int64()), offset)
-    return pc.cast(pc.if_else(sane, utc_micros, pa.scalar(None, pa.int64())), utc)
+#: Feishu's offset suffix, once the date and time (19 characters) are cut off.
+FEISHU_OFFSET = re.compile(r" \(GMT([+-])(\d{2}):(\d{2})\)")
 
 
-def parse_durations(values: pa.ChunkedArray) -> Any:
+def _feishu_times(cells: Any, utc: pa.DataType, timezone: str) -> Any:
+    """When every value is spelled as Feishu spells it, with one offset for all (the usual file) or none at all
+    (the quality list's), parse them in one pass with that spelling; None when some value is spelled otherwise (the
+    general rule reads those, or names them)."""
+    first = _first_text(cells)
+    if first is None:
+        return pc.cast(pc.cast(cells, pa.int64()), utc) if len(cells) else pa.array([], utc)
+    match = FEISHU_OFFSET.fullmatch(first[19:]) if len(first) > 19 else None
+    if match is None and len(first) != 19:
+        return None
+    if match is not None:
+        hours, minutes = int(match.group(2)), int(match.group(3))
+        if hours > 14 or minutes >= 60:
+            return None
+        offset = (-1 if match.group(1) == "-" else 1) * (hours * 3600 + minutes * 60) * MICROS
+        pattern = "%Y.%m.%d %H:%M:%S" + first[19:].replace("%", "%%")
+    else:
+        pattern = "%Y.%m.%d %H:%M:%S"
+    naive = pc.strptime(cells, format=pattern, unit="us", error_is_null=True)
+    if naive.null_count != cells.null_count:
+        return None
+    if match is None:
+        return pc.assume_timezone(naive, timezone=timezone, ambiguous="earliest", nonexistent="earliest").cast(utc)
+    return pc.cast(pc.subtract(pc.cast(naive, pa.int64()), offset), utc)
+
+
+def parse_durations(values: Any) -> Any:
     """``H:MM:SS`` to seconds (``int64``)."""
-    parts = pc.extract_regex(pc.fill_null(values, ""), DURATION)
+    cells = _blank_as_null(values)
+    clock = pc.strptime(cells, format="%H:%M:%S", unit="s", error_is_null=True)  # under 24 hours: fast, in C++
+    if clock.null_count == cells.null_count:
+        return pc.subtract(pc.cast(clock, pa.int64()), MIDNIGHT_1900)
+    parts = pc.extract_regex(pc.fill_null(cells, ""), DURATION)
     hours, minutes, seconds = (_ints(pc.struct_field(parts, name)) for name in ("h", "m", "s"))
     return pc.add(pc.add(pc.multiply(hours, 3600), pc.multiply(minutes, 60)), seconds)
 
 
-def parse_bools(values: pa.ChunkedArray) -> Any:
+def parse_bools(values: Any) -> Any:
+    if pc.all(pc.fill_null(pc.is_in(values, value_set=FEISHU_YES_NO), True)).as_py():  # 是 / 否 only: no folding
+        return pc.equal(values, "是")
     words = pc.utf8_lower(pc.utf8_trim_whitespace(values))
     yes = pc.is_in(words, value_set=pa.array(TRUE_WORDS, pa.string()))
     no = pc.is_in(words, value_set=pa.array(FALSE_WORDS, pa.string()))
     return pc.if_else(yes, True, pc.if_else(no, False, pa.scalar(None, pa.bool_())))
 
 
-def parse_counts(values: pa.ChunkedArray) -> Any:
+def parse_counts(values: Any) -> Any:
+    try:
+        return pc.cast(values, pa.int64())  # plain digits, the usual case
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
     ok = pc.fill_null(pc.match_substring_regex(values, COUNT), False)
     digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(values), r"\.0*$", "")
     digits = pc.if_else(ok, digits, "0")  # cast only what matched; the rest becomes null below

@@ -4,7 +4,7 @@ a child process under a memory limit (see ``_sheet_process.py``), so that no fil
 Checks before parsing (from the zip's central directory, no decompression): it is a zip archive; it has a workbook
 part; no part declares more than :data:`MAX_PART_BYTES` once decompressed, nor expands more than
 :data:`MAX_COMPRESSION_RATIO` times (a zip bomb's signature; real sheets compress 5 to 30 times). A part that lies
-about its size, or cells far outside the data, meet the child's memory limit instead.
+about its size, or cells far outside the data, meet the helper's memory limit instead.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,8 @@ MAX_PARTS = 10_000
 DEFAULT_MEMORY_LIMIT = 4 * 2**30
 DEFAULT_READ_TIMEOUT = 600.0
 COPY_CHUNK = 8 * 2**20
+#: How long the last sheet took to read, and to type and write (the benchmarks print it).
+LAST_TIMINGS: dict[str, float] = {}
 
 
 @contextmanager
@@ -80,8 +83,9 @@ def check_archive(path: str) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             parts = archive.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise FeishuVCTableError(f"source is not an xlsx workbook (not a zip archive: {error})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError, RuntimeError) as error:
+        # NotImplementedError: a zip version or compression no reader supports; RuntimeError: encrypted
+        raise FeishuVCTableError(f"source is not an xlsx workbook (not a readable zip archive: {error})") from None
     if len(parts) > MAX_PARTS:
         raise FeishuVCTableError(f"source has {len(parts)} parts; an xlsx workbook has far fewer (at most {MAX_PARTS})")
     names = {part.filename for part in parts}
@@ -101,18 +105,19 @@ def check_archive(path: str) -> None:
 
 
 class SheetReader:
-    """The helper process of this process (started on first use, shared by its threads)."""
+    """The sheet-reading helper process of this process (started on first use, shared by its threads, started anew
+    after a file killed it)."""
 
     _instance: SheetReader | None = None
     _guard = threading.Lock()
 
     def __init__(self) -> None:
+        self._errors = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "airflow_provider_feishu_vc.tables._sheet_process"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
+            stderr=self._errors,
         )
         self._owner = os.getpid()
         self._lock = threading.Lock()
@@ -126,56 +131,82 @@ class SheetReader:
                 cls._instance = current = cls()
             return current
 
-    def read(self, path: str, sheet: int | str, out: str, memory_limit: int, timeout: float) -> dict[str, Any]:
-        request = {"path": path, "sheet": sheet, "out": out, "memory_limit": memory_limit, "timeout": timeout}
+    def read(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send one request, wait for its answer at most ``request["timeout"]`` seconds (then the helper is
+        killed: the next read starts a new one)."""
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
         with self._lock:
-            assert self._process.stdin is not None and self._process.stdout is not None
-            self._process.stdin.write(json.dumps(request) + "\n")
-            self._process.stdin.flush()
-            answer = self._process.stdout.readline()
+            try:
+                process.stdin.write((json.dumps(request) + "\n").encode())
+                process.stdin.flush()
+            except (BrokenPipeError, OSError):
+                return self._died()
+            ready, _, _ = select.select([process.stdout], [], [], float(request["timeout"]))
+            if not ready:
+                process.kill()
+                process.wait()
+                return {"ok": False, "error": f"reading the sheet took longer than {request['timeout']} s"}
+            answer = process.stdout.readline()
         if not answer:
-            raise FeishuVCTableError("the sheet reader process ended unexpectedly")
+            return self._died()
         return dict(json.loads(answer))
+
+    def _died(self) -> dict[str, Any]:
+        """The helper ended while reading: a file that needed more memory than allowed, most likely."""
+        self._process.wait()
+        self._errors.seek(0)
+        said = self._errors.read().decode("utf-8", "replace")
+        if "memory allocation" in said or "MemoryError" in said or self._process.returncode in (-6, -9):
+            first = next((line for line in said.splitlines() if "memory allocation" in line), "")
+            return {"ok": False, "error": f"the sheet needs more memory than allowed ({first or 'out of memory'})"}
+        tail = " ".join(said.strip().splitlines()[-3:])[-500:]
+        return {"ok": False, "error": f"the sheet reader ended with code {self._process.returncode}: {tail}"}
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             if self._process.stdin is not None:
                 self._process.stdin.close()
             self._process.wait(timeout=5)
+        with contextlib.suppress(Exception):
+            self._errors.close()
 
 
-def read_cells(
-    path: str,
-    sheet: int | str,
-    folder: str,
-    *,
-    memory_limit: int = DEFAULT_MEMORY_LIMIT,
-    timeout: float = DEFAULT_READ_TIMEOUT,
-) -> pa.Table:
-    """Every cell of ``sheet`` as text (row 1 included), read in a child process under ``memory_limit`` bytes of
-    address space."""
-    check_archive(path)
-    out = os.path.join(folder, "cells.arrow")
-    answer = SheetReader.shared().read(os.path.abspath(path), sheet, out, memory_limit, timeout)
-    if not answer.get("ok"):
-        raise FeishuVCTableError(f"source could not be read: {answer.get('error')}")
-    return pa.ipc.open_file(pa.memory_map(out)).read_all()
-
-
-@contextmanager
-def workbook_cells(
+def convert(
     source: Any,
-    sheet: int | str = 0,
+    export_type: str,
+    output: str,
+    out: str,
     *,
+    timezone: str,
+    schema: str,
+    sheet: int | str = 0,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     timeout: float = DEFAULT_READ_TIMEOUT,
-) -> Iterator[pa.Table]:
-    """The cells of ``source``'s sheet as text; temporary copies are removed when the block ends."""
+) -> dict[str, Any]:
+    """Read ``source``'s sheet as a typed table and write it to ``out`` as ``output`` (``arrow``, ``parquet``,
+    ``csv``), in a child process under ``memory_limit`` bytes of address space; return ``rows``, ``schema`` (an
+    Arrow schema) and ``warnings``. Temporary copies of the source are removed before this returns."""
+    from airflow_provider_feishu_vc.tables.reader import check_options
+
+    check_options(export_type, timezone, schema)
     folder = tempfile.mkdtemp(prefix="feishu-vc-table-")
     try:
         with local_copy(source, folder) as path:
             if not Path(path).is_file():
                 raise FeishuVCTableError(f"source {path} does not exist or is not a file")
-            yield read_cells(path, sheet, folder, memory_limit=memory_limit, timeout=timeout)
+            check_archive(path)
+            request = {
+                "path": os.path.abspath(path), "sheet": sheet, "export_type": export_type, "timezone": timezone,
+                "schema": schema, "output": output, "out": out, "memory_limit": memory_limit, "timeout": timeout,
+            }  # fmt: skip
+            answer = SheetReader.shared().read(request)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    LAST_TIMINGS.clear()
+    LAST_TIMINGS.update(answer.get("seconds") or {})
+    if not answer.get("ok"):
+        if answer.get("table_error"):
+            raise FeishuVCTableError(str(answer.get("error")))
+        raise FeishuVCTableError(f"source could not be read: {answer.get('error')}")
+    return {**answer, "schema": pa.ipc.read_schema(pa.py_buffer(bytes.fromhex(answer["schema"])))}

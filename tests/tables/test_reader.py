@@ -250,7 +250,7 @@ def test_a_header_row_alone_gives_zero_rows_with_the_full_schema(tmp_path: Path)
 
 def test_a_file_that_is_not_xlsx_is_refused_clearly(tmp_path: Path) -> None:
     (tmp_path / "x.xlsx").write_text("<html>Bad Gateway</html>")
-    with pytest.raises(FeishuVCTableError, match="not an xlsx workbook \\(not a zip archive"):
+    with pytest.raises(FeishuVCTableError, match="not an xlsx workbook \\(not a readable zip archive"):
         read_export(tmp_path / "x.xlsx", "meeting_list")
     with zipfile.ZipFile(tmp_path / "z.xlsx", "w") as archive:
         archive.writestr("hello.txt", "hi")
