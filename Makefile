@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: install test lint demo e2e bench lock lock-matrix test-matrix clean
+.PHONY: install test lint demo e2e bench fuzz lock lock-matrix test-matrix clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ clean:
 
 bench: install
 	AIRFLOW_HOME=$$(mktemp -d) $(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# Property tests of every boundary, deep: at least 10,000 examples each (make test runs a quick, derandomized profile).
+fuzz: install
+	$(PY) scripts/fuzz.py
 
 e2e: install
 	$(PY) -m pytest -m e2e tests/e2e -s -p no:cacheprovider

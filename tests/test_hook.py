@@ -46,7 +46,7 @@ def test_test_connection_names_the_forms_labels_not_the_temporary_connection_id(
 ) -> None:
     # Airflow's Test button runs under a random connection id the user never sees.
     cases = [
-        ({"extra": {"timeout": 0}}, "Timeout (seconds): is 0.0; must be a positive number of seconds"),
+        ({"extra": {"timeout": 0}}, "Timeout (seconds): is 0.0; must be a number of seconds above 0, at most 3600"),
         ({"password": ""}, "App Secret: is empty"),
         ({"host": "http://feishu.internal"}, "API origin: 'http://feishu.internal' uses plain http"),
         ({"extra": {"app_type": "store", "tenant_key": "t"}}, "App ticket (App Store apps): is required"),

@@ -47,7 +47,13 @@ class ExportTask:
 
     @classmethod
     def from_payload(cls, export_task_id: str, payload: Mapping[str, Any]) -> ExportTask:
-        data = payload.get("data") or {}
+        data = payload.get("data")
+        if not isinstance(data, Mapping):
+            raise FeishuVCAPIError(
+                code=0,
+                msg=f"export {export_task_id}: the status answer has no data object ({data!r:.80})",
+                http_status=200,
+            )
         raw_status = data.get("status")
         try:
             status = ExportStatus(int(raw_status))
@@ -57,12 +63,17 @@ class ExportTask:
                 msg=f"export {export_task_id} has an unknown status {raw_status!r} (expected 1, 2 or 3)",
                 http_status=200,
             ) from None
-        file_token = data.get("file_token") or None
+        file_token = _text(data.get("file_token"))
         if status is ExportStatus.DONE and not file_token:
             raise FeishuVCAPIError(
                 code=0, msg=f"export {export_task_id} is done but Feishu sent no file_token", http_status=200
             )
-        return cls(export_task_id, status, data.get("url") or None, file_token, data.get("fail_msg") or None)
+        return cls(export_task_id, status, _text(data.get("url")), file_token, _text(data.get("fail_msg")))
+
+
+def _text(value: Any) -> str | None:
+    """A string field of Feishu's answer, or None when it is empty or not a string."""
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass

@@ -36,6 +36,9 @@ RENAMED_EXTRAS: Mapping[str, str] = {"app_ticket": "app_ticket_secret"}
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_RATE_LIMIT_PER_MINUTE = 100.0
+#: The longest a single HTTP request may wait, and the most retries: beyond these a setting is a mistake.
+MAX_TIMEOUT = 3600.0
+MAX_RETRIES = 100
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,15 @@ class ClientConfig:
             raise FeishuVCConfigError("extra.tenant_key", "is required when app_type is 'store'")
         if self.app_type == "store" and not self.app_ticket and not self.uses_user_token:
             raise FeishuVCConfigError("extra.app_ticket_secret", "is required when app_type is 'store'")
-        if self.timeout <= 0:
-            raise FeishuVCConfigError("extra.timeout", f"is {self.timeout!r}; must be a positive number of seconds")
-        if self.max_retries < 0:
-            raise FeishuVCConfigError("extra.max_retries", f"is {self.max_retries!r}; must be 0 or more")
-        if self.rate_limit_per_minute <= 0:
+        if not 0 < self.timeout <= MAX_TIMEOUT:  # also refuses nan
             raise FeishuVCConfigError(
-                "extra.rate_limit_per_minute", f"is {self.rate_limit_per_minute!r}; must be a positive number"
+                "extra.timeout", f"is {self.timeout!r}; must be a number of seconds above 0, at most {MAX_TIMEOUT:g}"
+            )
+        if not 0 <= self.max_retries <= MAX_RETRIES:
+            raise FeishuVCConfigError("extra.max_retries", f"is {self.max_retries!r}; must be 0 to {MAX_RETRIES}")
+        if not 1 <= self.rate_limit_per_minute < float("inf"):
+            raise FeishuVCConfigError(
+                "extra.rate_limit_per_minute", f"is {self.rate_limit_per_minute!r}; must be a number of at least 1"
             )
 
     @property
@@ -193,13 +198,26 @@ def normalize_base_url(host: str | None) -> str:
         return FEISHU_ORIGIN
     if host.lower() in DOMAIN_ALIASES:
         return DOMAIN_ALIASES[host.lower()]
-    if "://" not in host:
-        bare = urlsplit(f"//{host}").hostname or ""
-        host = f"{'http' if is_loopback(bare) else 'https'}://{host}"
-    parts = urlsplit(host)
-    hostname = parts.hostname
+    if "@" in host:  # before anything quotes it: the part before the @ may be a password
+        raise FeishuVCConfigError("host", "must not carry credentials; put App ID and App Secret in login / password")
+    if any(ch.isspace() or not ch.isprintable() for ch in host):
+        raise FeishuVCConfigError(
+            "host", f"{host!r} holds spaces or control characters; give an origin such as {FEISHU_ORIGIN}"
+        )
+    try:
+        if "://" not in host:
+            bare = urlsplit(f"//{host}").hostname or ""
+            host = f"{'http' if is_loopback(bare) else 'https'}://{host}"
+        parts = urlsplit(host)
+        hostname, port = parts.hostname, parts.port  # port: ValueError when it is not a number from 0 to 65535
+    except ValueError as error:
+        raise FeishuVCConfigError(
+            "host", f"{host!r} is not an http(s) origin ({error}); e.g. {FEISHU_ORIGIN}"
+        ) from None
     if parts.scheme not in ("http", "https") or not hostname:
         raise FeishuVCConfigError("host", f"{host!r} is not an http(s) origin such as {FEISHU_ORIGIN}")
+    if port == 0:
+        raise FeishuVCConfigError("host", f"{host!r} names port 0; give the origin's real port or none")
     if parts.scheme == "http" and not is_loopback(hostname):
         raise FeishuVCConfigError(
             "host", f"{host!r} uses plain http; only https is allowed except for loopback hosts (127.0.0.1, localhost)"

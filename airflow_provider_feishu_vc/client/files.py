@@ -10,7 +10,9 @@ from urllib.parse import unquote
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCDownloadError
 
-MAX_FILENAME_LENGTH = 200
+#: The longest file name kept, in UTF-8 bytes: stores allow 255 bytes a name (a CJK character takes 3), and the
+#: hidden ``.<name>.<id>.part`` name beside it needs 19 more.
+MAX_FILENAME_BYTES = 200
 _EXTENDED_NAME = re.compile(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", re.IGNORECASE)
 _PLAIN_NAME = re.compile(r'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]+))', re.IGNORECASE)
 _UNSAFE_CHARACTERS = re.compile(r'[\\/:*?"<>|]')
@@ -35,7 +37,8 @@ def filename_from_content_disposition(header: str | None) -> str | None:
 
 
 def safe_filename(name: str | None, fallback: str) -> str:
-    """A file name that stays inside its folder: no path parts, no control characters, bounded length."""
+    """A file name that stays inside its folder: no path parts, no control characters, at most
+    :data:`MAX_FILENAME_BYTES` bytes in UTF-8 (cut between characters, the extension kept)."""
     if not name:
         return fallback
     name = unicodedata.normalize("NFC", name)
@@ -44,12 +47,15 @@ def safe_filename(name: str | None, fallback: str) -> str:
     name = _UNSAFE_CHARACTERS.sub("_", name).strip(" .")
     if not name:
         return fallback
-    if len(name) > MAX_FILENAME_LENGTH:
+    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
         stem, dot, suffix = name.rpartition(".")
-        if dot and 0 < len(suffix) <= 10:
-            name = stem[: MAX_FILENAME_LENGTH - len(suffix) - 1] + "." + suffix
-        else:
-            name = name[:MAX_FILENAME_LENGTH]
+        if not (dot and stem and 0 < len(suffix.encode("utf-8")) <= 10):
+            stem, suffix = name, ""
+        room = MAX_FILENAME_BYTES - (len(suffix.encode("utf-8")) + 1 if suffix else 0)
+        stem = stem.encode("utf-8")[:room].decode("utf-8", "ignore").rstrip(" .")
+        name = f"{stem}.{suffix}" if suffix else stem
+        if not stem:
+            return fallback
     return name
 
 
@@ -67,6 +73,8 @@ class FileInfo:
             size: int | None = int(headers.get("content-length", ""))
         except ValueError:
             size = None
+        if size is not None and size < 0:
+            size = None  # a length that lies this way says nothing
         return cls(
             filename=filename_from_content_disposition(headers.get("content-disposition")),
             size=size,

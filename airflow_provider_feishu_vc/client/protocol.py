@@ -169,11 +169,12 @@ def rate_limit_cap(headers: Mapping[str, str]) -> float | None:
     return None if value is None or value <= 0 else float(max(1, math.floor(value)))
 
 
-def parse_envelope(response: HttpResponse) -> HttpResponse:
+def parse_envelope(response: HttpResponse, *, quote_body: bool = True) -> HttpResponse:
     """Decode the JSON body into ``response.payload`` when ``code`` is 0; raise ``FeishuVCAPIError`` otherwise.
 
     ``code`` is read from the body whatever the HTTP status; a body that is not JSON (a gateway's HTML page)
-    becomes an error quoting the HTTP status.
+    becomes an error quoting the HTTP status and, unless ``quote_body`` is off (token endpoints, whose answers
+    carry secrets), the body's first words. A redirect is never followed: it is an error naming where it pointed.
     """
     log_id = response.header("x-tt-logid")
     retry_after = rate_limit_reset(response.headers)
@@ -183,16 +184,25 @@ def parse_envelope(response: HttpResponse) -> HttpResponse:
         if not isinstance(payload, dict):
             raise ValueError("not a JSON object")
         code = int(payload.get("code", -1))
-    except (ValueError, TypeError):
-        snippet = " ".join(response.body[:160].decode("utf-8", "replace").split())
+    except (ValueError, TypeError, OverflowError):
+        snippet = " ".join(response.body[:160].decode("utf-8", "replace").split()) if quote_body else ""
+        shown = snippet or ("(empty body)" if not response.body else f"({len(response.body)} bytes not shown)")
         raise FeishuVCAPIError(
             code=None,
-            msg=f"the answer is not a Feishu JSON envelope: {snippet or '(empty body)'}",
+            msg=f"the answer is not a Feishu JSON envelope: {shown}",
             http_status=response.status,
             log_id=log_id,
             retry_after=retry_after,
             window_cap=window_cap,
         ) from None
+    if 300 <= response.status < 400:
+        location = response.header("location") or "nowhere"
+        raise FeishuVCAPIError(
+            code=code if code else None,
+            msg=f"Feishu answered with a redirect (to {location[:100]}), which is never followed",
+            http_status=response.status,
+            log_id=log_id,
+        )
     if code == 0 and response.status < 400:
         response.payload = payload
         return response
@@ -203,16 +213,27 @@ def parse_envelope(response: HttpResponse) -> HttpResponse:
         for key in ("error", "error_description")
         if payload.get(key) and isinstance(payload[key], str)
     )
+    message = payload.get("msg")
+    logged = error.get("log_id")
     raise FeishuVCAPIError(
         code=code,
-        msg=str(payload.get("msg") or oauth_words),
+        msg=(message if isinstance(message, str) and message else oauth_words)[:MAX_QUOTED],
         http_status=response.status,
-        log_id=log_id or error.get("log_id"),
-        permission_violations=error.get("permission_violations") or (),
-        field_violations=error.get("field_violations") or (),
+        log_id=log_id or (logged[:MAX_QUOTED] if isinstance(logged, str) and logged else None),
+        permission_violations=_violations(error.get("permission_violations")),
+        field_violations=_violations(error.get("field_violations")),
         retry_after=retry_after,
         window_cap=window_cap,
     )
+
+
+#: The most of a message from Feishu an error quotes.
+MAX_QUOTED = 500
+
+
+def _violations(value: Any) -> list[dict[str, Any]]:
+    """Feishu's ``permission_violations`` / ``field_violations``: the objects among them, whatever else came."""
+    return [item for item in value if isinstance(item, dict)][:20] if isinstance(value, list) else []
 
 
 # --- retries ------------------------------------------------------------------------------------------------
@@ -269,7 +290,11 @@ def call_with_retries(request: HttpRequest, policy: RetryPolicy, *, authenticate
             slot = yield from wait_for_budget(budget)
         try:
             response: HttpResponse = yield replace(request, token=token)
-            answered = response if request.stream and response.is_file else parse_envelope(response)
+            answered = (
+                response
+                if request.stream and response.is_file
+                else parse_envelope(response, quote_body=authenticated)  # token answers carry secrets
+            )
         except FeishuVCAPIError as error:
             if budget and slot and not error.rate_limited:
                 budget.accepted(slot)  # Feishu's limiter let it through; the error is about something else

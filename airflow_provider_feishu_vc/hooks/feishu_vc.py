@@ -169,16 +169,31 @@ def config_from_connection(conn: Connection) -> ClientConfig:
 def as_storage_path(
     destination: str | os.PathLike[str] | ObjectStoragePath, conn_id: str | None = None
 ) -> ObjectStoragePath:
-    """An ObjectStoragePath for a URI, a local path (made absolute) or an ObjectStoragePath (kept as it is)."""
+    """An ObjectStoragePath for a URI, a local path (made absolute) or an ObjectStoragePath (kept as it is); a
+    destination no store takes is a ``FeishuVCConfigError`` naming ``destination``."""
     from airflow.sdk import ObjectStoragePath
 
     if isinstance(destination, ObjectStoragePath):
         return destination
-    text = os.fspath(destination)
+    try:
+        text = os.fspath(destination)
+    except TypeError:
+        raise FeishuVCConfigError(
+            "destination", f"must be a path, a URI or an ObjectStoragePath, not {destination!r}"
+        ) from None
+    if not text.strip() or "\x00" in text:
+        raise FeishuVCConfigError("destination", f"is {text!r}: give a path or a URI such as s3://bucket/prefix/")
     if "://" not in text:
         text = "file://" + os.path.abspath(text)
-    # No conn_id=None: on Airflow 3.1 it would override the one a URI names (s3://conn_id@bucket/key).
-    return ObjectStoragePath(text, conn_id=conn_id) if conn_id else ObjectStoragePath(text)
+    try:
+        # No conn_id=None: on Airflow 3.1 it would override the one a URI names (s3://conn_id@bucket/key).
+        path = ObjectStoragePath(text, conn_id=conn_id) if conn_id else ObjectStoragePath(text)
+        path.fs  # noqa: B018  (the store is looked up here, so that an unknown one is named now)
+    except (ValueError, ImportError, TypeError, KeyError, AttributeError) as error:
+        raise FeishuVCConfigError(
+            "destination", f"{text!r} names no store this deployment can write to ({type(error).__name__}: {error})"
+        ) from None
+    return path
 
 
 class LoopConfigCache:

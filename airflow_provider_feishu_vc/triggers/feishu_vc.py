@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_feishu_vc.client.api import ExportStatus
-from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCError
+from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.client.exports import validate_export_task_id
 from airflow_provider_feishu_vc.client.protocol import RetryPolicy
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
@@ -49,6 +50,13 @@ def read_event(event: Any, export_task_id: str | None) -> WaitOutcome:
     return WaitOutcome(event["status"], export_task_id, str(event.get("message") or ""), file_token or None)
 
 
+def _seconds(field: str, value: Any) -> float:
+    """A finite number of seconds, or a ``FeishuVCConfigError`` naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise FeishuVCConfigError(field, f"must be a finite number of seconds, not {value!r}")
+    return float(value)
+
+
 class FeishuVCExportTrigger(BaseTrigger):
     """Poll one export until Feishu says it is done or failed, or ``deadline`` passes; fire exactly one event.
 
@@ -63,16 +71,26 @@ class FeishuVCExportTrigger(BaseTrigger):
 
     def __init__(
         self,
-        export_task_id: str,
+        export_task_id: str | None = None,  # required; None only so that stored kwargs without it fail by name
         feishu_vc_conn_id: str = FeishuVCHook.default_conn_name,
         poll_interval: float = 10.0,
         deadline: float | None = None,
+        **unknown: Any,
     ) -> None:
         super().__init__()
+        if unknown:  # kwargs stored by another release of the provider
+            name = sorted(unknown)[0]
+            raise FeishuVCConfigError(
+                name, "is not an argument this release's trigger knows; clear the task to defer anew"
+            )
         self.export_task_id = validate_export_task_id(export_task_id)
+        if not isinstance(feishu_vc_conn_id, str) or not feishu_vc_conn_id:
+            raise FeishuVCConfigError("feishu_vc_conn_id", f"must be a connection id, not {feishu_vc_conn_id!r}")
         self.feishu_vc_conn_id = feishu_vc_conn_id
-        self.poll_interval = float(poll_interval)
-        self.deadline = None if deadline is None else float(deadline)
+        self.poll_interval = _seconds("poll_interval", poll_interval)
+        if self.poll_interval <= 0:
+            raise FeishuVCConfigError("poll_interval", f"must be more than 0 seconds, not {poll_interval!r}")
+        self.deadline = None if deadline is None else _seconds("deadline", deadline)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (

@@ -1,0 +1,125 @@
+"""The defects the property tests found, each kept as the plain example Hypothesis shrank it to (or the smallest
+one that shows it), so that they stay fixed whatever the fuzzers try next."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_feishu_vc.client import api
+from airflow_provider_feishu_vc.client.budget import AppBudgets
+from airflow_provider_feishu_vc.client.config import ClientConfig
+from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCTableError
+from airflow_provider_feishu_vc.client.files import FileInfo, filename_from_content_disposition, safe_filename
+from airflow_provider_feishu_vc.client.protocol import HttpResponse, RetryPolicy, parse_envelope
+from tests.client.scripted import FakeClock, Script
+
+POLICY = RetryPolicy(max_retries=0)
+
+
+def test_a_host_with_a_lone_bracket_is_refused_by_name_not_with_a_url_parser_error() -> None:
+    with pytest.raises(FeishuVCConfigError, match=r"^host: '\['"):
+        ClientConfig.from_connection_parts(host="[", login="cli_x", password="s")
+    with pytest.raises(FeishuVCConfigError, match=r"^host: .*[Pp]ort"):
+        ClientConfig.from_connection_parts(host="https://open.feishu.cn:99999", login="cli_x", password="s")
+
+
+def test_a_host_carrying_a_password_is_refused_without_quoting_it() -> None:
+    with pytest.raises(FeishuVCConfigError) as raised:
+        ClientConfig.from_connection_parts(host="http://evil.example:pw-in-host@x", login="cli_x", password="s")
+    assert "pw-in-host" not in str(raised.value)
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "1e309"])
+def test_a_timeout_that_is_not_a_finite_number_is_refused(timeout: str) -> None:
+    with pytest.raises(FeishuVCConfigError, match=r"extra\.timeout"):
+        ClientConfig.from_connection_parts(host=None, login="cli_x", password="s", extra={"timeout": timeout})
+
+
+@pytest.mark.parametrize(
+    "error", [{"permission_violations": None, "field_violations": [None]}, {"permission_violations": ["x"]}]
+)
+def test_malformed_error_details_still_make_a_typed_error(error: dict) -> None:
+    body = json.dumps({"code": 121003, "error": error}).encode()
+    with pytest.raises(FeishuVCAPIError, match="121003"):
+        parse_envelope(HttpResponse(400, {}, body))
+
+
+def test_a_status_answer_whose_data_is_not_an_object_is_a_typed_error() -> None:
+    clock = FakeClock()
+    answer = HttpResponse(200, {}, b'{"code": 0, "error": {}, "data": 1}')
+    with pytest.raises(FeishuVCAPIError, match="no data object"):
+        Script([answer], clock=clock).run(api.get_export("7111", POLICY, AppBudgets(100, clock=clock)))
+
+
+def test_a_redirect_claiming_success_is_an_error_never_an_answer() -> None:
+    answer = HttpResponse(302, {"location": "https://evil.example/"}, b'{"code": 0, "data": {"status": 3}}')
+    with pytest.raises(FeishuVCAPIError, match=r"redirect .*never followed"):
+        parse_envelope(answer)
+
+
+def test_a_token_endpoints_garbled_answer_is_not_quoted() -> None:
+    garbled = HttpResponse(200, {}, b'{"tenant_access_token": "t-leaked", "expire": 72')
+    with pytest.raises(FeishuVCAPIError) as raised:
+        parse_envelope(garbled, quote_body=False)
+    assert "t-leaked" not in str(raised.value) and "bytes not shown" in str(raised.value)
+
+
+def test_a_negative_content_length_says_nothing() -> None:
+    assert FileInfo.from_headers({"content-length": "-5"}).size is None
+
+
+def test_a_long_cjk_file_name_is_cut_to_a_name_linux_can_create() -> None:
+    header = "attachment; filename*=UTF-8''" + "%E4%BC%9A" * 120 + ".xlsx"  # 120 x 会: 360 bytes
+    name = safe_filename(filename_from_content_disposition(header), "fallback.xlsx")
+    assert name.endswith(".xlsx") and len(name.encode()) <= 200 and len(f".{name}.0123456789ab.part".encode()) <= 255
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"export_task_id": "1", "poll_interval": math.inf}, "poll_interval"),
+        ({"export_task_id": "1", "poll_interval": 0}, "poll_interval"),
+        ({"export_task_id": "1", "deadline": "tomorrow"}, "deadline"),
+        ({"export_task_id": "1", "deadline": math.nan}, "deadline"),
+        ({}, "export_task_id"),
+        ({"export_task_id": "1", "timeout": 5}, "timeout"),
+        ({"export_task_id": "1", "feishu_vc_conn_id": ""}, "feishu_vc_conn_id"),
+    ],
+)
+def test_a_trigger_from_bad_kwargs_fails_by_name(kwargs: dict, field: str) -> None:
+    from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
+
+    with pytest.raises(FeishuVCConfigError) as raised:
+        FeishuVCExportTrigger(**kwargs)
+    assert raised.value.field == field
+
+
+@pytest.mark.parametrize("destination", ["", "nope://x/y", "s3\x00://b/k"])
+def test_a_destination_no_store_takes_is_refused_by_name(destination: str) -> None:
+    from airflow_provider_feishu_vc.hooks.feishu_vc import as_storage_path
+
+    with pytest.raises(FeishuVCConfigError) as raised:
+        as_storage_path(destination)
+    assert raised.value.field == "destination"
+
+
+def test_a_zip_needing_a_newer_zip_version_is_not_an_xlsx_not_a_crash(tmp_path: Path) -> None:
+    """The shrunk example flipped one bit of the central directory's "version needed to extract"."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    raw = bytearray(buffer.getvalue())
+    central = raw.index(b"PK\x01\x02")
+    struct.pack_into("<H", raw, central + 6, 84)  # version needed: 8.4
+    (tmp_path / "v.xlsx").write_bytes(bytes(raw))
+    from airflow_provider_feishu_vc.tables import read_export
+
+    with pytest.raises(FeishuVCTableError, match="not a readable zip archive"):
+        read_export(tmp_path / "v.xlsx", "meeting_list")
