@@ -9,10 +9,10 @@ Three steps, one per task:
 2. ``wait_for_export`` waits until Feishu has built the file. ``deferrable=True`` hands the waiting to the
    triggerer, so no worker slot is held while Feishu works.
 3. ``download_export`` streams the file into the DAG's storage: ``[feishu_vc] storage_base`` (default: a folder
-   under AIRFLOW_HOME), at ``<dag_id>/<run_id>/<file name>``.
+   under AIRFLOW_HOME), at ``<dag_id>/<run_id>/<task_id>/<file name>``.
 
 Point the ``feishu_vc_default`` connection at your app: login = App ID, password = App Secret, host =
-``https://open.feishu.cn`` (or ``lark``). The app needs the ``vc:export`` scope; see the README.
+``https://open.feishu.cn`` (or ``lark``). The app needs the ``vc:export`` scope; see the docs' connection guide.
 """
 
 from __future__ import annotations
@@ -34,8 +34,11 @@ with DAG(
     catchup=False,
     tags=["feishu", "example"],
 ) as dag:
+    # [START howto_operator_feishu_vc_create_export]
     create_export = FeishuVCCreateExportOperator(task_id="create_export", export_type="meeting_list")
+    # [END howto_operator_feishu_vc_create_export]
 
+    # [START howto_sensor_feishu_vc_export]
     wait_for_export = FeishuVCExportSensor(
         task_id="wait_for_export",
         export_task_id=create_export.output,  # the export_task_id returned by create_export
@@ -43,8 +46,11 @@ with DAG(
         poke_interval=5,
         timeout=60 * 60,
     )
+    # [END howto_sensor_feishu_vc_export]
 
+    # [START howto_operator_feishu_vc_download_export]
     download_export = FeishuVCDownloadExportOperator(
         task_id="download_export",
         file_token=wait_for_export.output,  # {"export_task_id": ..., "file_token": ...}
     )
+    # [END howto_operator_feishu_vc_download_export]

@@ -31,6 +31,7 @@ with DAG(
     catchup=False,
     tags=["feishu", "example"],
 ) as dag:
+    # [START howto_operator_feishu_vc_export]
     FeishuVCExportOperator(
         task_id="export_meetings",
         export_type="meeting_list",  # the range defaults to the run's data interval: yesterday
@@ -41,3 +42,4 @@ with DAG(
         retries=2,
         retry_delay=timedelta(minutes=1),
     )
+    # [END howto_operator_feishu_vc_export]

@@ -121,3 +121,16 @@ def test_interrupted_download_leaves_nothing(emulator: FeishuVCEmulator, connect
         with pytest.raises(FeishuVCError):
             hook.download_export(file_token, tmp_path / "out.xlsx")
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_connection_of_another_type_works_with_a_warning_that_says_how_to_fix_it(
+    emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `airflow connections add --conn-type feishu-vc` stores conn_type "generic"; Airflow's own test then fails
+    # with an AttributeError before reaching this provider, so the hook is where the user hears what to do.
+    connection = {"conn_type": "generic", "host": emulator.url, "login": APP_ID, "password": APP_SECRET}
+    monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_GENERIC", json.dumps(connection))
+    hook = FeishuVCHook("feishu_vc_generic")
+    assert hook.get_conn().access_token()
+    warning = capsys.readouterr().out
+    assert "'generic'" in warning and "--conn-type feishu_vc" in warning and APP_SECRET not in warning

@@ -231,10 +231,15 @@ def build_export_body(export_type: str, fields: Mapping[str, Any]) -> tuple[Expo
     start_name, end_name = kind.time_range
     start, end = int(body[start_name]), int(body[end_name])
     if end <= start:
-        raise FeishuVCConfigError(end_name, f"({end}) must be after {start_name} ({start})")
+        raise FeishuVCConfigError(end_name, f"({_when(end)}) must be after {start_name} ({_when(start)})")
     # No longest range: the export APIs document none (the 1-year / 1-day limits belong to the synchronous
     # queries). A range Feishu refuses comes back as its own 121003 with the field and log_id.
     return kind, body
+
+
+def _when(unix_seconds: int) -> str:
+    """Unix seconds as ISO-8601 in UTC, as a message shows them."""
+    return dt.datetime.fromtimestamp(unix_seconds, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def validate_user_id_type(kind: ExportKind, user_id_type: str | None) -> str | None:

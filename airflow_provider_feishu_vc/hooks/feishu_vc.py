@@ -264,7 +264,9 @@ class FeishuVCHook(BaseHook):
     def config(self) -> ClientConfig:
         """The connection's settings, validated, with its secrets registered with the masker."""
         if self._config is None:
-            self._config = self._accepted(config_from_connection(self.get_connection(self.feishu_vc_conn_id)))
+            self._config = self._accepted(
+                config_from_connection(self._typed(self.get_connection(self.feishu_vc_conn_id)))
+            )
         return self._config
 
     async def aget_config(self) -> ClientConfig:
@@ -274,10 +276,40 @@ class FeishuVCHook(BaseHook):
         return self._config
 
     async def _aload_config(self) -> ClientConfig:
-        config = config_from_connection(await self.aget_connection(self.feishu_vc_conn_id))
+        try:
+            connection = await self.aget_connection(self.feishu_vc_conn_id)
+        except Exception as error:
+            if type(error).__name__ != "AirflowNotFoundException":
+                raise
+            raise FeishuVCConfigError("feishu_vc_conn_id", self._not_visible_to_triggers()) from None
+        config = config_from_connection(self._typed(connection))
         for secret in config.secrets:
             await amask_secret(secret)
         return self._warned(config)
+
+    def _typed(self, connection: Connection) -> Connection:
+        """The connection, with a warning when its type is not this provider's (it still works)."""
+        if connection.conn_type not in (None, "", self.conn_type):
+            self.log.warning(
+                "Connection %r has conn_type %r, not %r: the UI form and `airflow connections test` cannot find "
+                "this provider for it (`--conn-type feishu-vc` is stored as 'generic'). Add it again with "
+                "`airflow connections add %s --conn-type feishu_vc ...` or a feishu-vc:// URI.",
+                connection.conn_id,
+                connection.conn_type,
+                self.conn_type,
+                connection.conn_id,
+            )
+        return connection
+
+    def _not_visible_to_triggers(self) -> str:
+        conn_id = self.feishu_vc_conn_id
+        return (
+            f"connection {conn_id!r} is not visible to the trigger. Under `airflow dags test` or dag.test() a deferred "
+            "wait runs in line, where only connections from environment variables or a secrets backend are visible, "
+            "not ones added with `airflow connections add` or the UI (a deployed triggerer sees those). Either define "
+            f'it in the environment (AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "feishu_vc", ...}}\'), or '
+            "test the DAG with deferrable=False."
+        )
 
     def _accepted(self, config: ClientConfig) -> ClientConfig:
         """Register the connection's secrets with the masker and warn when TLS checks are off."""

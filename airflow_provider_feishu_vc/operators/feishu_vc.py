@@ -114,7 +114,8 @@ class FeishuVCCreateExportOperator(BaseOperator):
                 f"is not given and the DAG run's data interval is empty ({start} to {end}). Pass start_time and "
                 "end_time, or schedule the DAG with a timetable that has data intervals, e.g. "
                 'CronDataIntervalTimetable("@daily", timezone=...) (Airflow 3\'s plain "@daily" has none unless '
-                "[scheduler] create_cron_data_intervals is on).",
+                "[scheduler] create_cron_data_intervals is on). Import it from airflow.sdk (Airflow 3.2+), "
+                "airflow.timetables.interval (3.1), or airflow_provider_feishu_vc.compat (either).",
             )
         fields.setdefault("start_time", start)
         fields.setdefault("end_time", end)

@@ -13,7 +13,11 @@ from airflow_provider_feishu_vc.testing.emulator.server import FeishuVCEmulator
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_feishu_vc.testing.emulator", description="Run a local Feishu VC API emulator."
+        prog="python -m airflow_provider_feishu_vc.testing.emulator",
+        description="Run a local Feishu VC API emulator (no account, no network). Point a feishu_vc connection at "
+        'the URL it prints, e.g. AIRFLOW_CONN_FEISHU_VC_DEFAULT=\'{"conn_type": "feishu_vc", "host": '
+        '"http://127.0.0.1:8999", "login": "cli_emulator", "password": "emulator-secret"}\'.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     EmulatorOptions.add_arguments(parser)
     options = EmulatorOptions.from_arguments(parser.parse_args(argv))

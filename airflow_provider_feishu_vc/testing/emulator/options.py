@@ -19,7 +19,7 @@ class EmulatorOptions:
     """Every knob of one emulated Feishu tenant with one app. Tests may change them on a running emulator."""
 
     app_id: str = _option("cli_emulator", "the only App ID accepted (others get 10003)")
-    app_secret: str = _option("emulator-secret", "the only App Secret accepted (others get 10014)")
+    app_secret: str = _option("emulator-secret", "the only App Secret accepted (others get 10015)")
     host: str = _option("127.0.0.1", "loopback address to listen on")
     port: int = _option(0, "port to listen on (0: a free one)")
     export_delay: float = _option(2.0, "seconds until an export is done")
