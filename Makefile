@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: install test lint demo e2e bench fuzz lock lock-matrix test-matrix clean
+.PHONY: install test lint typecheck docs dist demo e2e bench fuzz lock lock-matrix test-matrix clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,28 @@ lint: install
 test: lint
 	$(PY) -m pytest
 
+# mypy --strict over the package (settings in pyproject.toml).
+typecheck: install
+	$(VENV)/bin/mypy
+
+# The documentation site, warnings as errors, then its pages opened in headless Chromium (Graphviz and Chromium
+# come from Debian's packages when missing).
+docs: install
+	$(PY) -m tests.os_packages dot=graphviz chromium
+	rm -rf docs/_build/html docs/_build/doctrees
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	$(PY) -m pytest -m docs tests/docs_site -p no:cacheprovider -q
+	@echo "docs: file://$(CURDIR)/docs/_build/html/index.html"
+
+# The sdist and the wheel, checked by twine, then the wheel installed into clean virtualenvs beside only a released
+# Airflow (DIST_LEGS: Airflow minors of the test matrix, default 3.3; "all" for every leg).
+DIST_LEGS ?= 3.3
+dist: install
+	rm -rf dist
+	$(PY) -m build --sdist --wheel --outdir dist . >/dev/null
+	$(VENV)/bin/twine check --strict dist/*
+	FEISHU_VC_DIST_LEGS="$(DIST_LEGS)" $(PY) -m pytest -m dist tests/dist -p no:cacheprovider -q
+
 demo: install
 	$(PY) scripts/demo.py
 
@@ -36,7 +58,7 @@ lock-matrix: install
 	$(PY) scripts/test_matrix.py --lock
 
 clean:
-	rm -rf $(VENV) .matrix .pytest_cache .ruff_cache
+	rm -rf $(VENV) .matrix .pytest_cache .ruff_cache dist docs/_build
 
 bench: install
 	AIRFLOW_HOME=$$(mktemp -d) $(PY) benchmarks/run.py $(BENCH_ARGS)

@@ -30,7 +30,7 @@ from airflow.sdk.log import mask_secret
 try:
     from airflow.sdk import conf
 except ImportError:  # Airflow 3.1
-    from airflow.configuration import conf  # type: ignore[no-redef]
+    from airflow.configuration import conf  # type: ignore[assignment,no-redef,unused-ignore]
 
 if TYPE_CHECKING:
     from airflow.sdk import CronDataIntervalTimetable
@@ -116,10 +116,12 @@ def get_variable(key: str) -> str | None:
     if _supervised():
         from airflow.sdk import Variable
 
-        return Variable.get(key, default=None)
-    from airflow.models.variable import Variable as StoredVariable
+        value = Variable.get(key, default=None)
+    else:
+        from airflow.models.variable import Variable as StoredVariable
 
-    return StoredVariable.get(key, default_var=None)
+        value = StoredVariable.get(key, default_var=None)
+    return None if value is None else str(value)
 
 
 def set_variable(key: str, value: str, description: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_feishu_vc import __version__
+
 INTEGRATION = "Feishu VC"
 SECRET = {"type": ["string", "null"], "format": "password"}
 
@@ -76,6 +78,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-feishu-vc",
+        "versions": [__version__],
         "name": "Feishu VC",
         "description": "Export Feishu / Lark video-conference data (meetings, participants, quality, room "
         "reservations) with a token-managing hook, a deferrable sensor and download operators.",

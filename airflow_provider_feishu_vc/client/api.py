@@ -54,7 +54,7 @@ class ExportTask:
                 msg=f"export {export_task_id}: the status answer has no data object ({data!r:.80})",
                 http_status=200,
             )
-        raw_status = data.get("status")
+        raw_status: Any = data.get("status")
         try:
             status = ExportStatus(int(raw_status))
         except (TypeError, ValueError):

@@ -22,7 +22,7 @@ from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTokenStoreError, FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo
 from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolicy, T
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, UserTokenStore
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, AccessToken, TokenCache, UserTokenStore
 from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
 if TYPE_CHECKING:
@@ -111,6 +111,14 @@ class AsyncFeishuVCClient(ExportCalls):
         super().__init__(config, token_cache=token_cache, policy=policy, token_store=token_store)
         self._session = session
         self._on_secret = on_secret
+
+    if TYPE_CHECKING:  # what the shared calls of ExportCalls return when this driver runs them
+
+        async def create_export(self, export_type: str, user_id_type: str | None = None, **fields: Any) -> str: ...
+
+        async def get_export(self, export_task_id: str, *, retries: int | None = None) -> api.ExportTask: ...
+
+        async def _renew_token(self, stale: str | None = None) -> AccessToken: ...
 
     async def access_token(self, *, stale: str | None = None) -> str:
         token = self.tokens.usable(self.token_key, stale)

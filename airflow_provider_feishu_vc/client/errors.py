@@ -68,7 +68,9 @@ class FeishuVCError(Exception):
     once the retries are spent (the same error, stating how many attempts were made).
     """
 
-    retryable = False
+    @property
+    def retryable(self) -> bool:
+        return False
 
     def after(self, attempts: int) -> FeishuVCError:
         return self
@@ -92,7 +94,9 @@ class FeishuVCTransportError(FeishuVCError):
         self.attempts = attempts
         super().__init__(f"Could not reach {host} after {attempts} attempt(s): {detail}")
 
-    retryable = True
+    @property
+    def retryable(self) -> bool:
+        return True
 
     def after(self, attempts: int) -> FeishuVCTransportError:
         return FeishuVCTransportError(self.host, self.detail, attempts)
@@ -171,7 +175,9 @@ class FeishuVCTokenStoreError(FeishuVCError):
 
     Retryable: the store is usually back within seconds (an API server restarting, a DB failover)."""
 
-    retryable = True
+    @property
+    def retryable(self) -> bool:
+        return True
 
 
 class FeishuVCTableError(FeishuVCError, ValueError):

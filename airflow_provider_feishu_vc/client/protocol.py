@@ -15,13 +15,14 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
+from airflow_provider_feishu_vc import __version__
 from airflow_provider_feishu_vc.client.budget import RateBudget, Slot
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCError
 
 T = TypeVar("T")
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
-USER_AGENT = "airflow-provider-feishu-vc/0.1.0"
+USER_AGENT = f"airflow-provider-feishu-vc/{__version__}"
 
 
 # --- what a flow asks its driver for ------------------------------------------------------------------------
@@ -206,7 +207,8 @@ def parse_envelope(response: HttpResponse, *, quote_body: bool = True) -> HttpRe
     if code == 0 and response.status < 400:
         response.payload = payload
         return response
-    error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+    raw_error = payload.get("error")
+    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
     # The v2 OAuth endpoint answers errors in OAuth's shape: ``error`` (a word) and ``error_description``, no msg.
     oauth_words = " / ".join(
         str(payload[key])

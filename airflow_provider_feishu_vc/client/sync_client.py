@@ -14,7 +14,7 @@ from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTokenStoreError, FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo
 from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolicy, T
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, UserTokenStore
+from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, AccessToken, TokenCache, UserTokenStore
 from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
 if TYPE_CHECKING:
@@ -41,6 +41,14 @@ class FeishuVCClient(ExportCalls):
         super().__init__(config, token_cache=token_cache, policy=policy, token_store=token_store)
         self._on_secret = on_secret
         self._http: httpx.Client | None = None
+
+    if TYPE_CHECKING:  # what the shared calls of ExportCalls return when this driver runs them
+
+        def create_export(self, export_type: str, user_id_type: str | None = None, **fields: Any) -> str: ...
+
+        def get_export(self, export_task_id: str, *, retries: int | None = None) -> api.ExportTask: ...
+
+        def _renew_token(self, stale: str | None = None) -> AccessToken: ...
 
     def access_token(self, *, stale: str | None = None, force: bool = False) -> str:
         """The app's access token from the cache, fetched when missing, near expiry, equal to ``stale``, or

@@ -279,11 +279,18 @@ class TokenCache:
 TOKEN_CACHE = TokenCache()
 
 
+def _token_fields(payload: Mapping[str, Any], value_key: str) -> Mapping[str, Any]:
+    """Where a token answer keeps its fields: in the answer itself (v2 OAuth) or in its ``data`` (v1)."""
+    data = payload.get("data")
+    return data if value_key not in payload and isinstance(data, dict) else payload
+
+
 def _token_from(payload: Mapping[str, Any], value_key: str, ttl_key: str) -> AccessToken:
-    source = payload.get("data") if value_key not in payload and isinstance(payload.get("data"), dict) else payload
+    source = _token_fields(payload, value_key)
     value = source.get(value_key)
+    raw_lifetime: Any = source.get(ttl_key)
     try:
-        lifetime = float(source.get(ttl_key))
+        lifetime = float(raw_lifetime)
     except (TypeError, ValueError):
         lifetime = 0.0
     refresh_token = source.get("refresh_token")
@@ -375,7 +382,7 @@ def fetch_user_token(
             mine, holder = yield from _claim_lease()
         except FeishuVCTokenStoreError:
             return (yield from _keep_while_the_store_is_down(current, stale))
-        if holder == mine:
+        if mine is not None and holder == mine:
             return (yield from _refresh_holding(config, policy, newest, current, stale, mine))
         # Another process is refreshing: wait for its tokens, as long as its lease (a slow save included) lasts.
         until = holder.until if holder is not None else time.time()
@@ -560,7 +567,7 @@ def exchange_authorization_code(
 def _to_store(
     token: AccessToken, payload: Mapping[str, Any], *, generation: int, grant: str | None
 ) -> StoredUserTokens:
-    source = payload.get("data") if "access_token" not in payload and isinstance(payload.get("data"), dict) else payload
+    source = _token_fields(payload, "access_token")
     refresh_lifetime = source.get("refresh_token_expires_in")
     refresh_expires_at = None
     if isinstance(refresh_lifetime, (int, float)) and not isinstance(refresh_lifetime, bool) and refresh_lifetime > 0:

@@ -202,9 +202,9 @@ class LoopConfigCache:
 
     def __init__(self, ttl: float = 60.0) -> None:
         self.ttl = ttl
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future]]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._loops: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[ClientConfig]]]
+        ] = weakref.WeakKeyDictionary()
 
     async def get(self, conn_id: str, load: Callable[[], Awaitable[ClientConfig]]) -> ClientConfig:
         entries = self._loops.setdefault(asyncio.get_running_loop(), {})

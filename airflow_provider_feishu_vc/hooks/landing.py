@@ -194,6 +194,7 @@ def _modified(entry: dict[str, Any]) -> float | None:
         value = entry.get(key)
         if isinstance(value, (int, float)):
             return float(value)
-        if hasattr(value, "timestamp"):
-            return float(value.timestamp())
+        timestamp = getattr(value, "timestamp", None)
+        if callable(timestamp):
+            return float(timestamp())
     return None

@@ -4,7 +4,6 @@ default storage base (a folder per task instance), the asset event, and the Open
 from __future__ import annotations
 
 import os
-from logging import Logger
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset
@@ -15,10 +14,13 @@ from airflow_provider_feishu_vc.hooks.feishu_vc import as_storage_path
 from airflow_provider_feishu_vc.operators.tries import fail_on_bad_input
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.sdk import BaseOperator, Context, ObjectStoragePath
 
     from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
+    OperatorBase = BaseOperator
+else:
+    OperatorBase = object  # a mixin of operators: it has their attributes when mixed in
 
 #: What the download and export operators can land: the export's xlsx as Feishu made it, or a typed table.
 OUTPUT_FORMATS = ("xlsx", "parquet", "csv")
@@ -52,7 +54,7 @@ def lineage_name(path: ObjectStoragePath) -> tuple[str, str]:
     return f"{protocol}://{bucket}", key
 
 
-class LandsExportFiles:
+class LandsExportFiles(OperatorBase):
     """Where and how an export's file lands: the download operator's and the one-task operator's destination
     options, the asset event, and the landed file remembered for later tries."""
 
@@ -63,10 +65,6 @@ class LandsExportFiles:
     output_format: str
     table_timezone: str
     table_schema: str
-    outlets: list[Any]
-    dag_id: str
-    task_id: str
-    log: Logger
 
     def take_destination(
         self,
@@ -91,7 +89,8 @@ class LandsExportFiles:
         self.table_timezone = table_timezone
         self.table_schema = table_schema
         if not self.outlets:
-            self.outlets = [self.export_asset(self.dag_id if self.has_dag() else "", self.task_id)]
+            in_dag = self.has_dag()  # type: ignore[no-untyped-call,unused-ignore]  # not annotated in Airflow
+            self.outlets = [self.export_asset(self.dag_id if in_dag else "", self.task_id)]
 
     @staticmethod
     def export_asset(dag_id: str, task_id: str) -> Asset:
@@ -134,7 +133,7 @@ class LandsExportFiles:
         "schema_fingerprint"}``."""
         target, into_folder = self._target(context)
         fallback = f"{export_task_id}.xlsx" if export_task_id else "feishu_vc_export.xlsx"
-        options = {"into_folder": into_folder, "overwrite": self.overwrite, "fallback_name": fallback}
+        options: dict[str, Any] = {"into_folder": into_folder, "overwrite": self.overwrite, "fallback_name": fallback}
         try:
             if self.output_format == "xlsx":
                 landed_file = hook.download_export(file_token, target, **options)

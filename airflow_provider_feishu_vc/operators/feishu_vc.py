@@ -27,6 +27,8 @@ from airflow_provider_feishu_vc.operators.tries import (
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
+    from airflow_provider_feishu_vc.client.api import ExportTask
+
 
 #: Kinds whose query range defaults to the DAG run's data interval (start_time / end_time).
 INTERVAL_DEFAULTED_KINDS = ("meeting_list", "resource_reservation_list")
@@ -292,13 +294,14 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
         if self.timeout is not None and self.timeout <= 0:
             raise FeishuVCConfigError("timeout", f"must be a positive number of seconds or None, not {timeout!r}")
 
-    def execute(self, context: Context) -> Landed:
+    def execute(self, context: Context) -> Landed:  # type: ignore[override]  # the landed file, not the export id
         from airflow_provider_feishu_vc.client.api import ExportStatus
 
         hook = FeishuVCHook(self.feishu_vc_conn_id)
         try:
             fields, request = self.resolved_request(context, hook, **self.destination_parts(context))
             resumed = reusable_export(hook, context, request, self.log)
+            task: ExportTask | None
             if resumed is not None:
                 earlier, task = resumed
                 export_task_id = earlier.export_task_id

@@ -15,8 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from logging import Logger
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError
 from airflow_provider_feishu_vc.compat import fail_task, task_state
@@ -26,6 +25,15 @@ if TYPE_CHECKING:
 
     from airflow_provider_feishu_vc.client.api import ExportTask
     from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+
+
+class TaskLog(Protocol):
+    """What these helpers log through: a task's ``self.log``."""
+
+    def info(self, message: str, /, *args: Any) -> Any: ...
+
+    def warning(self, message: str, /, *args: Any) -> Any: ...
+
 
 #: The task-state key (Airflow 3.3+) of the export a try started, kept across the tries of one task instance.
 EXPORT_KEY = "feishu_vc_export"
@@ -57,7 +65,7 @@ def fail_on_bad_input(error: Exception) -> NoReturn:
     fail_task(str(error), cause=error)
 
 
-def recall(context: Context, request: str, log: Logger) -> EarlierExport | None:
+def recall(context: Context, request: str, log: TaskLog) -> EarlierExport | None:
     """The export an earlier try of this task instance kept for this same ``request`` (None otherwise)."""
     state = task_state(context)
     if state is None:
@@ -95,7 +103,7 @@ def forget(context: Context) -> None:
 
 
 def reusable_export(
-    hook: FeishuVCHook, context: Context, request: str, log: Logger
+    hook: FeishuVCHook, context: Context, request: str, log: TaskLog
 ) -> tuple[EarlierExport, ExportTask] | None:
     """The export an earlier try of this task instance started for the same request, with its state, while
     Feishu still has it and it has not failed (Airflow 3.3+; before 3.3 every try starts afresh)."""

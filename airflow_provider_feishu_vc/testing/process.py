@@ -25,7 +25,8 @@ from airflow_provider_feishu_vc.testing.emulator.options import EmulatorAddress
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class EmulatorProcess(EmulatorAddress):
@@ -61,7 +62,8 @@ class EmulatorProcess(EmulatorAddress):
             return json.load(answer)
 
     def stats(self) -> dict[str, Any]:
-        return self._admin(ADMIN_STATS_PATH)
+        stats: dict[str, Any] = self._admin(ADMIN_STATS_PATH)
+        return stats
 
     def configure(self, **changes: Any) -> None:
         """Change options of the running emulator (``rate_limit``, ``export_delay``, ...)."""
@@ -77,7 +79,8 @@ class EmulatorProcess(EmulatorAddress):
         self._admin(ADMIN_FINISH_PATH, {})
 
     def export_ready_times(self) -> dict[str, float]:
-        return self._admin(ADMIN_EXPORTS_PATH, timeout=30)
+        ready_times: dict[str, float] = self._admin(ADMIN_EXPORTS_PATH, timeout=30)
+        return ready_times
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

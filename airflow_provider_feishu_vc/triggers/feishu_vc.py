@@ -77,7 +77,7 @@ class FeishuVCExportTrigger(BaseTrigger):
         deadline: float | None = None,
         **unknown: Any,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call,unused-ignore]  # BaseTrigger has no annotations
         if unknown:  # kwargs stored by another release of the provider
             name = sorted(unknown)[0]
             raise FeishuVCConfigError(

@@ -89,11 +89,12 @@ def _flag(text: str) -> bool:
     return text.strip().lower() in ("true", "1", "yes")
 
 
-def _value_type(default: Any, annotation: str) -> Any:
-    if isinstance(default, bool) or annotation == "bool":
+def _value_type(default: Any, annotation: object) -> Any:
+    type_name = str(annotation)  # dataclass fields hold their annotation as a string under postponed evaluation
+    if isinstance(default, bool) or type_name == "bool":
         return _flag
     for kind in (int, float, str):
-        if (isinstance(default, kind) and not isinstance(default, bool)) or annotation.startswith(kind.__name__):
+        if (isinstance(default, kind) and not isinstance(default, bool)) or type_name.startswith(kind.__name__):
             return kind
     return str
 
