@@ -4,9 +4,10 @@ calamine (under fastexcel) allocates a sheet's whole cell range up front, so one
 (``XFD1048576``) asks for hundreds of gigabytes, and Rust aborts the process when an allocation fails. A worker
 must not die of a bad file, so sheets are read here, in a process of their own, under an address-space limit set
 for each read: a file that needs more kills this helper, the worker reports it and starts a new helper for the
-next file. The helper reads the cells, types them (``reader.py``) and writes the result where it was asked: an
-Arrow IPC file (for ``read_export``), or the Parquet or CSV file itself, typing the next chunk of rows while it
-writes the last. It stays up between reads, warm, until its worker closes its stdin.
+next file. The helper reads the cells a piece of the sheet at a time (``pieces.py``), types them (``reader.py``)
+and writes the result where it was asked: an Arrow IPC file (for ``read_export``), or the Parquet or CSV file
+itself: one thread cuts the next piece while two read pieces and one types the next chunk of rows, in order.
+It stays up between reads, warm, until its worker closes its stdin.
 
 Protocol: one JSON request per line on stdin, one JSON answer per line on stdout (``ok``, ``rows``, ``schema``
 (hex of the Arrow schema), ``warnings``; else ``error`` and ``table_error``).
@@ -18,9 +19,16 @@ import json
 import resource
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from airflow_provider_feishu_vc.tables.pieces import Piece
 
 
 def address_space() -> int:
@@ -48,38 +56,174 @@ def memory_limit(extra: int) -> Any:
 
 
 def convert(request: dict[str, Any]) -> dict[str, Any]:
-    """Read the sheet's cells, type them chunk by chunk, write them out."""
-    import fastexcel
-    import pyarrow as pa
+    """Read the sheet's cells piece by piece (see ``pieces.py``), type them chunk by chunk, write them out; read it
+    whole instead when a piece meets something that reading it alone could get wrong."""
+    from airflow_provider_feishu_vc.tables.pieces import PIECE_BYTES, Piece, WholeSheetNeeded, pieces
 
+    path, sheet = request["path"], request["sheet"]
+    with memory_limit(int(request["memory_limit"])):
+        try:
+            return _convert(request, pieces(path, sheet, int(request.get("piece_bytes") or PIECE_BYTES)))
+        except WholeSheetNeeded:
+            return _convert(request, iter([Piece(path, sheet, 1, whole=True)]))
+
+
+#: Pieces read at once, one thread each (calamine releases the GIL while it parses).
+READS_AT_ONCE = 2
+#: Rows typed at once, and written as one Parquet row group (so a sheet read whole is typed in chunks too).
+ROWS_PER_CHUNK = 65_536
+
+
+class PieceReads:
+    """The sheet's pieces, cut by one thread and read by up to :data:`READS_AT_ONCE` others, handed out in order as
+    Arrow tables of text cells with the sheet row of their first row. Bounded: at most one piece cut ahead."""
+
+    def __init__(self, stack: ExitStack, sheet_pieces: Iterator[Piece], path: str) -> None:
+        self.cutter = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="cut"))
+        self.readers = stack.enter_context(ThreadPoolExecutor(READS_AT_ONCE, thread_name_prefix="read"))
+        self.sheet_pieces, self.path = sheet_pieces, path
+        self.upcoming: Future[Piece | None] | None = self.cutter.submit(next, sheet_pieces, None)
+        self.reads: deque[tuple[Future[pa.Table], int]] = deque()
+        self.seconds_reading = 0.0
+
+    def __iter__(self) -> Iterator[tuple[pa.Table, int]]:
+        self.top_up(wait=True)
+        while self.reads:
+            read, first_row = self.reads[0]
+            while not read.done():  # start the next read as soon as its piece is cut
+                cutting = self.upcoming if self.upcoming is not None and len(self.reads) < READS_AT_ONCE else None
+                wait([read] if cutting is None else [read, cutting], return_when=FIRST_COMPLETED)
+                self.top_up()
+            self.reads.popleft()
+            cells = read.result()
+            self.top_up(wait=not self.reads)
+            yield cells, first_row
+
+    def top_up(self, wait: bool = False) -> None:
+        """Start reading the pieces cut so far while fewer than :data:`READS_AT_ONCE` are being read (``wait``:
+        wait for the next piece to be cut)."""
+        while self.upcoming is not None and len(self.reads) < READS_AT_ONCE and (wait or self.upcoming.done()):
+            piece = self.upcoming.result()
+            if piece is None:
+                self.upcoming = None
+                return
+            self.upcoming = self.cutter.submit(next, self.sheet_pieces, None)
+            self.reads.append((self.readers.submit(self._read, piece), piece.first_row))
+            wait = False
+
+    def _read(self, piece: Piece) -> pa.Table:
+        import fastexcel
+        import pyarrow as pa
+
+        from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
+        from airflow_provider_feishu_vc.tables.pieces import damaged_part
+
+        # calamine does not check CRC-32: for a sheet read whole, check it beside the read (cut pieces are checked
+        # as they are inflated)
+        damage = self.cutter.submit(damaged_part, self.path) if piece.whole else None
+        began = time.perf_counter()
+        try:
+            batch = fastexcel.read_excel(piece.source).load_sheet(
+                piece.sheet, header_row=None, dtypes="string", skip_whitespace_tail_rows=True, eager=True
+            )
+        except Exception:
+            if damage is not None and (damaged := damage.result()):  # what broke the read, said plainly
+                raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}") from None
+            raise
+        self.seconds_reading += time.perf_counter() - began
+        if damage is not None and (damaged := damage.result()):
+            raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
+        return pa.Table.from_batches([batch])
+
+
+def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str, Any]:
+
+    from airflow_provider_feishu_vc.tables.pieces import WholeSheetNeeded
     from airflow_provider_feishu_vc.tables.reader import TableBuilder
     from airflow_provider_feishu_vc.tables.writers import open_writer
 
     started = time.perf_counter()
-    with memory_limit(int(request["memory_limit"])):
-        batch = fastexcel.read_excel(request["path"]).load_sheet(
-            request["sheet"], header_row=None, dtypes="string", skip_whitespace_tail_rows=True, eager=True
-        )
-        read = time.perf_counter()
-        cells = pa.Table.from_batches([batch])
-        del batch
-        builder = TableBuilder(cells, request["export_type"], request["timezone"], request["schema"])
-        rows = 0
-        with open_writer(request["output"], request["out"], builder.schema) as write, ThreadPoolExecutor(1) as pool:
-            chunks = builder.chunks(cells)
-            chunk, first = next(chunks)
-            pending = pool.submit(builder.convert, chunk, first)
-            for chunk, first in chunks:  # type the next chunk while this one is written
-                typed = pending.result()
-                pending = pool.submit(builder.convert, chunk, first)
+    builder: TableBuilder | None = None
+    gathered = RowsGathered()
+    rows = 0
+    with ExitStack() as stack:
+        reads = PieceReads(stack, sheet_pieces, request["path"])
+        typist = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="type"))
+        pending: Future[pa.Table] | None = None
+
+        def type_gathered() -> None:  # the next chunk is typed while the last one is written
+            nonlocal pending, rows
+            assert builder is not None
+            typed = pending.result() if pending is not None else None
+            pending = typist.submit(builder.convert, *gathered.take())
+            if typed is not None:
                 write(typed)
                 rows += typed.num_rows
-            typed = pending.result()
+
+        for cells, first_row in reads:
+            if builder is None:
+                builder = TableBuilder(cells, request["export_type"], request["timezone"], request["schema"])
+                write = stack.enter_context(open_writer(request["output"], request["out"], builder.schema))
+                gathered.width = cells.num_columns
+            elif builder.has_data_outside(cells):
+                raise WholeSheetNeeded("a later piece has data in a column the first did not")
+            if not gathered.follows(first_row + 1):
+                type_gathered()
+            gathered.add(cells.slice(1), first_row + 1)
+            del cells
+            while gathered.rows >= ROWS_PER_CHUNK:
+                type_gathered()
+            reads.top_up()
+        assert builder is not None, "pieces() yields at least the whole sheet"
+        while gathered.rows or pending is None:  # the rest, or the empty table of a sheet with a header alone
+            type_gathered()
+        typed = pending.result() if pending is not None else None
+        if typed is not None:
             write(typed)
             rows += typed.num_rows
-    seconds = {"read": read - started, "typed_and_written": time.perf_counter() - read}
+    seconds = {"read": reads.seconds_reading, "total": time.perf_counter() - started}
     schema = builder.schema.serialize().to_pybytes().hex()
     return {"rows": rows, "schema": schema, "warnings": builder.warnings, "seconds": seconds}
+
+
+class RowsGathered:
+    """Data rows of consecutive pieces, gathered into one chunk of about :data:`ROWS_PER_CHUNK` rows: a chunk is typed
+    at once and lands as one Parquet row group, however small the pieces."""
+
+    def __init__(self) -> None:
+        self.width = 0
+        self.tables: list[pa.Table] = []
+        self.first_row = 0
+        self.rows = 0
+
+    def follows(self, first_row: int) -> bool:
+        """Whether rows starting at sheet row ``first_row`` continue the gathered ones (or none are gathered)."""
+        return not self.tables or first_row == self.first_row + self.rows
+
+    def add(self, data: pa.Table, first_row: int) -> None:
+        import pyarrow as pa
+
+        if not self.tables:
+            self.first_row = first_row
+        # every piece as wide as the first: a later one may lack trailing empty columns or have empty extra ones
+        columns = [data.column(i) if i < data.num_columns else pa.nulls(data.num_rows, pa.string())
+                   for i in range(self.width)]  # fmt: skip
+        self.tables.append(pa.Table.from_arrays(columns, names=[f"c{i}" for i in range(self.width)]))
+        self.rows += data.num_rows
+
+    def take(self) -> tuple[pa.Table, int]:
+        """Up to :data:`ROWS_PER_CHUNK` of the gathered rows, with the sheet row of the first; the rest stay."""
+        import pyarrow as pa
+
+        gathered = pa.concat_tables(self.tables)
+        taken, rest = gathered.slice(0, ROWS_PER_CHUNK), gathered.slice(ROWS_PER_CHUNK)
+        first_row = self.first_row
+        self.tables, self.first_row, self.rows = (
+            ([rest] if rest.num_rows else []),
+            first_row + taken.num_rows,
+            rest.num_rows,
+        )
+        return taken, first_row
 
 
 def serve(request: dict[str, Any]) -> dict[str, Any]:

@@ -147,11 +147,24 @@ class TableBuilder:
             layout.append(SheetColumn(position, header or "", name, column))
         return layout
 
-    def chunks(self, cells: pa.Table, rows_per_chunk: int = 65_536) -> Iterator[tuple[pa.Table, int]]:
-        """The data rows (row 1 holds the headers) in slices, each with the sheet row of its first row."""
+    def chunks(
+        self, cells: pa.Table, rows_per_chunk: int = 65_536, *, first_row: int = 2
+    ) -> Iterator[tuple[pa.Table, int]]:
+        """The data rows (the first row of ``cells`` holds the headers; ``first_row`` is the sheet row of the next)
+        in slices, each with the sheet row of its first row."""
         data = cells.slice(1)
         for start in range(0, max(data.num_rows, 1), rows_per_chunk):
-            yield data.slice(start, rows_per_chunk), start + 2
+            yield data.slice(start, rows_per_chunk), first_row + start
+
+    def has_data_outside(self, cells: pa.Table) -> bool:
+        """Whether a later piece of the sheet (its first row a copy of the headers) has data in a column this
+        layout left out: one with neither a header nor data in the first piece."""
+        kept = {entry.position for entry in self.layout}
+        return any(
+            pc.any(pc.fill_null(values.present(cells.column(position).slice(1)), False)).as_py()
+            for position in range(cells.num_columns)
+            if position not in kept
+        )
 
     def convert(self, data: pa.Table, first_row: int) -> pa.Table:
         """One chunk of data rows, typed; ``first_row`` is the sheet row of its first row (for messages)."""

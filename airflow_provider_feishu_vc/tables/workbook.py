@@ -4,7 +4,9 @@ a child process under a memory limit (see ``_sheet_process.py``), so that no fil
 Checks before parsing (from the zip's central directory, no decompression): it is a zip archive; it has a workbook
 part; no part declares more than :data:`MAX_PART_BYTES` once decompressed, nor expands more than
 :data:`MAX_COMPRESSION_RATIO` times (a zip bomb's signature; real sheets compress 5 to 30 times). A part that lies
-about its size, or cells far outside the data, meet the helper's memory limit instead.
+about its size, or cells far outside the data, meet the helper's memory limit instead. The helper checks every
+part's CRC-32 as it reads (``pieces.py``): calamine does not, and a flipped bit in a compressed sheet can read as
+other rows.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
+from airflow_provider_feishu_vc.tables import pieces
 
 MAX_PART_BYTES = 8 * 2**30
 MAX_COMPRESSION_RATIO = 250
@@ -199,6 +202,7 @@ def convert(
             request = {
                 "path": os.path.abspath(path), "sheet": sheet, "export_type": export_type, "timezone": timezone,
                 "schema": schema, "output": output, "out": out, "memory_limit": memory_limit, "timeout": timeout,
+                "piece_bytes": pieces.PIECE_BYTES,
             }  # fmt: skip
             answer = SheetReader.shared().read(request)
     finally:

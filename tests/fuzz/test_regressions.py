@@ -123,3 +123,24 @@ def test_a_zip_needing_a_newer_zip_version_is_not_an_xlsx_not_a_crash(tmp_path: 
 
     with pytest.raises(FeishuVCTableError, match="not a readable zip archive"):
         read_export(tmp_path / "v.xlsx", "meeting_list")
+
+
+def test_a_flipped_bit_in_a_compressed_sheet_is_damage_not_other_rows(tmp_path: Path) -> None:
+    """The deep run's example: one bit of the deflated sheet turned cell A13 into A1 and B13 into B313, and the sheet
+    reader, which does not check CRC-32, read 21 rows of a 20-row export. The archive's checksum now decides."""
+    from airflow_provider_feishu_vc.tables import read_export
+    from tests.tables.workbooks import write
+
+    path = write(tmp_path / "v.xlsx", ["会议ID", "会议开始时间", "音频"],
+                 [["1", "2022.07.21 11:01:40 (GMT+08:00)", "是"]] * 20)  # fmt: skip
+    raw = bytearray(path.read_bytes())
+    assert read_export(bytes(raw), "meeting_list").num_rows == 20
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.getinfo("xl/worksheets/sheet1.xml")
+    name_length, extra_length = struct.unpack_from("<HH", raw, sheet.header_offset + 26)
+    data_start = sheet.header_offset + 30 + name_length + extra_length
+    raw[data_start + sheet.compress_size // 2] ^= 1
+    with pytest.raises(
+        FeishuVCTableError, match=r"damaged xlsx workbook: Bad CRC-32 for file 'xl/worksheets/sheet1\.xml'"
+    ):
+        read_export(bytes(raw), "meeting_list")

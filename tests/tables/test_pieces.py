@@ -1,0 +1,130 @@
+"""Reading a big sheet a piece at a time (tables/pieces.py) gives exactly the table reading it whole gives: every
+kind and header style, bad cells named by their real sheet row, a column whose only data sits in a later piece, a
+damaged sheet; and the sheets that must be read whole are."""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
+from airflow_provider_feishu_vc.tables import pieces, read_export
+from airflow_provider_feishu_vc.tables.contract import CONTRACTS
+from airflow_provider_feishu_vc.testing.emulator import data
+from airflow_provider_feishu_vc.testing.emulator.workbook import write_stored_workbook, write_workbook
+from tests.tables.workbooks import write
+
+BODY = {"start_time": "1700000000", "end_time": "1700036000", "meeting_start_time": "1700000000",
+        "meeting_end_time": "1700003600", "join_time": "1700000060", "room_level_id": "x"}  # fmt: skip
+SMALL_PIECES = 8 * 1024
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Pieces of 8 KiB: a few hundred rows make dozens of pieces (the value travels to the helper in each read)."""
+    monkeypatch.setattr(pieces, "PIECE_BYTES", SMALL_PIECES)
+    return SMALL_PIECES
+
+
+def read_whole(path: Path, kind: str, monkeypatch: pytest.MonkeyPatch, **options: str) -> object:
+    with monkeypatch.context() as patch:
+        patch.setattr(pieces, "PIECE_BYTES", 2**40)
+        return read_export(path, kind, **options)
+
+
+@pytest.mark.parametrize("kind", sorted(CONTRACTS))
+@pytest.mark.parametrize("style", sorted(data.HEADER_STYLES))
+def test_every_kind_and_style_reads_the_same_in_pieces_as_whole(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch, kind: str, style: str
+) -> None:
+    path = tmp_path / "export.xlsx"
+    write_workbook(path, "s", data.headers(kind, style), data.rows(kind, BODY, 400, 600, style))
+    cut = list(pieces.pieces(str(path), 0, small_pieces))
+    assert len(cut) > 10 and not any(piece.whole for piece in cut)
+    whole = read_whole(path, kind, monkeypatch)
+    in_pieces = read_export(path, kind)
+    assert in_pieces.num_rows == 400
+    assert in_pieces.equals(whole, check_metadata=True)
+
+
+def test_pieces_cover_every_row_once_in_order(tmp_path: Path, small_pieces: int) -> None:
+    path = tmp_path / "export.xlsx"
+    write_workbook(path, "s", ["会议ID"], ([str(n)] for n in range(1, 2001)))
+    seen: list[str] = []
+    import fastexcel
+
+    for number, piece in enumerate(pieces.pieces(str(path), 0, small_pieces)):
+        column = fastexcel.read_excel(piece.source).load_sheet(0, header_row=None, dtypes="string").to_arrow()
+        values = column.column(0).to_pylist()
+        assert values[0] == "会议ID"  # the header, or its copy just above the piece's first row
+        if number:
+            assert piece.first_row == int(values[1])  # the copy sits in the row above: sheet row = value + 1 - 1
+        seen += values[1:]
+    assert seen == [str(n) for n in range(1, 2001)]
+
+
+def test_a_bad_cell_in_a_later_piece_is_named_by_its_sheet_row(tmp_path: Path, small_pieces: int) -> None:
+    header = data.headers("meeting_list")
+    rows = list(data.rows("meeting_list", BODY, 600, 600))
+    start = header.index("会议开始时间")
+    rows[477][start] = "not a time"
+    path = tmp_path / "export.xlsx"
+    write_workbook(path, "s", header, rows)
+    with pytest.raises(FeishuVCTableError, match=r"sheet row 479\b.*'not a time'"):
+        read_export(path, "meeting_list")
+
+
+def test_a_column_whose_only_data_is_in_a_later_piece_is_kept_as_when_read_whole(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    header = data.headers("meeting_list")
+    rows = [[*row, ""] for row in data.rows("meeting_list", BODY, 500, 600)]
+    rows[450][-1] = "a note nobody headed"
+    path = tmp_path / "export.xlsx"
+    write_workbook(path, "s", [*header, ""], rows)
+    in_pieces = read_export(path, "meeting_list")
+    assert in_pieces.equals(read_whole(path, "meeting_list", monkeypatch))
+    extra = f"column_{len(header) + 1}"
+    assert in_pieces.column(extra).to_pylist()[450] == "a note nobody headed"
+
+
+def test_a_damaged_sheet_read_in_pieces_is_an_error_naming_the_damage(tmp_path: Path, small_pieces: int) -> None:
+    path = tmp_path / "export.xlsx"
+    write_workbook(path, "s", data.headers("meeting_list"), data.rows("meeting_list", BODY, 300, 600))
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.getinfo("xl/worksheets/sheet1.xml")
+    name_length, extra_length = struct.unpack_from("<HH", raw, sheet.header_offset + 26)
+    raw[sheet.header_offset + 30 + name_length + extra_length + sheet.compress_size * 3 // 4] ^= 0x10
+    with pytest.raises(FeishuVCTableError, match=r"^source is a damaged xlsx workbook: "):
+        read_export(bytes(raw), "meeting_list")
+
+
+def test_sheets_that_must_be_read_whole_are(tmp_path: Path, small_pieces: int) -> None:
+    header, rows = data.headers("meeting_list"), list(data.rows("meeting_list", BODY, 300, 600))
+    small = tmp_path / "small.xlsx"
+    write_workbook(small, "s", header, rows[:2])
+    assert [p.whole for p in pieces.pieces(str(small), 0, 2**20)] == [True]
+    unnumbered = tmp_path / "unnumbered.xlsx"  # the stdlib writer's rows carry no r="..."
+    write_stored_workbook(unnumbered, "s", header, rows, len(rows))
+    assert [p.whole for p in pieces.pieces(str(unnumbered), 0, small_pieces)] == [True]
+    shared = tmp_path / "shared.xlsx"  # XlsxWriter's default: a shared-strings table
+    write(shared, header, rows)
+    with monkeypatch_shared_limit(0):
+        assert [p.whole for p in pieces.pieces(str(shared), 0, small_pieces)] == [True]
+    assert not any(p.whole for p in pieces.pieces(str(shared), 0, small_pieces))  # a small table is cut too
+    assert [p.whole for p in pieces.pieces(str(small), "another sheet", 1)] == [True]
+
+
+class monkeypatch_shared_limit:
+    def __init__(self, limit: int) -> None:
+        self.limit, self.saved = limit, pieces.MAX_SHARED_STRINGS_BYTES
+
+    def __enter__(self) -> None:
+        pieces.MAX_SHARED_STRINGS_BYTES = self.limit
+
+    def __exit__(self, *_: object) -> None:
+        pieces.MAX_SHARED_STRINGS_BYTES = self.saved
