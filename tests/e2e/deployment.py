@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_feishu_vc.testing.process import free_port
+from tests import os_packages
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -32,29 +33,19 @@ def _postgres_bin() -> Path:
     for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (candidate / "initdb").exists():
             return candidate
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "postgresql"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        return _postgres_bin()
-    raise StepFailed("PostgreSQL is not installed and cannot be installed here (needs root and apt-get)")
+    try:
+        os_packages.install("postgresql")
+    except os_packages.MissingOSPackage as error:
+        raise StepFailed(str(error)) from None
+    return _postgres_bin()
 
 
 def chromium_path() -> Path:
     """Debian's chromium, installed from the OS packages when missing (as PostgreSQL is)."""
-    found = shutil.which("chromium")
-    if found:
-        return Path(found)
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, stdout=subprocess.DEVNULL, env=env)
-        return chromium_path()
-    raise StepFailed("chromium is not installed and cannot be installed here (needs root and apt-get)")
+    try:
+        return Path(os_packages.command("chromium", "chromium"))
+    except os_packages.MissingOSPackage as error:
+        raise StepFailed(str(error)) from None
 
 
 def _wait_for_port(port: int, seconds: float, what: str, process: subprocess.Popen | None = None) -> None:

@@ -90,7 +90,7 @@ def test_the_connection_form_in_a_real_browser(deployment: Deployment, feishu: E
             dialog.get_by_role("button", name="Close").click()
 
             # Test: Airflow 3.3.2's button sends port 0 for the hidden Port, which its own server refuses as
-            # "a different destination" (apache/airflow#73298; README). Pressed here to show what users meet.
+            # "a different destination" (apache/airflow#73298; docs/connections.md). Pressed to show what users meet.
             page.get_by_role("row").filter(has_text=CONN_ID).get_by_role("button", name="Test Connection").click()
             expect(page.get_by_text("Test Connection Failed")).to_be_visible()
             expect(page.get_by_text("Bad Request")).to_be_visible()
