@@ -41,13 +41,61 @@ def _csv_ready(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=table.schema.names)
 
 
-CSV_OPTIONS = {"include_header": True, "eol": "\r\n", "quoting_style": "needed"}
+CSV_OPTIONS = {"include_header": True, "quoting_style": "needed"}
+
+
+def _writes_crlf_itself() -> bool:
+    """Whether this pyarrow takes ``WriteOptions(eol=...)`` (pyarrow 24, which Airflow 3.2's constraints may pin,
+    does not)."""
+    try:
+        pa_csv.WriteOptions(eol="\r\n")
+    except TypeError:
+        return False
+    return True
+
+
+class CrlfRecordEnds:
+    """A binary sink that ends each CSV record with CRLF for a pyarrow without ``eol``: a ``\\n`` outside quotes
+    becomes ``\\r\\n``, one inside a quoted value stays as it is (pyarrow quotes every value holding a line break,
+    doubling its quotes, so the quotes seen so far tell inside from outside)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.quoted = False
+
+    def write(self, data: bytes) -> int:
+        pieces = bytes(data).split(b'"')
+        out = []
+        for index, piece in enumerate(pieces):
+            if index:
+                out.append(b'"')
+                self.quoted = not self.quoted
+            out.append(piece if self.quoted else piece.replace(b"\n", b"\r\n"))
+        self.handle.write(b"".join(out))
+        return len(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.handle.closed
+
+
+def _csv_sink(handle: IO[bytes]) -> tuple[IO[bytes] | CrlfRecordEnds, pa_csv.WriteOptions]:
+    if _writes_crlf_itself():
+        return handle, pa_csv.WriteOptions(**CSV_OPTIONS, eol="\r\n")
+    return CrlfRecordEnds(handle), pa_csv.WriteOptions(**CSV_OPTIONS)
 
 
 def write_csv(table: pa.Table, handle: IO[bytes]) -> None:
     """UTF-8, RFC 4180 (CRLF line ends, quotes where needed), the canonical names in the header row, times as
     ISO-8601 in UTC (``2022-07-21T03:01:40Z``), booleans as ``true`` / ``false``, nulls as empty fields."""
-    pa_csv.write_csv(_csv_ready(table), handle, write_options=pa_csv.WriteOptions(**CSV_OPTIONS))
+    sink, options = _csv_sink(handle)
+    pa_csv.write_csv(_csv_ready(table), sink, write_options=options)
 
 
 WRITERS = {"parquet": write_parquet, "csv": write_csv}
@@ -65,9 +113,9 @@ def open_writer(output: str, path: str, schema: pa.Schema) -> Iterator[Callable[
             yield parquet.write_table
     elif output == "csv":
         text_schema = _csv_ready(schema.empty_table()).schema
-        with pa.OSFile(path, "wb") as sink, pa_csv.CSVWriter(
-            sink, text_schema, write_options=pa_csv.WriteOptions(**CSV_OPTIONS)
-        ) as csv:  # fmt: skip
-            yield lambda table: csv.write_table(_csv_ready(table))
+        with open(path, "wb") as file:
+            sink, options = _csv_sink(file)
+            with pa_csv.CSVWriter(sink, text_schema, write_options=options) as csv:
+                yield lambda table: csv.write_table(_csv_ready(table))
     else:
         raise ValueError(f"output {output!r}: arrow, parquet or csv")

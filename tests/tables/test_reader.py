@@ -342,3 +342,30 @@ def test_the_readmes_schema_tables_are_the_contracts() -> None:
     for kind in CONTRACTS:
         start, end = f"<!-- schema:{kind} -->\n", f"\n<!-- /schema:{kind} -->"
         assert readme[readme.index(start) + len(start) : readme.index(end)] == schema_markdown(kind), kind
+
+
+@pytest.mark.parametrize("pyarrow_has_eol", [True, False], ids=["pyarrow-eol", "older-pyarrow"])
+def test_csv_records_end_in_crlf_and_line_breaks_inside_values_stay(
+    pyarrow_has_eol: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import csv
+
+    from airflow_provider_feishu_vc.tables import writers
+
+    if pyarrow_has_eol and not writers._writes_crlf_itself():
+        pytest.skip("this pyarrow has no WriteOptions(eol=)")
+    monkeypatch.setattr(writers, "_writes_crlf_itself", lambda: pyarrow_has_eol)
+    topics = ['weekly "sync"\nsecond line', "plain", None, 'ends with a quote"', "a,b\r\nc"]
+    table = pa.table({"meeting_topic": topics, "participant_count": [1, 2, 3, 4, 5]})
+    whole = io.BytesIO()
+    writers.write_csv(table, whole)
+    streamed = tmp_path / "streamed.csv"
+    with writers.open_writer("csv", str(streamed), table.schema) as append:
+        append(table.slice(0, 2))
+        append(table.slice(2))
+    for written in (whole.getvalue(), streamed.read_bytes()):
+        unquoted = written.replace(b'""', b"").split(b'"')[::2]  # the text outside quoted values
+        assert b"".join(unquoted).count(b"\r\n") == 6 and b"\n" not in b"".join(unquoted).replace(b"\r\n", b"")
+        rows = list(csv.reader(io.StringIO(written.decode(), newline="")))
+        assert rows[0] == ["meeting_topic", "participant_count"]
+        assert [row[0] for row in rows[1:]] == [topic or "" for topic in topics]
