@@ -4,6 +4,7 @@ so tests can tell which keys a download touched and whether an upload was starte
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ class S3Server:
 
     requests: list[S3Request] = field(default_factory=list)
     url: str = ""
+    #: The most part uploads (``UploadPart``) this server has served at once.
+    most_parts_at_once: int = 0
+    #: Refuse every ``UploadPart`` of this part number with 403 AccessDenied (an error S3 clients do not retry).
+    refuse_part: int | None = None
 
     def start(self) -> S3Server:
         from moto.moto_server import werkzeug_app
@@ -35,10 +40,28 @@ class S3Server:
 
         moto_app = werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app)
 
+        parts_now = [0]
+        guard = threading.Lock()
+
         def recording_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ["PATH_INFO"].encode("latin-1").decode("utf-8", "replace")  # WSGI: bytes as latin-1
-            self.requests.append(S3Request(environ["REQUEST_METHOD"], path, environ["QUERY_STRING"]))
-            return moto_app(environ, start_response)
+            query = environ["QUERY_STRING"]
+            self.requests.append(S3Request(environ["REQUEST_METHOD"], path, query))
+            if "partNumber=" not in query or environ["REQUEST_METHOD"] != "PUT":
+                return moto_app(environ, start_response)
+            if self.refuse_part is not None and f"partNumber={self.refuse_part}&" in query + "&":
+                environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                start_response("403 Forbidden", [("Content-Type", "application/xml")])
+                return [b"<Error><Code>AccessDenied</Code><Message>refused by the test</Message></Error>"]
+            with guard:
+                parts_now[0] += 1
+                self.most_parts_at_once = max(self.most_parts_at_once, parts_now[0])
+            try:
+                time.sleep(0.05)  # a part takes a moment, as over a network: parts in flight overlap
+                return list(moto_app(environ, start_response))
+            finally:
+                with guard:
+                    parts_now[0] -= 1
 
         self._server = make_server("127.0.0.1", 0, recording_app, threaded=True, request_handler=request_handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"

@@ -16,7 +16,7 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
-from airflow_provider_feishu_vc.hooks.landing import STALE_PART_SECONDS
+from airflow_provider_feishu_vc.hooks.landing import STALE_PART_SECONDS, UPLOAD_PARTS_IN_FLIGHT
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.emulator.faults import Fault
 from tests.conftest import S3_CONN_ID, load_dag_file
@@ -68,8 +68,36 @@ def test_a_download_cut_mid_body_leaves_no_object_and_no_pending_upload(
         FeishuVCHook().download_export(file_token, s3_path(bucket, "exports/day.xlsx"))
     assert s3_server.keys(bucket) == [] and s3_server.pending_uploads(bucket) == []
     served = s3_server.requests[since:]
-    assert any("partNumber=" in r.query for r in served), "no part was uploaded: the abort was not exercised"
+    assert any(r.method == "POST" and "uploads" in r.query for r in served), "no upload was started"
     assert any(r.method == "DELETE" and "uploadId=" in r.query for r in served)  # the upload was aborted
+
+
+def test_parts_go_up_several_at_once_and_never_more_than_the_bound(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    _, file_token = done_export(emulator, rows=4 * MULTIPART_ROWS)  # about 80 MiB: ten parts
+    s3_server.most_parts_at_once = 0
+    landed = FeishuVCHook().download_export(file_token, s3_path(bucket, "exports/big.xlsx"))
+    assert 1 < s3_server.most_parts_at_once <= UPLOAD_PARTS_IN_FLIGHT
+    local = FeishuVCHook().download_export(file_token, tmp_path / "copy.xlsx")
+    assert s3_server.read(bucket, landed.key) == Path(local.path).read_bytes()  # parts in the right order
+
+
+def test_a_part_that_fails_aborts_the_others_and_leaves_nothing(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str
+) -> None:
+    _, file_token = done_export(emulator, rows=4 * MULTIPART_ROWS)
+    since = len(s3_server.requests)
+    s3_server.refuse_part = 3
+    try:
+        with pytest.raises(PermissionError):
+            FeishuVCHook().download_export(file_token, s3_path(bucket, "exports/refused.xlsx"))
+    finally:
+        s3_server.refuse_part = None
+    assert s3_server.keys(bucket) == [] and s3_server.pending_uploads(bucket) == []
+    served = s3_server.requests[since:]
+    assert any(r.method == "DELETE" and "uploadId=" in r.query for r in served)  # the upload was aborted
+    assert not any("uploadId=" in r.query and r.method == "POST" and "uploads" not in r.query for r in served)
 
 
 def test_an_existing_object_is_untouched_without_overwrite(

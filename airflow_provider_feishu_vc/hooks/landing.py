@@ -16,11 +16,14 @@ never records a temporary name; the operators report the landed file themselves.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from typing import IO, TYPE_CHECKING, Any
@@ -32,8 +35,12 @@ if TYPE_CHECKING:
 
 #: Protocols of stores whose uploads appear whole when they complete (fsspec's s3fs, gcsfs, adlfs).
 OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl"})
-#: Size of each part of an object-store upload: what one download holds in the store's buffer (S3: 5 MiB at least).
+#: Size of each part of an object-store upload (S3: 5 MiB at least, except the last).
 UPLOAD_PART_BYTES = 8 * 2**20
+#: Parts of one S3 upload in flight at once. An upload holds at most this many parts plus the one being filled:
+#: ``(UPLOAD_PARTS_IN_FLIGHT + 1) * UPLOAD_PART_BYTES`` bytes (40 MiB); a download waits while that is full.
+UPLOAD_PARTS_IN_FLIGHT = 4
+UPLOAD_BYTES_HELD = (UPLOAD_PARTS_IN_FLIGHT + 1) * UPLOAD_PART_BYTES
 #: A ``.part`` file this much older than now belongs to no running download.
 STALE_PART_SECONDS = 24 * 3600
 PART_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")
@@ -93,10 +100,17 @@ class Landing:
 
 
 class ObjectLanding(Landing):
-    """Straight to the key as a multipart upload: completed on ``finish``, aborted on ``abandon``."""
+    """Straight to the key as a multipart upload: completed on ``finish``, aborted on ``abandon``. On S3 (s3fs)
+    several parts go up at once (:class:`ParallelS3Upload`); other stores upload through their fsspec file."""
 
-    def open(self) -> IO[bytes]:
+    #: An fsspec file opened without autocommit, or a :class:`ParallelS3Upload`: either has commit and discard.
+    handle: Any
+
+    def open(self) -> Any:
         fs, path = self.target.fs, self.target.path
+        if ParallelS3Upload.supports(fs):
+            self.handle = ParallelS3Upload(fs, path, self.overwrite)
+            return self.handle
         options: dict[str, Any] = {"autocommit": False, "block_size": UPLOAD_PART_BYTES}
         try:
             self.handle = fs.open(path, "wb" if self.overwrite else "xb", **options)
@@ -108,18 +122,129 @@ class ObjectLanding(Landing):
         assert self.handle is not None
         self.handle.close()  # uploads the last part; nothing is visible yet
         try:
-            self.handle.commit()  # type: ignore[attr-defined]  # the object appears, whole
+            self.handle.commit()  # the object appears, whole
         except FileExistsError:  # another writer took the key since the check: theirs stays
             raise already_exists(self.target) from None
 
     def abandon(self) -> None:
+        if isinstance(self.handle, ParallelS3Upload):
+            self.handle.discard()  # the parts in flight stop; nothing more is sent
+            return
         if self.handle is None:
             return
         try:
             if not self.handle.closed:
                 self.handle.close()
         finally:
-            self.handle.discard()  # type: ignore[attr-defined]  # aborts the upload and its parts
+            self.handle.discard()  # aborts the upload and its parts
+
+
+class ParallelS3Upload:
+    """A file-like multipart upload to one S3 key whose parts go up :data:`UPLOAD_PARTS_IN_FLIGHT` at a time on
+    s3fs's own event loop, with the credentials, endpoint and extra arguments of the store's filesystem (so the DAG
+    author still configures only an ``ObjectStoragePath`` and its connection).
+
+    ``write`` blocks while that many parts are in flight; ``close`` sends the last part and waits for all;
+    ``commit`` completes the upload, the object appearing whole (without ``overwrite`` only if the key is still free:
+    ``If-None-Match: *``); ``discard`` stops the parts and aborts the upload, so that none is left. A file smaller
+    than one part is one ``PutObject`` on ``commit``.
+    """
+
+    def __init__(self, fs: Any, path: str, overwrite: bool) -> None:
+        self.fs = fs
+        self.bucket, self.key, _ = fs.split_path(path)
+        self.condition: dict[str, str] = {} if overwrite else {"IfNoneMatch": "*"}
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: dict[int, dict[str, str]] = {}
+        self.parts_started = 0
+        self.sending: set[concurrent.futures.Future[None]] = set()
+        self.sending_lock = threading.Lock()  # parts finish on s3fs's loop thread
+        self.slots = threading.BoundedSemaphore(UPLOAD_PARTS_IN_FLIGHT)
+        self.failure: BaseException | None = None
+        self.closed = False
+
+    @staticmethod
+    def supports(fs: Any) -> bool:
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        return bool(protocols & {"s3", "s3a"}) and hasattr(fs, "_call_s3") and getattr(fs, "loop", None) is not None
+
+    def write(self, data: bytes) -> int:
+        self._raise_failure()
+        self.buffer += data
+        while len(self.buffer) >= UPLOAD_PART_BYTES:
+            part = bytes(memoryview(self.buffer)[:UPLOAD_PART_BYTES])
+            del self.buffer[:UPLOAD_PART_BYTES]
+            self._send(part)
+        return len(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.upload_id is not None and self.buffer:
+            self._send(bytes(self.buffer))  # the last part may be smaller than the others
+            self.buffer.clear()
+        self._wait_for_parts()
+        self._raise_failure()
+
+    def commit(self) -> None:
+        if self.upload_id is None:
+            self._call("put_object", Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer), **self.condition)
+            return
+        parts = [{"PartNumber": number, **self.parts[number]} for number in sorted(self.parts)]
+        self._call("complete_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                   MultipartUpload={"Parts": parts}, **self.condition)  # fmt: skip
+
+    def discard(self) -> None:
+        self.closed = True
+        with self.sending_lock:
+            sending = list(self.sending)
+        for part in sending:
+            part.cancel()
+        self._wait_for_parts()
+        if self.upload_id is not None:
+            self._call("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+            self.upload_id = None
+
+    def _send(self, part: bytes) -> None:
+        if self.upload_id is None:
+            self.upload_id = self._call("create_multipart_upload", Bucket=self.bucket, Key=self.key)["UploadId"]
+        self.slots.acquire()  # at most UPLOAD_PARTS_IN_FLIGHT parts held beside the one being filled
+        self.parts_started += 1
+        sending = asyncio.run_coroutine_threadsafe(self._upload_part(self.parts_started, part), self.fs.loop)
+        with self.sending_lock:
+            self.sending.add(sending)
+        sending.add_done_callback(self._part_done)
+
+    async def _upload_part(self, number: int, part: bytes) -> None:
+        answer = await self.fs._call_s3("upload_part", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                        PartNumber=number, Body=part)  # fmt: skip
+        self.parts[number] = {"ETag": answer["ETag"]}
+        if "ChecksumSHA256" in answer:
+            self.parts[number]["ChecksumSHA256"] = answer["ChecksumSHA256"]
+
+    def _part_done(self, sending: concurrent.futures.Future[None]) -> None:
+        with self.sending_lock:
+            self.sending.discard(sending)
+        self.slots.release()
+        if not sending.cancelled() and sending.exception() is not None and self.failure is None:
+            self.failure = sending.exception()
+
+    def _wait_for_parts(self) -> None:
+        with self.sending_lock:
+            sending = list(self.sending)
+        concurrent.futures.wait(sending)
+        for part in sending:  # a part's done-callback may not have run yet when wait() returns
+            if not part.cancelled() and part.exception() is not None and self.failure is None:
+                self.failure = part.exception()
+
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(self.fs._call_s3(method, **kwargs), self.fs.loop).result()
 
 
 class RenameLanding(Landing):
