@@ -3,6 +3,7 @@ against moto's S3 server on loopback: the object appears whole or not at all, ne
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -70,6 +71,17 @@ def test_a_download_cut_mid_body_leaves_no_object_and_no_pending_upload(
     served = s3_server.requests[since:]
     assert any(r.method == "POST" and "uploads" in r.query for r in served), "no upload was started"
     assert any(r.method == "DELETE" and "uploadId=" in r.query for r in served)  # the upload was aborted
+
+
+def test_each_part_carries_the_crc32_botocore_would_have_computed() -> None:
+    from botocore.httpchecksum import Crc32Checksum
+
+    from airflow_provider_feishu_vc.hooks.landing import part_checksum
+
+    for part in (b"", b"feishu", os.urandom(3 * 2**20 + 7)):
+        expected = Crc32Checksum()
+        expected.update(part)
+        assert part_checksum(part) == base64.b64encode(expected.digest()).decode()
 
 
 def test_parts_go_up_several_at_once_and_never_more_than_the_bound(

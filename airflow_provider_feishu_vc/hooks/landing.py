@@ -17,6 +17,7 @@ never records a temporary name; the operators report the landed file themselves.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import errno
@@ -26,6 +27,7 @@ import re
 import threading
 import time
 import uuid
+import zlib
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
@@ -212,14 +214,17 @@ class ParallelS3Upload:
             self.upload_id = self._call("create_multipart_upload", Bucket=self.bucket, Key=self.key)["UploadId"]
         self.slots.acquire()  # at most UPLOAD_PARTS_IN_FLIGHT parts held beside the one being filled
         self.parts_started += 1
-        sending = asyncio.run_coroutine_threadsafe(self._upload_part(self.parts_started, part), self.fs.loop)
+        # The part's CRC-32 (the checksum botocore would add) is computed here, beside the download, so that the
+        # one event-loop thread sending every part spends its time sending.
+        upload = self._upload_part(self.parts_started, part, part_checksum(part))
+        sending = asyncio.run_coroutine_threadsafe(upload, self.fs.loop)
         with self.sending_lock:
             self.sending.add(sending)
         sending.add_done_callback(self._part_done)
 
-    async def _upload_part(self, number: int, part: bytes) -> None:
+    async def _upload_part(self, number: int, part: bytes, checksum: str) -> None:
         answer = await self.fs._call_s3("upload_part", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                        PartNumber=number, Body=part)  # fmt: skip
+                                        PartNumber=number, Body=part, ChecksumCRC32=checksum)  # fmt: skip
         self.parts[number] = {"ETag": answer["ETag"]}
         if "ChecksumSHA256" in answer:
             self.parts[number]["ChecksumSHA256"] = answer["ChecksumSHA256"]
@@ -245,6 +250,11 @@ class ParallelS3Upload:
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(self.fs._call_s3(method, **kwargs), self.fs.loop).result()
+
+
+def part_checksum(part: bytes) -> str:
+    """S3's ``ChecksumCRC32`` of one part: its CRC-32, big-endian, in base64."""
+    return base64.b64encode(zlib.crc32(part).to_bytes(4, "big")).decode()
 
 
 class RenameLanding(Landing):
