@@ -15,6 +15,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -271,7 +272,7 @@ def main() -> int:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of baseline sockets at once
     load = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.load_one_core else None
-    started_state = machine_state()
+    started_state, started_at = machine_state(), time.monotonic()
     print(f"Start: {started_state}" + ("; one core kept busy by a CPU-bound process" if load else ""), flush=True)
     try:
         bench_imports()
@@ -299,6 +300,7 @@ def main() -> int:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
     failed = [r for r in ROWS if r[4] == "FAIL"]
     print(f"\n{len(ROWS)} rows, {sum(r[4] == 'PASS' for r in ROWS)} PASS, {len(failed)} FAIL")
+    print(f"make bench took {(time.monotonic() - started_at) / 60:.1f} minutes")
     return 1 if failed else 0
 
 
