@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import errno
 import logging
@@ -160,8 +159,9 @@ class ParallelS3Upload:
         self.upload_id: str | None = None
         self.parts: dict[int, dict[str, str]] = {}
         self.parts_started = 0
-        self.sending: set[concurrent.futures.Future[None]] = set()
-        self.sending_lock = threading.Lock()  # parts finish on s3fs's loop thread
+        self.in_flight: set[asyncio.Task[None]] = set()  # touched on s3fs's loop thread only
+        self.unfinished = 0  # parts handed to the loop whose request has not ended yet
+        self.finished = threading.Condition()
         self.slots = threading.BoundedSemaphore(UPLOAD_PARTS_IN_FLIGHT)
         self.failure: BaseException | None = None
         self.closed = False
@@ -200,10 +200,9 @@ class ParallelS3Upload:
 
     def discard(self) -> None:
         self.closed = True
-        with self.sending_lock:
-            sending = list(self.sending)
-        for part in sending:
-            part.cancel()
+        self.fs.loop.call_soon_threadsafe(self._cancel_parts)
+        # Until every part's request has really ended: S3 may complete a part still in flight after an abort,
+        # which would leave that part stored (and billed) with no upload to list it under.
         self._wait_for_parts()
         if self.upload_id is not None:
             self._call("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
@@ -216,11 +215,18 @@ class ParallelS3Upload:
         self.parts_started += 1
         # The part's CRC-32 (the checksum botocore would add) is computed here, beside the download, so that the
         # one event-loop thread sending every part spends its time sending.
-        upload = self._upload_part(self.parts_started, part, part_checksum(part))
-        sending = asyncio.run_coroutine_threadsafe(upload, self.fs.loop)
-        with self.sending_lock:
-            self.sending.add(sending)
+        with self.finished:
+            self.unfinished += 1
+        self.fs.loop.call_soon_threadsafe(self._start_part, self.parts_started, part, part_checksum(part))
+
+    def _start_part(self, number: int, part: bytes, checksum: str) -> None:  # on s3fs's loop
+        sending = self.fs.loop.create_task(self._upload_part(number, part, checksum))
+        self.in_flight.add(sending)
         sending.add_done_callback(self._part_done)
+
+    def _cancel_parts(self) -> None:  # on s3fs's loop, after every part handed to it has started
+        for sending in list(self.in_flight):
+            sending.cancel()
 
     async def _upload_part(self, number: int, part: bytes, checksum: str) -> None:
         answer = await self.fs._call_s3("upload_part", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
@@ -229,20 +235,18 @@ class ParallelS3Upload:
         if "ChecksumSHA256" in answer:
             self.parts[number]["ChecksumSHA256"] = answer["ChecksumSHA256"]
 
-    def _part_done(self, sending: concurrent.futures.Future[None]) -> None:
-        with self.sending_lock:
-            self.sending.discard(sending)
-        self.slots.release()
+    def _part_done(self, sending: asyncio.Task[None]) -> None:  # on s3fs's loop, once the request has ended
+        self.in_flight.discard(sending)
         if not sending.cancelled() and sending.exception() is not None and self.failure is None:
             self.failure = sending.exception()
+        self.slots.release()
+        with self.finished:
+            self.unfinished -= 1
+            self.finished.notify_all()
 
     def _wait_for_parts(self) -> None:
-        with self.sending_lock:
-            sending = list(self.sending)
-        concurrent.futures.wait(sending)
-        for part in sending:  # a part's done-callback may not have run yet when wait() returns
-            if not part.cancelled() and part.exception() is not None and self.failure is None:
-                self.failure = part.exception()
+        with self.finished:
+            self.finished.wait_for(lambda: self.unfinished == 0)
 
     def _raise_failure(self) -> None:
         if self.failure is not None:
