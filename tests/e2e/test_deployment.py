@@ -225,7 +225,8 @@ def test_killed_triggerer_hands_the_wait_to_the_other(deployment: Deployment, fe
         timeline.mark(f"run finished: {state}")
         assert state == "success"
 
-        files = list((airflow.root / "exports" / DAG_ID / run_id).glob("*.xlsx"))
+        # The default folder is the task instance's own: <dag>/<run>/<task> (#26: two tasks never share one).
+        files = list((airflow.root / "exports" / DAG_ID / run_id / "download_export").glob("*.xlsx"))
         assert len(files) == 1, files
         assert files[0].name == f"视频会议_meeting_list_{export_task_id}.xlsx"
         assert not list((airflow.root / "exports").rglob("*.part"))
