@@ -113,7 +113,7 @@ def open_writer(output: str, path: str, schema: pa.Schema) -> Iterator[Callable[
             yield parquet.write_table
     elif output == "csv":
         text_schema = _csv_ready(schema.empty_table()).schema
-        with open(path, "wb") as file:
+        with pa.OSFile(path, "wb") as file:
             sink, options = _csv_sink(file)
             with pa_csv.CSVWriter(sink, text_schema, write_options=options) as csv:
                 yield lambda table: csv.write_table(_csv_ready(table))
