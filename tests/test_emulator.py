@@ -144,3 +144,11 @@ def test_a_process_emulator_takes_the_same_options_and_resets() -> None:
         assert codes == [404, 404, 429]
         process.reset()
         assert process.stats()["requests"] == 0 and process.stats()["issued_tokens"] == []
+
+
+def test_a_process_emulator_takes_faults_over_its_admin_path() -> None:
+    with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET) as process:
+        process.inject(Fault.GATEWAY_HTML, path=TOKEN_PATH, times=2, status=502)
+        answers = [httpx.post(process.url + TOKEN_PATH, json={"app_id": APP_ID, "app_secret": APP_SECRET})
+                   for _ in range(3)]  # fmt: skip
+        assert [a.status_code for a in answers] == [502, 502, 200] and "<html" in answers[0].text.lower()

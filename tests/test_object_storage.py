@@ -216,3 +216,75 @@ def test_openlineage_names_the_landed_file_and_the_export_never_a_temporary_name
         {**complete["inputs"][0], "namespace": emulator.url, "name": f"open-apis/vc/v1/exports/{export_task_id}"}
     ]
     assert ".part" not in events_file.read_text()
+
+
+KILLED_TRY = """
+import json, sys
+from pathlib import Path
+
+from airflow.sdk.execution_time.context import OutletEventAccessors
+
+from airflow_provider_feishu_vc.operators.feishu_vc import FeishuVCExportOperator
+
+
+class FileTaskState:  # Airflow 3.3's task state store (get / set / delete), kept in a file across processes
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def _all(self) -> dict:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, key, default=None):
+        return self._all().get(key, default)
+
+    def set(self, key, value, **_):
+        self.path.write_text(json.dumps({**self._all(), key: value}))
+
+    def delete(self, key):
+        self.path.write_text(json.dumps({k: v for k, v in self._all().items() if k != key}))
+
+
+state_file, destination, conn_id = sys.argv[1:]
+operator = FeishuVCExportOperator(
+    task_id="export", export_type="meeting_list", deferrable=False, poll_interval=0.1, destination=destination,
+    storage_conn_id=conn_id, start_time="2026-11-23T00:00:00+08:00", end_time="2026-11-24T00:00:00+08:00",
+)
+context = {"task_state_store": FileTaskState(state_file), "run_id": "manual__1", "map_index": -1,
+           "outlet_events": OutletEventAccessors()}
+print(operator.execute(context))
+"""
+
+
+def test_the_retry_of_a_try_killed_mid_upload_aborts_the_upload_it_left_and_lands_once(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    emulator.configure(rows=MULTIPART_ROWS, stored_workbooks=True, export_delay=0)
+    emulator.inject(Fault.SLOW_BODY, path=DOWNLOAD_PATH, chunk=2**20, seconds=0.3)  # the first try's download only
+    script, state_file = tmp_path / "try.py", tmp_path / "task_state.json"
+    script.write_text(KILLED_TRY)
+    command = [sys.executable, str(script), str(state_file), f"s3://{bucket}/exports/", CONN_ID]
+    since = len(s3_server.requests)
+    killed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not any("partNumber=1&" in r.query + "&" for r in s3_server.requests[since:]):
+            assert killed.poll() is None and time.monotonic() < deadline, killed.stdout.read() if killed.stdout else ""
+            time.sleep(0.05)
+    finally:
+        killed.send_signal(signal.SIGKILL)  # as a lost worker: no abort, no clean-up
+        killed.wait()
+    assert len(s3_server.pending_uploads(bucket)) == 1, "the killed try left no upload open: nothing was tested"
+    left = json.loads(state_file.read_text())["feishu_vc_open_upload"]
+    assert left["uri"].endswith(".xlsx") and left["upload_id"]
+
+    retry = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert retry.returncode == 0, retry.stdout[-3000:] + retry.stderr[-3000:]
+    assert "Aborted the upload to" in retry.stdout + retry.stderr
+    [export_task_id] = emulator.export_ids()  # the retry resumed the same export
+    assert s3_server.keys(bucket) == [f"exports/视频会议_meeting_list_{export_task_id}.xlsx"]
+    assert s3_server.pending_uploads(bucket) == [], "the killed try's parts are still stored"
+    assert "feishu_vc_open_upload" not in json.loads(state_file.read_text())

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from airflow_provider_feishu_vc.client.async_client import AsyncFeishuVCClient
     from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
     from airflow_provider_feishu_vc.client.tokens import RefreshLease, StoredUserTokens
+    from airflow_provider_feishu_vc.hooks.landing import UploadJournal
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +419,7 @@ class FeishuVCHook(BaseHook):
         into_folder: bool | None = None,
         overwrite: bool = False,
         fallback_name: str = "export.xlsx",
+        upload_journal: UploadJournal | None = None,
     ) -> ObjectStoragePath:
         """Stream an export file to ``destination`` in constant memory; return where it landed.
 
@@ -426,6 +428,8 @@ class FeishuVCHook(BaseHook):
         whole or not at all, checked against ``Content-Length``: on object stores it is uploaded straight to its
         key and the upload completes only at the end (and, without ``overwrite``, only if the key is still free);
         elsewhere it is written beside the target and renamed into place (see ``hooks/landing.py``).
+        ``upload_journal`` is told when an S3 upload begins and ends, so that a later try can abort what a killed
+        one left open.
         """
         from airflow_provider_feishu_vc.hooks.landing import Landing, refuse_existing
 
@@ -439,7 +443,7 @@ class FeishuVCHook(BaseHook):
             if target_is_folder:
                 target = target / safe_filename(download.info.filename, fallback_name)
                 refuse_existing(target, overwrite)
-            landing = Landing.for_target(target, overwrite)
+            landing = Landing.for_target(target, overwrite, upload_journal)
             try:
                 received = self._write_chunks(landing.open(), download.chunks, download.info.size)
                 landing.finish()
@@ -461,12 +465,14 @@ class FeishuVCHook(BaseHook):
         fallback_name: str = "export.xlsx",
         timezone: str = "Asia/Shanghai",
         schema: str = "evolve",
+        upload_journal: UploadJournal | None = None,
     ) -> LandedTable:
         """Download an export file and land it as a typed table (``parquet`` or ``csv``; the ``tables`` extra).
 
         The xlsx goes to a temporary local folder first; the table lands as :meth:`download_export` lands files
         (whole or not at all). In a folder, the table is named after Feishu's file with the format's extension.
-        ``timezone`` and ``schema`` are :func:`~airflow_provider_feishu_vc.tables.read_export`'s.
+        ``timezone`` and ``schema`` are :func:`~airflow_provider_feishu_vc.tables.read_export`'s;
+        ``upload_journal`` is :meth:`download_export`'s.
         """
         from airflow_provider_feishu_vc.hooks.landing import Landing, refuse_existing
         from airflow_provider_feishu_vc.tables import TABLE_FORMATS, convert_export, schema_fingerprint
@@ -489,7 +495,7 @@ class FeishuVCHook(BaseHook):
                 stem = workbook.name.rsplit(".", 1)[0] if "." in workbook.name else workbook.name
                 target = target / safe_filename(f"{stem}.{output_format}", f"export.{output_format}")
                 refuse_existing(target, overwrite)
-            landing = Landing.for_target(target, overwrite)
+            landing = Landing.for_target(target, overwrite, upload_journal)
             try:
                 with open(converted, "rb") as table_file:
                     shutil.copyfileobj(table_file, landing.open(), WRITE_BATCH_BYTES)

@@ -9,6 +9,9 @@
   then an unlink: the link fails if the target exists, so of two writers to one path (a zombie try and its retry)
   exactly one lands and the other never replaces it. A later download into the same folder removes ``.part`` files
   once they are older than a day (a killed worker's leftovers).
+- A killed process cannot abort its S3 upload. Each upload's id is handed to a journal as it begins and again (as
+  None) when it is completed or aborted; the operators keep it in the task's state, so the next try of the same
+  task instance aborts what a killed try left (:func:`abort_upload`, Airflow 3.3+).
 
 Files are opened through the store's filesystem, not ``ObjectStoragePath.open``, so Airflow's hook-level lineage
 never records a temporary name; the operators report the landed file themselves.
@@ -27,6 +30,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
@@ -47,6 +51,10 @@ STALE_PART_SECONDS = 24 * 3600
 PART_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")
 
 log = logging.getLogger(__name__)
+
+#: Told ``(target, upload_id)`` when a multipart upload to ``target`` begins, and ``(target, None)`` once it is
+#: completed or aborted: what is left open when a process is killed in between.
+UploadJournal = Callable[["ObjectStoragePath", "str | None"], None]
 
 
 def refuse_existing(target: ObjectStoragePath, overwrite: bool) -> None:
@@ -81,14 +89,15 @@ class Landing:
     """One file on its way into a store: ``open`` it, write, then ``finish`` (the file appears whole) or
     ``abandon`` (nothing appears)."""
 
-    def __init__(self, target: ObjectStoragePath, overwrite: bool) -> None:
+    def __init__(self, target: ObjectStoragePath, overwrite: bool, journal: UploadJournal | None = None) -> None:
         self.target = target
         self.overwrite = overwrite
+        self.journal = journal
         self.handle: IO[bytes] | None = None
 
     @staticmethod
-    def for_target(target: ObjectStoragePath, overwrite: bool) -> Landing:
-        return (ObjectLanding if is_object_store(target) else RenameLanding)(target, overwrite)
+    def for_target(target: ObjectStoragePath, overwrite: bool, journal: UploadJournal | None = None) -> Landing:
+        return (ObjectLanding if is_object_store(target) else RenameLanding)(target, overwrite, journal)
 
     def open(self) -> IO[bytes]:
         raise NotImplementedError
@@ -110,7 +119,10 @@ class ObjectLanding(Landing):
     def open(self) -> Any:
         fs, path = self.target.fs, self.target.path
         if ParallelS3Upload.supports(fs):
-            self.handle = ParallelS3Upload(fs, path, self.overwrite)
+            journal, target = self.journal, self.target
+            self.handle = ParallelS3Upload(
+                fs, path, self.overwrite, None if journal is None else lambda upload_id: journal(target, upload_id)
+            )
             return self.handle
         options: dict[str, Any] = {"autocommit": False, "block_size": UPLOAD_PART_BYTES}
         try:
@@ -151,8 +163,11 @@ class ParallelS3Upload:
     than one part is one ``PutObject`` on ``commit``.
     """
 
-    def __init__(self, fs: Any, path: str, overwrite: bool) -> None:
+    def __init__(
+        self, fs: Any, path: str, overwrite: bool, journal: Callable[[str | None], None] | None = None
+    ) -> None:
         self.fs = fs
+        self.journal = journal
         self.bucket, self.key, _ = fs.split_path(path)
         self.condition: dict[str, str] = {} if overwrite else {"IfNoneMatch": "*"}
         self.buffer = bytearray()
@@ -197,6 +212,7 @@ class ParallelS3Upload:
         parts = [{"PartNumber": number, **self.parts[number]} for number in sorted(self.parts)]
         self._call("complete_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
                    MultipartUpload={"Parts": parts}, **self.condition)  # fmt: skip
+        self._tell_journal(None)
 
     def discard(self) -> None:
         self.closed = True
@@ -207,10 +223,16 @@ class ParallelS3Upload:
         if self.upload_id is not None:
             self._call("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
             self.upload_id = None
+            self._tell_journal(None)
+
+    def _tell_journal(self, upload_id: str | None) -> None:
+        if self.journal is not None:
+            self.journal(upload_id)
 
     def _send(self, part: bytes) -> None:
         if self.upload_id is None:
             self.upload_id = self._call("create_multipart_upload", Bucket=self.bucket, Key=self.key)["UploadId"]
+            self._tell_journal(self.upload_id)
         self.slots.acquire()  # at most UPLOAD_PARTS_IN_FLIGHT parts held beside the one being filled
         self.parts_started += 1
         # The part's CRC-32 (the checksum botocore would add) is computed here, beside the download, so that the
@@ -256,6 +278,21 @@ class ParallelS3Upload:
         return asyncio.run_coroutine_threadsafe(self.fs._call_s3(method, **kwargs), self.fs.loop).result()
 
 
+def abort_upload(target: ObjectStoragePath, upload_id: str) -> bool:
+    """Abort the multipart upload ``upload_id`` to ``target`` (S3), which a killed process left open, so that its
+    parts are not stored (and billed) for ever. False when the store has no such upload (any more)."""
+    fs = target.fs
+    if not ParallelS3Upload.supports(fs):
+        return False
+    bucket, key, _ = fs.split_path(target.path)
+    call = fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+    try:
+        asyncio.run_coroutine_threadsafe(call, fs.loop).result()
+    except FileNotFoundError:  # s3fs's NoSuchUpload: completed, or aborted already
+        return False
+    return True
+
+
 def part_checksum(part: bytes) -> str:
     """S3's ``ChecksumCRC32`` of one part: its CRC-32, big-endian, in base64."""
     return base64.b64encode(zlib.crc32(part).to_bytes(4, "big")).decode()
@@ -264,8 +301,8 @@ def part_checksum(part: bytes) -> str:
 class RenameLanding(Landing):
     """A hidden ``.part`` file beside the target, renamed into place when complete."""
 
-    def __init__(self, target: ObjectStoragePath, overwrite: bool) -> None:
-        super().__init__(target, overwrite)
+    def __init__(self, target: ObjectStoragePath, overwrite: bool, journal: UploadJournal | None = None) -> None:
+        super().__init__(target, overwrite, journal)
         self.partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
 
     def open(self) -> IO[bytes]:

@@ -11,7 +11,7 @@ from airflow.sdk import Asset
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
 from airflow_provider_feishu_vc.compat import conf
 from airflow_provider_feishu_vc.hooks.feishu_vc import as_storage_path
-from airflow_provider_feishu_vc.operators.tries import fail_on_bad_input
+from airflow_provider_feishu_vc.operators.tries import abort_left_upload, fail_on_bad_input, upload_journal
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context, ObjectStoragePath
@@ -133,7 +133,9 @@ class LandsExportFiles(OperatorBase):
         "schema_fingerprint"}``."""
         target, into_folder = self._target(context)
         fallback = f"{export_task_id}.xlsx" if export_task_id else "feishu_vc_export.xlsx"
-        options: dict[str, Any] = {"into_folder": into_folder, "overwrite": self.overwrite, "fallback_name": fallback}
+        abort_left_upload(context, self.storage_conn_id, self.log)
+        options: dict[str, Any] = {"into_folder": into_folder, "overwrite": self.overwrite, "fallback_name": fallback,
+                                   "upload_journal": upload_journal(context)}  # fmt: skip
         try:
             if self.output_format == "xlsx":
                 landed_file = hook.download_export(file_token, target, **options)

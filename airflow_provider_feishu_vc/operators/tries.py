@@ -8,12 +8,16 @@ starting over, and only a retry of the same request.
 - The task's state is dropped when the task succeeds (``post_execute``), so clearing a successful task exports
   again, and when Feishu no longer has the export or its file (121004), so the next try does not ask again.
 - What release 0.1.0 kept (an export id without its request) is never resumed, and is deleted when seen.
+- While a file is uploaded to S3, its multipart upload's id is kept under :data:`OPEN_UPLOAD_KEY` until the upload
+  is completed or aborted; a try killed in between (``kill -9``, a lost worker) leaves it, and the next try aborts
+  that upload before it lands the file again, so that no orphaned parts stay in the bucket.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
@@ -21,7 +25,7 @@ from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError
 from airflow_provider_feishu_vc.compat import fail_task, task_state
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_feishu_vc.client.api import ExportTask
     from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
@@ -39,6 +43,8 @@ class TaskLog(Protocol):
 EXPORT_KEY = "feishu_vc_export"
 #: What release 0.1.0 kept: an export id and a landed file, without the request they were for.
 LEGACY_KEYS = ("feishu_vc_export_task_id", "feishu_vc_landed_file")
+#: The task-state key of an S3 multipart upload begun and not yet completed or aborted: ``{"uri", "upload_id"}``.
+OPEN_UPLOAD_KEY = "feishu_vc_open_upload"
 #: Feishu's "data not exist": the export id is unknown, or its file expired.
 EXPORT_GONE_CODE = 121004
 
@@ -130,3 +136,39 @@ def reusable_export(
         return None
     log.info("Resuming export %s, started by an earlier try (%s)", earlier.export_task_id, task.status.name.lower())
     return earlier, task
+
+
+def upload_journal(context: Context) -> Callable[[ObjectStoragePath, str | None], None] | None:
+    """What keeps an upload's id in the task's state while the upload is open (None before Airflow 3.3)."""
+    state = task_state(context)
+    if state is None:
+        return None
+
+    def keep(target: ObjectStoragePath, upload_id: str | None) -> None:
+        if upload_id is None:
+            state.delete(OPEN_UPLOAD_KEY)
+        else:
+            state.set(OPEN_UPLOAD_KEY, {"uri": str(target), "upload_id": upload_id})
+
+    return keep
+
+
+def abort_left_upload(context: Context, storage_conn_id: str | None, log: TaskLog) -> None:
+    """Abort the S3 upload an earlier try of this task instance began and never ended (it was killed)."""
+    state = task_state(context)
+    kept = None if state is None else state.get(OPEN_UPLOAD_KEY)
+    if state is None or kept is None:
+        return
+    if isinstance(kept, dict) and isinstance(kept.get("uri"), str) and isinstance(kept.get("upload_id"), str):
+        from airflow_provider_feishu_vc.hooks.feishu_vc import as_storage_path
+        from airflow_provider_feishu_vc.hooks.landing import abort_upload
+
+        target = as_storage_path(kept["uri"], conn_id=storage_conn_id)
+        try:
+            aborted = abort_upload(target, kept["upload_id"])
+        except OSError as error:  # the store refused: the parts cost money, the landing is still right
+            log.warning("Could not abort the upload an earlier try left open at %s: %s", kept["uri"], error)
+            return
+        if aborted:
+            log.info("Aborted the upload to %s an earlier try began and never ended (it was killed)", kept["uri"])
+    state.delete(OPEN_UPLOAD_KEY)

@@ -14,6 +14,7 @@ from typing import Any
 from airflow_provider_feishu_vc.testing.emulator import (
     ADMIN_CONFIG_PATH,
     ADMIN_EXPORTS_PATH,
+    ADMIN_FAULTS_PATH,
     ADMIN_FINISH_PATH,
     ADMIN_RESET_PATH,
     ADMIN_STATS_PATH,
@@ -73,6 +74,12 @@ class EmulatorProcess(EmulatorAddress):
     def reset(self) -> None:
         """Forget every token, export and request of the running emulator."""
         self._admin(ADMIN_RESET_PATH, {})
+
+    def inject(self, fault: str, *, path: str = "/open-apis/", times: int = 1, **params: Any) -> None:
+        """Serve ``fault`` (a :class:`~airflow_provider_feishu_vc.testing.emulator.faults.Fault` value) to the next
+        ``times`` requests whose path starts with ``path``, as :meth:`FeishuVCEmulator.inject` does in-process."""
+        wanted = {"fault": getattr(fault, "value", fault), "path": path, "times": times, "params": params}
+        self._admin(ADMIN_FAULTS_PATH, wanted)
 
     def finish_now(self) -> None:
         """Make every pending export of the running emulator done now."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 from airflow_provider_feishu_vc.testing.emulator.app import (
     ADMIN_CONFIG_PATH,
     ADMIN_EXPORTS_PATH,
+    ADMIN_FAULTS_PATH,
     ADMIN_FINISH_PATH,
     ADMIN_RESET_PATH,
     ADMIN_STATS_PATH,
@@ -33,6 +34,7 @@ from airflow_provider_feishu_vc.testing.emulator.server import FeishuVCEmulator
 __all__ = [
     "ADMIN_CONFIG_PATH",
     "ADMIN_EXPORTS_PATH",
+    "ADMIN_FAULTS_PATH",
     "ADMIN_FINISH_PATH",
     "ADMIN_RESET_PATH",
     "ADMIN_STATS_PATH",

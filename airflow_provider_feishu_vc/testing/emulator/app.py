@@ -42,6 +42,8 @@ ADMIN_CONFIG_PATH = "/_emulator/config"
 ADMIN_RESET_PATH = "/_emulator/reset"
 #: POST to make every pending export done now.
 ADMIN_FINISH_PATH = "/_emulator/finish"
+#: POST {"fault": name, "path": prefix, "times": n, "params": {...}} to inject a fault into a running process.
+ADMIN_FAULTS_PATH = "/_emulator/faults"
 
 
 class EmulatorApp:
@@ -86,6 +88,10 @@ class EmulatorApp:
             self.state.finish_now()
         elif path == ADMIN_EXPORTS_PATH:
             return JSONResponse(self.state.export_ready_times())
+        elif path == ADMIN_FAULTS_PATH:
+            wanted = await request.json()
+            self.faults.inject(wanted["fault"], wanted.get("path", "/open-apis/"), int(wanted.get("times", 1)),
+                               dict(wanted.get("params") or {}))  # fmt: skip
         elif path != ADMIN_STATS_PATH:
             return JSONResponse({"error": f"unknown admin path {path}"}, status_code=404)
         return JSONResponse(self.state.stats())
