@@ -280,9 +280,11 @@ def call_with_retries(request: HttpRequest, policy: RetryPolicy, *, authenticate
     A JSON answer is checked with :func:`parse_envelope`; a streamed file answer is returned untouched.
     On a token-invalid code the token is replaced and the request replayed once. A 429 pauses every caller
     of the request's rate budget until Feishu's reset time and slows the budget's pace; accepted requests
-    raise it back.
+    raise it back. The token is asked for right before each send, after any wait for the budget or a retry, so
+    that it never expires while the request waits its turn.
     """
-    token = (yield NeedToken()) if authenticated else None
+    token: str | None = None
+    rejected: str | None = None  # the token Feishu just refused, which the next ask replaces
     budget, slot = request.budget, None
     replayed = False
     attempt = 0
@@ -290,6 +292,9 @@ def call_with_retries(request: HttpRequest, policy: RetryPolicy, *, authenticate
         attempt += 1
         if budget is not None:
             slot = yield from wait_for_budget(budget)
+        if authenticated:
+            token = yield NeedToken(stale=rejected)
+            rejected = None
         try:
             response: HttpResponse = yield replace(request, token=token)
             answered = (
@@ -301,8 +306,7 @@ def call_with_retries(request: HttpRequest, policy: RetryPolicy, *, authenticate
             if budget and slot and not error.rate_limited:
                 budget.accepted(slot)  # Feishu's limiter let it through; the error is about something else
             if error.token_invalid and authenticated and not replayed:
-                replayed = True
-                token = yield NeedToken(stale=token)
+                replayed, rejected = True, token
                 attempt -= 1
                 continue
             failure: FeishuVCError = error
