@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: install test lint typecheck docs dist demo e2e bench fuzz lock lock-matrix test-matrix clean
+.PHONY: install test lint typecheck docs dist demo e2e e2e-local e2e-celery bench fuzz lock lock-matrix test-matrix clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -67,5 +67,12 @@ bench: install
 fuzz: install
 	$(PY) scripts/fuzz.py
 
-e2e: install
-	$(PY) -m pytest -m e2e tests/e2e -s -p no:cacheprovider
+# The real deployments: LocalExecutor on one host (e2e-local), then a Celery fleet (e2e-celery). Each starts its own
+# PostgreSQL (and Redis), from Debian's packages when missing.
+e2e: e2e-local e2e-celery
+
+e2e-local: install
+	$(PY) -m pytest -m e2e tests/e2e --ignore=tests/e2e/test_fleet.py -s -p no:cacheprovider
+
+e2e-celery: install
+	$(PY) -m pytest -m e2e tests/e2e/test_fleet.py -s -p no:cacheprovider

@@ -152,3 +152,22 @@ def test_a_process_emulator_takes_faults_over_its_admin_path() -> None:
         answers = [httpx.post(process.url + TOKEN_PATH, json={"app_id": APP_ID, "app_secret": APP_SECRET})
                    for _ in range(3)]  # fmt: skip
         assert [a.status_code for a in answers] == [502, 502, 200] and "<html" in answers[0].text.lower()
+
+
+def test_a_process_emulator_finishes_one_export_or_all() -> None:
+    with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, export_delay=3600) as process:
+        token = httpx.post(process.url + TOKEN_PATH, json={"app_id": APP_ID, "app_secret": APP_SECRET}).json()
+        headers = {"Authorization": f"Bearer {token['tenant_access_token']}"}
+        body = {"start_time": "1700000000", "end_time": "1700003600"}
+        ids = [httpx.post(process.url + "/open-apis/vc/v1/exports/meeting_list", json=body, headers=headers)
+               .json()["data"]["task_id"] for _ in range(2)]  # fmt: skip
+
+        def status(export_task_id: str) -> int:
+            answer = httpx.get(f"{process.url}/open-apis/vc/v1/exports/{export_task_id}", headers=headers).json()
+            return int(answer["data"]["status"])
+
+        process.finish_now(ids[1])
+        assert [status(i) for i in ids] == [1, 3]
+        assert process.export_requests()[ids[0]] == {"kind": "meeting_list", "body": body}
+        process.finish_now()
+        assert [status(i) for i in ids] == [3, 3]

@@ -81,13 +81,18 @@ class EmulatorProcess(EmulatorAddress):
         wanted = {"fault": getattr(fault, "value", fault), "path": path, "times": times, "params": params}
         self._admin(ADMIN_FAULTS_PATH, wanted)
 
-    def finish_now(self) -> None:
-        """Make every pending export of the running emulator done now."""
-        self._admin(ADMIN_FINISH_PATH, {})
+    def finish_now(self, export_task_id: str | None = None) -> None:
+        """Make every pending export of the running emulator (or only ``export_task_id``) done now."""
+        self._admin(ADMIN_FINISH_PATH, {} if export_task_id is None else {"export_task_id": export_task_id})
 
     def export_ready_times(self) -> dict[str, float]:
         ready_times: dict[str, float] = self._admin(ADMIN_EXPORTS_PATH, timeout=30)
         return ready_times
+
+    def export_requests(self) -> dict[str, dict[str, Any]]:
+        """What each export was asked for (``{"kind", "body"}``), by export id."""
+        requests: dict[str, dict[str, Any]] = self._admin(ADMIN_EXPORTS_PATH + "?detail=1", timeout=30)
+        return requests
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

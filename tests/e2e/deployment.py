@@ -61,7 +61,7 @@ def _wait_for_port(port: int, seconds: float, what: str, process: subprocess.Pop
 
 
 class Deployment:
-    def __init__(self, root: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self, root: Path, extra_env: dict[str, str], dag_files: list[Path] | None = None) -> None:
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -71,9 +71,14 @@ class Deployment:
         self.home = root / "airflow-home"
         self.dags = root / "dags"
         self.dags.mkdir(exist_ok=True)
-        shutil.copy(REPO / "example_dags" / "example_feishu_vc_export.py", self.dags)
-        for dag_file in (REPO / "tests" / "e2e" / "dags").glob("*.py"):
+        if dag_files is None:
+            dag_files = [REPO / "example_dags" / "example_feishu_vc_export.py",
+                         *sorted((REPO / "tests" / "e2e" / "dags").glob("*.py"))]  # fmt: skip
+        self.dag_files = dag_files
+        for dag_file in dag_files:
             shutil.copy(dag_file, self.dags)
+        #: Settings PostgreSQL starts with (``-c name=value``) beside the deployment's own.
+        self.postgres_settings: list[str] = []
         (root / "support").mkdir(exist_ok=True)
         (root / "support" / "e2e_hostname.py").write_text(
             "import os, socket\n\n\ndef name() -> str:\n    return os.environ.get('E2E_HOSTNAME') or socket.getfqdn()\n"
@@ -146,6 +151,8 @@ class Deployment:
         )
         command = [*as_postgres, str(binaries / "postgres"), "-D", str(data), "-p", str(self.pg_port),
                    "-h", "127.0.0.1", "-k", str(data), "-c", "max_connections=300"]  # fmt: skip
+        for setting in self.postgres_settings:
+            command += ["-c", setting]
         process = self.start("postgres", command)
         _wait_for_port(self.pg_port, 30, "PostgreSQL", process)
         psql = binaries / "psql" if (binaries / "psql").exists() else Path(shutil.which("psql") or "psql")

@@ -34,13 +34,14 @@ DOWNLOAD_PATH = EXPORTS_PREFIX + "download"
 DOWNLOAD_CHUNK = 1024 * 1024
 #: Not a Feishu path: the emulator's own request statistics, for tests that run it as a separate process.
 ADMIN_STATS_PATH = "/_emulator/stats"
-#: Not a Feishu path either: when each export is (or was) done, as wall-clock epoch seconds.
+#: Not a Feishu path either: when each export is (or was) done, as wall-clock epoch seconds (``?detail=1``: what
+#: each export was asked for, ``{"kind", "body"}``).
 ADMIN_EXPORTS_PATH = "/_emulator/exports"
 #: POST a JSON object of option changes ({"rate_limit": n, ...}) to change a running emulator process.
 ADMIN_CONFIG_PATH = "/_emulator/config"
 #: POST to forget every token, export and request (a fresh tenant, same options).
 ADMIN_RESET_PATH = "/_emulator/reset"
-#: POST to make every pending export done now.
+#: POST to make every pending export done now ({"export_task_id": id}: only that one).
 ADMIN_FINISH_PATH = "/_emulator/finish"
 #: POST {"fault": name, "path": prefix, "times": n, "params": {...}} to inject a fault into a running process.
 ADMIN_FAULTS_PATH = "/_emulator/faults"
@@ -85,8 +86,10 @@ class EmulatorApp:
             self.faults.clear()
             self.state.reset()
         elif path == ADMIN_FINISH_PATH:
-            self.state.finish_now()
+            self.state.finish_now((await request.json()).get("export_task_id"))
         elif path == ADMIN_EXPORTS_PATH:
+            if request.query_params.get("detail"):
+                return JSONResponse(self.state.export_requests())
             return JSONResponse(self.state.export_ready_times())
         elif path == ADMIN_FAULTS_PATH:
             wanted = await request.json()

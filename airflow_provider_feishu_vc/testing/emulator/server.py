@@ -111,9 +111,9 @@ class FeishuVCEmulator(EmulatorAddress):
         """Invalidate every issued access token at once (Feishu can revoke before expiry)."""
         self.state.revoke_tokens()
 
-    def finish_now(self) -> None:
-        """Make every pending export ready at once."""
-        self.state.finish_now()
+    def finish_now(self, export_task_id: str | None = None) -> None:
+        """Make every pending export (or only ``export_task_id``) ready at once."""
+        self.state.finish_now(export_task_id)
 
     # -- reading -------------------------------------------------------------------------------------------
 

@@ -290,10 +290,12 @@ class TenantState:
             job.path = path
             return path
 
-    def finish_now(self) -> None:
+    def finish_now(self, export_task_id: str | None = None) -> None:
+        """Make every pending export (or only ``export_task_id``) done now."""
         with self._lock:
             for job in self.exports.values():
-                job.ready_at = min(job.ready_at, time.monotonic())
+                if export_task_id is None or job.task_id == export_task_id:
+                    job.ready_at = min(job.ready_at, time.monotonic())
 
     # -- what tests read -----------------------------------------------------------------------------------
 
@@ -311,6 +313,11 @@ class TenantState:
         with self._lock:
             return {task_id: job.ready_at + offset for task_id, job in self.exports.items()}
 
+    def export_requests(self) -> dict[str, dict[str, Any]]:
+        """What each export was asked for: its kind and request body, by export id."""
+        with self._lock:
+            return {task_id: {"kind": job.kind, "body": dict(job.body)} for task_id, job in self.exports.items()}
+
     def stats(self) -> dict[str, Any]:
         """Request counts by path and by status, and the token requests: what tests of a separate process read."""
         with self._lock:
@@ -323,6 +330,10 @@ class TenantState:
                 "requests": sum(by_path.values()),
                 "by_path": dict(by_path),
                 "by_status": dict(by_status),
+                # "<status> <path>" of every answer of 400 or more: which endpoint refused what
+                "errors_by_path": dict(
+                    collections.Counter(f"{r.status} {r.path}" for r in self.requests if (r.status or 0) >= 400)
+                ),
                 "token_requests": sum(token_agents.values()),
                 "token_requests_by_user_agent": dict(token_agents),
                 "exports": len(self.exports),
