@@ -275,7 +275,12 @@ class ParallelS3Upload:
             raise self.failure
 
     def _call(self, method: str, **kwargs: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(self.fs._call_s3(method, **kwargs), self.fs.loop).result()
+        return call_s3(self.fs, method, **kwargs)
+
+
+def call_s3(fs: Any, method: str, **kwargs: Any) -> Any:
+    """One S3 API call through s3fs's client, on its event loop, from any other thread; its answer."""
+    return asyncio.run_coroutine_threadsafe(fs._call_s3(method, **kwargs), fs.loop).result()
 
 
 def abort_upload(target: ObjectStoragePath, upload_id: str) -> bool:
@@ -285,9 +290,8 @@ def abort_upload(target: ObjectStoragePath, upload_id: str) -> bool:
     if not ParallelS3Upload.supports(fs):
         return False
     bucket, key, _ = fs.split_path(target.path)
-    call = fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
     try:
-        asyncio.run_coroutine_threadsafe(call, fs.loop).result()
+        call_s3(fs, "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
     except FileNotFoundError:  # s3fs's NoSuchUpload: completed, or aborted already
         return False
     return True

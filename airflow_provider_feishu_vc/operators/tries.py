@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_feishu_vc.client.api import ExportTask
     from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+    from airflow_provider_feishu_vc.hooks.landing import UploadJournal
 
 
 class TaskLog(Protocol):
@@ -138,7 +138,7 @@ def reusable_export(
     return earlier, task
 
 
-def upload_journal(context: Context) -> Callable[[ObjectStoragePath, str | None], None] | None:
+def upload_journal(context: Context) -> UploadJournal | None:
     """What keeps an upload's id in the task's state while the upload is open (None before Airflow 3.3)."""
     state = task_state(context)
     if state is None:
