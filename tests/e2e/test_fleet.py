@@ -14,12 +14,14 @@ from pathlib import Path
 import pendulum
 import pytest
 
+from airflow_provider_feishu_vc.testing.emulator.app import DOWNLOAD_PATH
 from airflow_provider_feishu_vc.testing.emulator.faults import Fault
 from airflow_provider_feishu_vc.testing.process import EmulatorProcess
 from tests.e2e.deployment import StepFailed
 from tests.e2e.fleet import HEARTBEAT_TIMEOUT_SECONDS, WORKERS, Fleet
 from tests.e2e.test_deployment import Timeline, all_task_instances, log_text, quoted
 from tests.s3 import S3Server
+from tests.test_user_tokens import OAUTH_PATH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -27,8 +29,6 @@ APP_ID, APP_SECRET = "cli_fleet_app", "fleet-app-secret-value"
 MAPPED, AS_USER = 20, 6
 #: User (and app) tokens live this long, so that the user's tokens rotate several times across the workers.
 TOKEN_SECONDS = 40
-DOWNLOAD_PATH = "/open-apis/vc/v1/exports/download"
-OAUTH_PATH = "/open-apis/authen/v2/oauth/token"
 EXAMPLE = "example_feishu_vc_export"
 #: About 20 MiB: three 8-MiB parts, so a worker killed mid-download leaves an upload open.
 KILL_ROWS = 20_000
@@ -101,11 +101,16 @@ def failures(airflow: Fleet, runs: dict[str, str]) -> str:
     for dag_id, run_id in runs.items():
         for ti in all_task_instances(airflow, dag_id, run_id):
             if ti["state"] != "success":
-                log = airflow.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted(run_id)}/taskInstances/"
-                                  f"{ti['task_id']}/logs/{ti['try_number'] or 1}?map_index={ti['map_index']}"
-                                  "&full_content=true")  # fmt: skip
-                found.append(f"{dag_id} {ti['task_id']}[{ti['map_index']}] {ti['state']}:\n{log_text(log)[-3000:]}")
+                log = task_log(airflow, ti, ti["try_number"] or 1)
+                found.append(f"{dag_id} {ti['task_id']}[{ti['map_index']}] {ti['state']}:\n{log[-3000:]}")
     return "\n".join(found)
+
+
+def task_log(airflow: Fleet, ti: dict, try_number: int) -> str:
+    """One try's log as the REST API serves it (from S3: no worker serves logs)."""
+    return log_text(airflow.api("GET", f"/api/v2/dags/{ti['dag_id']}/dagRuns/{quoted(ti['dag_run_id'])}/"
+                                f"taskInstances/{ti['task_id']}/logs/{try_number}?map_index={ti['map_index']}"
+                                "&full_content=true"))  # fmt: skip
 
 
 def running(airflow: Fleet, dag_id: str, run_id: str, task_id: str) -> dict | None:
@@ -260,9 +265,8 @@ def test_a_fleet_of_celery_workers_lands_every_file_once_through_restarts_and_a_
 
         # -- logs and the metadata DB ------------------------------------------------------------------------
         # The retry's log, read by the API server from S3 (no worker serves logs): it aborted what the killed try left.
-        log = airflow.api("GET", f"/api/v2/dags/feishu_vc_fleet_kill/dagRuns/{quoted(run_id)}/taskInstances/export"
-                          f"/logs/{retry['try_number']}?full_content=true")  # fmt: skip
-        assert "Aborted the upload to" in log_text(log), log_text(log)[-3000:]
+        log = task_log(airflow, retry, retry["try_number"])
+        assert "Aborted the upload to" in log, log[-3000:]
         assert any(k.startswith("task-logs/") for k in s3.keys("fleet-logs"))
         connections = airflow.database_connections()
         while_running = airflow.worker_connections() - airflow.worker_connections_at_start
@@ -282,10 +286,9 @@ def test_a_fleet_of_celery_workers_lands_every_file_once_through_restarts_and_a_
 
 
 def first_try_errors(airflow: Fleet, ti: dict) -> str:
-    log = airflow.api("GET", f"/api/v2/dags/{ti['dag_id']}/dagRuns/{quoted(ti['dag_run_id'])}/taskInstances/"
-                      f"{ti['task_id']}/logs/1?map_index={ti['map_index']}&full_content=true")  # fmt: skip
-    lines = [line for line in log_text(log).splitlines() if line.startswith(("error", "warning", "critical"))]
-    return " | ".join(lines)[-1500:] or log_text(log)[-800:]
+    log = task_log(airflow, ti, 1)
+    lines = [line for line in log.splitlines() if line.startswith(("error", "warning", "critical"))]
+    return " | ".join(lines)[-1500:] or log[-800:]
 
 
 def deferred_one(airflow: Fleet, run_id: str) -> bool:
