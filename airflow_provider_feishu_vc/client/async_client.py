@@ -2,19 +2,27 @@
 
 Everything that can be shared is shared: per connection settings inside one event loop (one triggerer) the
 HTTP pool, per app and process the token (one fetch however many callers ask at once) and the rate budgets.
-The first session of a process loads the CA bundle and httpx's async backend in a worker thread, off the loop.
+The first session of a process loads the CA bundle in a worker thread, off the loop.
+
+httpx and its async backend are imported with this module, which the trigger module imports: the triggerer loads
+a trigger class once, before running it, and importing them from a thread on first use instead held the GIL
+against the running loop for ~0.1 s (turns of 20-40 ms at the first poll of every triggerer process).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import importlib
 import inspect
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from airflow_provider_feishu_vc.client import api, protocol, transport
 from airflow_provider_feishu_vc.client.calls import ExportCalls
@@ -25,20 +33,71 @@ from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolic
 from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, AccessToken, TokenCache, UserTokenStore
 from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
-if TYPE_CHECKING:
-    import httpx
+with contextlib.suppress(ImportError):
+    importlib.import_module("anyio._backends._asyncio")  # imported by httpx on its first request otherwise
 
 MAX_POOL_CONNECTIONS = 32
+#: Status checks of one app that run at once for the waits queued behind them (each paced by the rate budget).
+STATUS_CHECKERS = 8
+
+
+class StatusQueue:
+    """The export status checks of every wait of one app in a loop, run in turn by at most ``STATUS_CHECKERS``
+    shared tasks.
+
+    A wait queued here holds one future, not a request flow of its own sleeping until its rate-budget slot: with
+    thousands of waits on one budget most of them sit in this queue, and what each one keeps alive is what the
+    event loop's garbage collector walks. The checkers start when there is work and end when there is none; they
+    run in an empty context, so no wait's log context tags another's request.
+    """
+
+    def __init__(self, checkers: int = STATUS_CHECKERS) -> None:
+        self._checkers = checkers
+        self._waiting: deque[tuple[AsyncFeishuVCClient, str, asyncio.Future[api.ExportTask]]] = deque()
+        self._running: set[asyncio.Task[None]] = set()
+
+    def get_export(self, client: AsyncFeishuVCClient, export_task_id: str) -> asyncio.Future[api.ExportTask]:
+        """Queue a status check; the future holds its result or error (cancel it to leave the queue)."""
+        future: asyncio.Future[api.ExportTask] = asyncio.get_running_loop().create_future()
+        self._waiting.append((client, export_task_id, future))
+        if len(self._running) < self._checkers:
+            checker = contextvars.Context().run(asyncio.ensure_future, self._check_in_turn())
+            self._running.add(checker)
+            checker.add_done_callback(self._running.discard)
+        return future
+
+    async def _check_in_turn(self) -> None:
+        while self._waiting:
+            client, export_task_id, future = self._waiting.popleft()
+            if future.done():  # its wait was cancelled while queued
+                continue
+            try:
+                task = await client.get_export(export_task_id)
+            except BaseException as error:
+                if not future.done():
+                    future.set_exception(error if isinstance(error, Exception) else asyncio.CancelledError())
+                if not isinstance(error, Exception):
+                    raise
+            else:
+                if not future.done():
+                    future.set_result(task)
+
+    def close(self) -> None:
+        """Stop the checkers (the session's last user left: nobody waits for them)."""
+        for checker in self._running:
+            checker.cancel()
 
 
 @dataclass
 class AppSession:
     """What the callers of one connection's settings share inside one event loop: the HTTP pool, built off the
-    loop on first use. (Tokens and rate budgets are shared process-wide, by the base class.)"""
+    loop on first use, and the queue of status checks. (Tokens and rate budgets are shared process-wide, by the
+    base class.)"""
 
     config: ClientConfig
     users: int = 0
     http: httpx.AsyncClient | None = None
+    status_checks: StatusQueue = field(default_factory=StatusQueue)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def opened(self) -> httpx.AsyncClient:
@@ -50,11 +109,7 @@ class AppSession:
 
 
 def _new_http_client(config: ClientConfig) -> httpx.AsyncClient:
-    """Blocking set-up (CA bundle, anyio's asyncio backend): run in a thread, never on the event loop."""
-    import httpx
-
-    with contextlib.suppress(ImportError):
-        importlib.import_module("anyio._backends._asyncio")  # imported by httpx on its first request otherwise
+    """Blocking set-up (the CA bundle): run in a thread, never on the event loop."""
     limits = httpx.Limits(max_connections=MAX_POOL_CONNECTIONS, max_keepalive_connections=MAX_POOL_CONNECTIONS)
     return httpx.AsyncClient(**transport.client_options(config), limits=limits)
 
@@ -62,29 +117,78 @@ def _new_http_client(config: ClientConfig) -> httpx.AsyncClient:
 _SESSIONS: dict[tuple[int, ClientConfig], AppSession] = {}
 
 
-@asynccontextmanager
-async def shared_client(
-    config: ClientConfig,
-    *,
-    on_secret: SecretCallback | None = None,
-    policy: RetryPolicy | None = None,
-    token_store: UserTokenStore | None = None,
-) -> AsyncIterator[AsyncFeishuVCClient]:
+class shared_client:  # used as a function: ``async with shared_client(config) as client``
     """An async client sharing its pool with every caller of the same settings in this loop, and the app's rate
-    budgets with the whole process; the pool closes when its last user leaves."""
-    key = (id(asyncio.get_running_loop()), config)
-    session = _SESSIONS.get(key)
-    if session is None:
-        session = _SESSIONS[key] = AppSession(config)
-    session.users += 1
-    try:
-        yield AsyncFeishuVCClient(config, session, on_secret=on_secret, policy=policy, token_store=token_store)
-    finally:
+    budgets with the whole process; the pool closes when its last user leaves.
+
+    A class, not a generator-based context manager: a trigger holds it for its whole wait, and this way it costs
+    one small object instead of a generator, its wrapper and a weak reference.
+    """
+
+    __slots__ = ("_config", "_key", "_on_secret", "_policy", "_session", "_token_store")
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        on_secret: SecretCallback | None = None,
+        policy: RetryPolicy | None = None,
+        token_store: UserTokenStore | None = None,
+    ) -> None:
+        self._config = config
+        self._on_secret = on_secret
+        self._policy = policy
+        self._token_store = token_store
+        self._key: tuple[int, ClientConfig] | None = None
+        self._session: AppSession | None = None
+
+    async def __aenter__(self) -> AsyncFeishuVCClient:
+        key = self._key = (id(asyncio.get_running_loop()), self._config)
+        session = _SESSIONS.get(key)
+        if session is None:
+            session = _SESSIONS[key] = AppSession(self._config)
+        session.users += 1
+        self._session = session
+        return AsyncFeishuVCClient(
+            self._config, session, on_secret=self._on_secret, policy=self._policy, token_store=self._token_store
+        )
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        session, self._session = self._session, None
+        if session is None or self._key is None:
+            return
         session.users -= 1
         if session.users == 0:
-            del _SESSIONS[key]
+            del _SESSIONS[self._key]
+            session.status_checks.close()
             if session.http is not None:
                 await asyncio.shield(session.http.aclose())
+
+
+class shared_client_of(shared_client):
+    """:func:`shared_client` for settings looked up on entering (``settings()`` returns the config and the user-token
+    store): what a hook hands a trigger. The lookup is dropped once entered, so a wait holds one object."""
+
+    __slots__ = ("_settings",)
+
+    def __init__(
+        self,
+        settings: Callable[[], Awaitable[tuple[ClientConfig, UserTokenStore | None]]],
+        *,
+        on_secret: SecretCallback | None = None,
+    ) -> None:
+        self._settings: Callable[[], Awaitable[tuple[ClientConfig, UserTokenStore | None]]] | None = settings
+        self._on_secret = on_secret
+        self._policy = None
+        self._key = None
+        self._session = None
+
+    async def __aenter__(self) -> AsyncFeishuVCClient:
+        if self._settings is None:
+            raise RuntimeError("shared_client_of is entered once")
+        self._config, self._token_store = await self._settings()
+        self._settings = None
+        return await super().__aenter__()
 
 
 def open_sessions() -> int:
@@ -119,6 +223,12 @@ class AsyncFeishuVCClient(ExportCalls):
         async def get_export(self, export_task_id: str, *, retries: int | None = None) -> api.ExportTask: ...
 
         async def _renew_token(self, stale: str | None = None) -> AccessToken: ...
+
+    def get_export_in_turn(self, export_task_id: str) -> asyncio.Future[api.ExportTask]:
+        """:meth:`get_export`, queued behind the app's other waits in this loop and run by a shared checker: for a
+        caller that polls and waits anyway (a trigger). Await it; errors come as from :meth:`get_export`.
+        (A future, not a coroutine: one object less per queued wait.)"""
+        return self._session.status_checks.get_export(self, export_task_id)
 
     async def access_token(self, *, stale: str | None = None) -> str:
         token = self.tokens.usable(self.token_key, stale)

@@ -7,6 +7,7 @@ async (it returns an awaitable), so ``client.get_export(...)`` is a value on one
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 from airflow_provider_feishu_vc.client import api
@@ -14,6 +15,12 @@ from airflow_provider_feishu_vc.client.budget import process_budgets
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.protocol import Flow, RetryPolicy, T
 from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, UserTokenStore, token_key
+
+
+@cache
+def connection_policy(max_retries: int) -> RetryPolicy:
+    """The retry policy of a connection's ``max_retries`` (immutable, so one per value serves every client)."""
+    return RetryPolicy(max_retries=max_retries)
 
 
 class ExportCalls:
@@ -32,7 +39,7 @@ class ExportCalls:
         self.config = config
         #: Where user tokens are shared with the deployment's other processes (None: this process only).
         self.token_store = token_store if config.uses_user_token else None
-        self.policy = policy or RetryPolicy(max_retries=config.max_retries)
+        self.policy = policy or connection_policy(config.max_retries)
         self.budgets = process_budgets(config.app_key, config.rate_limit_per_minute)
         self.tokens = token_cache
         self.token_key = token_key(config)

@@ -12,8 +12,8 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -343,16 +343,16 @@ class FeishuVCHook(BaseHook):
             self._client.close()
             self._client = None
 
-    @asynccontextmanager
-    async def async_client(self) -> AsyncIterator[AsyncFeishuVCClient]:
-        """An async client sharing the app's HTTP pool, token and rate budget with every other trigger in
-        this process; the pool is closed when the last user leaves."""
-        from airflow_provider_feishu_vc.client.async_client import shared_client
+    def async_client(self) -> AbstractAsyncContextManager[AsyncFeishuVCClient]:
+        """``async with hook.async_client() as client``: an async client sharing the app's HTTP pool, token and
+        rate budget with every other trigger in this process; the pool is closed when the last user leaves."""
+        from airflow_provider_feishu_vc.client.async_client import shared_client_of
 
+        return shared_client_of(self._async_settings, on_secret=amask_secret)
+
+    async def _async_settings(self) -> tuple[ClientConfig, VariableUserTokenStore | None]:
         config = await self.aget_config()
-        store = VariableUserTokenStore.for_config(config)
-        async with shared_client(config, on_secret=amask_secret, token_store=store) as client:
-            yield client
+        return config, VariableUserTokenStore.for_config(config) if config.uses_user_token else None
 
     # -- calls -----------------------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_feishu_vc.client.api import ExportStatus
+from airflow_provider_feishu_vc.client import async_client  # noqa: F401  # imported with the class, not on the loop
+from airflow_provider_feishu_vc.client.api import ExportStatus, ExportTask
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.client.exports import validate_export_task_id
 from airflow_provider_feishu_vc.client.protocol import RetryPolicy
@@ -117,20 +118,21 @@ class FeishuVCExportTrigger(BaseTrigger):
         yield event
 
     async def _wait(self) -> TriggerEvent:
+        # Between polls a wait keeps only what it needs: every object it holds, times thousands of waits, is walked
+        # by the triggerer's garbage collector while the loop stands still.
         await asyncio.sleep(random.uniform(0, min(self.poll_interval, FIRST_POLL_SPREAD)))
-        hook = FeishuVCHook(self.feishu_vc_conn_id)
-        error_backoff = RetryPolicy(base_delay=self.poll_interval, max_delay=MAX_ERROR_BACKOFF)
         failures = 0
-        async with hook.async_client() as client:
+        async with FeishuVCHook(self.feishu_vc_conn_id).async_client() as client:
             while True:
                 if self._seconds_left() <= 0:
                     return self._event(TIMEOUT, f"Feishu export {self.export_task_id} was not done by the deadline")
                 try:
-                    task = await client.get_export(self.export_task_id)
+                    event = self._event_for(await client.get_export_in_turn(self.export_task_id))
                 except FeishuVCError as error:
                     if not error.retryable:
                         raise
                     failures += 1
+                    error_backoff = RetryPolicy(base_delay=self.poll_interval, max_delay=MAX_ERROR_BACKOFF)
                     pause = error_backoff.backoff(failures + 1)
                     self.log.warning(
                         "Polling Feishu export %s failed (%s); trying again in %.0f s",
@@ -141,13 +143,17 @@ class FeishuVCExportTrigger(BaseTrigger):
                     await asyncio.sleep(max(0.0, min(pause, self._seconds_left())))
                     continue
                 failures = 0
-                if task.status is ExportStatus.DONE:
-                    return self._event(
-                        SUCCESS, f"Feishu export {self.export_task_id} is done", file_token=task.file_token
-                    )
-                if task.status is ExportStatus.FAILED:
-                    return self._event(FAILED, str(task.failure()), fail_msg=task.fail_msg)
+                if event is not None:
+                    return event
                 await asyncio.sleep(max(0.0, min(self.poll_interval, self._seconds_left())))
+
+    def _event_for(self, task: ExportTask) -> TriggerEvent | None:
+        """The event an export's state ends the wait with, or None while it is still being made."""
+        if task.status is ExportStatus.DONE:
+            return self._event(SUCCESS, f"Feishu export {self.export_task_id} is done", file_token=task.file_token)
+        if task.status is ExportStatus.FAILED:
+            return self._event(FAILED, str(task.failure()), fail_msg=task.fail_msg)
+        return None
 
     def _error_event(self, error: FeishuVCError) -> TriggerEvent:
         code = error.code if isinstance(error, FeishuVCAPIError) else None

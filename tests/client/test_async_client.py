@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import datetime as dt
 
 import pytest
 
 from airflow_provider_feishu_vc.client.api import ExportStatus
-from airflow_provider_feishu_vc.client.async_client import AsyncFeishuVCClient, open_sessions, shared_client
+from airflow_provider_feishu_vc.client.async_client import (
+    STATUS_CHECKERS,
+    AsyncFeishuVCClient,
+    open_sessions,
+    shared_client,
+)
 from airflow_provider_feishu_vc.client.budget import RateBudget
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError
@@ -111,3 +117,71 @@ async def test_rate_budget_spaces_requests_evenly(config: ClientConfig) -> None:
     # The n-th request never leaves before its slot, n x 0.1 s after the first; a busy machine may only delay it.
     late = [at - (start + 0.1 * n) for n, at in enumerate(sorted(times))]
     assert all(delay >= -0.01 for delay in late), late
+
+
+# -- status checks queued behind each other (what triggers use) ---------------------------------------------------
+
+
+def checker_tasks() -> list[asyncio.Task]:
+    return [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith("_check_in_turn")]  # type: ignore[union-attr]
+
+
+async def create_exports(client: AsyncFeishuVCClient, count: int) -> list[str]:
+    return [
+        await client.create_export("meeting_list", start_time=NOW - dt.timedelta(hours=1), end_time=NOW)
+        for _ in range(count)
+    ]
+
+
+async def test_queued_checks_run_on_a_few_shared_checkers(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
+    async with shared_client(config) as client:
+        export_ids = await create_exports(client, 3)
+        emulator.inject("latency", path="/open-apis/vc/v1/exports/7", times=40, seconds=0.05)
+        checks = [client.get_export_in_turn(export_ids[n % 3]) for n in range(40)]
+        await asyncio.sleep(0.02)
+        running = len(checker_tasks())
+        tasks = await asyncio.gather(*checks)
+        await asyncio.sleep(0)
+        assert 1 <= running <= STATUS_CHECKERS
+        assert [t.export_task_id for t in tasks] == [export_ids[n % 3] for n in range(40)]
+        assert checker_tasks() == []  # they end when the queue is empty
+    assert sum(emulator.count(f"/open-apis/vc/v1/exports/{i}") for i in export_ids) == 40
+
+
+async def test_a_cancelled_check_leaves_the_queue_unasked(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
+    async with shared_client(config) as client:
+        busy, left = await create_exports(client, 2)
+        emulator.inject("latency", path=f"/open-apis/vc/v1/exports/{busy}", times=STATUS_CHECKERS, seconds=0.2)
+        ahead = [client.get_export_in_turn(busy) for _ in range(STATUS_CHECKERS)]  # every checker is busy
+        behind = client.get_export_in_turn(left)
+        await asyncio.sleep(0.05)
+        behind.cancel()
+        await asyncio.gather(*ahead)
+    assert emulator.count(f"/open-apis/vc/v1/exports/{left}") == 0
+
+
+async def test_a_failed_check_fails_only_its_caller(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
+    async with shared_client(config, policy=FAST_RETRIES) as client:
+        (good,) = await create_exports(client, 1)
+        results = await asyncio.gather(
+            client.get_export_in_turn(good), client.get_export_in_turn("1"), client.get_export_in_turn(good),
+            return_exceptions=True,
+        )  # fmt: skip
+    assert isinstance(results[1], FeishuVCAPIError) and results[1].code == 121004
+    assert [r.export_task_id for r in (results[0], results[2])] == [good, good]  # type: ignore[union-attr]
+
+
+async def test_checks_run_outside_the_callers_log_context(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
+    """A checker serves every wait: what one wait bound to its context (Airflow binds a trigger's ids for its log
+    lines) must not tag the requests it makes for the others."""
+    bound: contextvars.ContextVar[str] = contextvars.ContextVar("trigger_id")
+    seen_in_checker: list[str | None] = []
+    async with shared_client(config, on_secret=lambda _: seen_in_checker.append(bound.get(None))) as client:
+        (export_task_id,) = await create_exports(client, 1)
+        from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE
+
+        TOKEN_CACHE.clear()  # the check itself fetches the token, inside the checker
+        seen_in_checker.clear()
+        bound.set("trigger 7")
+        await client.get_export_in_turn(export_task_id)
+    assert seen_in_checker == [None]
