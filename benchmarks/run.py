@@ -24,6 +24,8 @@ from airflow_provider_feishu_vc.hooks import landing
 from benchmarks import download, imports, sharing, tables, waiting
 
 ROWS: list[tuple[str, str, str, str, str]] = []
+#: Half of the 50 ms a triggerer's loop may stand still, so that a machine twice as slow still holds 50 ms.
+LAG_GOAL_MS = 25.0
 
 
 def row(section: str, figure: str, ours: str, baseline: str = "", verdict: bool | None = None) -> None:
@@ -97,10 +99,10 @@ def bench_waiting(
         )
         row(
             section,
-            "worst event-loop lag (goal < 50 ms in every run)",
+            f"worst event-loop lag (goal <= {LAG_GOAL_MS:.0f} ms in every run)",
             spread([r.worst_lag_ms for r in runs], " ms"),
             f"{base.worst_lag_ms:.1f} ms" if base else "",
-            all(r.worst_lag_ms < 50 for r in runs),
+            all(r.worst_lag_ms <= LAG_GOAL_MS for r in runs),
         )
         row(
             section,

@@ -113,15 +113,20 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
             gc.collect()
             gc.freeze()  # measure the waits, not a full collection of this process's import heap
 
-            def start_waits(sink: dict[str, float], ids: list[str]) -> list[asyncio.Future[str]]:
-                if label == "ours":
-                    return [asyncio.ensure_future(_ours(i, poll, sink)) for i in ids]
-                return [asyncio.ensure_future(_baseline(emulator.url, i, poll, sink, errors)) for i in ids]
+            async def start_waits(sink: dict[str, float], ids: list[str]) -> list[asyncio.Future[str]]:
+                """Start waits as Airflow's triggerer does (``TriggerRunner.create_triggers``): one task created
+                per turn of the loop, so that the triggers already running keep their turns in between."""
+                waits = []
+                for i in ids:
+                    wait = _ours(i, poll, sink) if label == "ours" else _baseline(emulator.url, i, poll, sink, errors)
+                    waits.append(asyncio.ensure_future(wait))
+                    await asyncio.sleep(0)
+                return waits
 
             async def start_in_batches(sink: dict[str, float]) -> list[str]:
                 waits: list[asyncio.Future[str]] = []
                 for first in range(0, n, batch):
-                    waits += start_waits(sink, export_ids[first : first + batch])
+                    waits += await start_waits(sink, export_ids[first : first + batch])
                     await asyncio.sleep(BATCH_EVERY)
                 return list(await asyncio.gather(*waits))
 
@@ -130,13 +135,13 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
                 if batch:
                     statuses = await start_in_batches(done_at)
                 else:
-                    statuses = await asyncio.gather(*start_waits(done_at, export_ids))
+                    statuses = await asyncio.gather(*await start_waits(done_at, export_ids))
             timed = (time.monotonic() - started, time.process_time() - cpu, emulator.stats())
             # A second, short pass counts the Python allocations of N waits in flight (tracemalloc slows
             # allocation, so it stays out of the timed pass above); then they are cancelled.
             tracemalloc.start()
             allocated_before = tracemalloc.get_traced_memory()[0]
-            in_flight = start_waits({}, export_ids)
+            in_flight = await start_waits({}, export_ids)
             await asyncio.sleep(min(spread[0], poll) * 0.8)
             allocated_waiting = tracemalloc.get_traced_memory()[0]
             tracemalloc.stop()
