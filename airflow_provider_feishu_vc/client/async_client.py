@@ -55,32 +55,40 @@ class StatusQueue:
         self._checkers = checkers
         self._waiting: deque[tuple[AsyncFeishuVCClient, str, asyncio.Future[api.ExportTask]]] = deque()
         self._running: set[asyncio.Task[None]] = set()
+        #: Checkers started and not yet past their last look at the queue (a finished task leaves ``_running`` only
+        #: a loop turn later, after the waiter it just answered may have queued its next check).
+        self._active = 0
 
     def get_export(self, client: AsyncFeishuVCClient, export_task_id: str) -> asyncio.Future[api.ExportTask]:
         """Queue a status check; the future holds its result or error (cancel it to leave the queue)."""
         future: asyncio.Future[api.ExportTask] = asyncio.get_running_loop().create_future()
         self._waiting.append((client, export_task_id, future))
-        if len(self._running) < self._checkers:
+        if self._active < self._checkers:
+            self._active += 1
             checker = contextvars.Context().run(asyncio.ensure_future, self._check_in_turn())
             self._running.add(checker)
             checker.add_done_callback(self._running.discard)
         return future
 
     async def _check_in_turn(self) -> None:
-        while self._waiting:
-            client, export_task_id, future = self._waiting.popleft()
-            if future.done():  # its wait was cancelled while queued
-                continue
-            try:
-                task = await client.get_export(export_task_id)
-            except BaseException as error:
-                if not future.done():
-                    future.set_exception(error if isinstance(error, Exception) else asyncio.CancelledError())
-                if not isinstance(error, Exception):
+        try:
+            while self._waiting:
+                client, export_task_id, future = self._waiting.popleft()
+                if future.done():  # its wait was cancelled while queued
+                    continue
+                try:
+                    task = await client.get_export(export_task_id)
+                except Exception as error:
+                    if not future.done():
+                        future.set_exception(error)
+                except BaseException:
+                    future.cancel()
                     raise
-            else:
-                if not future.done():
-                    future.set_result(task)
+                else:
+                    if not future.done():
+                        future.set_result(task)
+        finally:
+            self._active -= 1  # in the same step as the last look at the queue: no check is left unserved
 
     def close(self) -> None:
         """Stop the checkers (the session's last user left: nobody waits for them)."""

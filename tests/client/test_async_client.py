@@ -13,6 +13,7 @@ from airflow_provider_feishu_vc.client.api import ExportStatus
 from airflow_provider_feishu_vc.client.async_client import (
     STATUS_CHECKERS,
     AsyncFeishuVCClient,
+    StatusQueue,
     open_sessions,
     shared_client,
 )
@@ -146,6 +147,19 @@ async def test_queued_checks_run_on_a_few_shared_checkers(emulator: FeishuVCEmul
         assert [t.export_task_id for t in tasks] == [export_ids[n % 3] for n in range(40)]
         assert checker_tasks() == []  # they end when the queue is empty
     assert sum(emulator.count(f"/open-apis/vc/v1/exports/{i}") for i in export_ids) == 40
+
+
+async def test_a_check_queued_as_the_last_checker_ends_is_still_run(
+    emulator: FeishuVCEmulator, config: ClientConfig
+) -> None:
+    """The waiter of the last check wakes up before the finished checker's task has been cleaned up: a check it
+    queues right then must start a checker, not wait for one that has already ended."""
+    queue = StatusQueue(checkers=1)
+    async with shared_client(config) as client:
+        (export_task_id,) = await create_exports(client, 1)
+        first = await queue.get_export(client, export_task_id)  # awaited directly: woken before the cleanup
+        second = await asyncio.wait_for(queue.get_export(client, export_task_id), 5)
+    assert first.export_task_id == second.export_task_id == export_task_id
 
 
 async def test_a_cancelled_check_leaves_the_queue_unasked(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
