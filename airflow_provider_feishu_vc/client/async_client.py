@@ -2,11 +2,7 @@
 
 Everything that can be shared is shared: per connection settings inside one event loop (one triggerer) the
 HTTP pool, per app and process the token (one fetch however many callers ask at once) and the rate budgets.
-The first session of a process loads the CA bundle in a worker thread, off the loop.
-
-httpx and its async backend are imported with this module, which the trigger module imports: the triggerer loads
-a trigger class once, before running it, and importing them from a thread on first use instead held the GIL
-against the running loop for ~0.1 s (turns of 20-40 ms at the first poll of every triggerer process).
+The first session of a process loads the CA bundle and httpx's async backend in a worker thread, off the loop.
 """
 
 from __future__ import annotations
@@ -22,8 +18,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from airflow_provider_feishu_vc.client import api, protocol, transport
 from airflow_provider_feishu_vc.client.calls import ExportCalls
 from airflow_provider_feishu_vc.client.config import ClientConfig
@@ -33,8 +27,8 @@ from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolic
 from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, AccessToken, TokenCache, UserTokenStore
 from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
-with contextlib.suppress(ImportError):
-    importlib.import_module("anyio._backends._asyncio")  # imported by httpx on its first request otherwise
+if TYPE_CHECKING:
+    import httpx
 
 MAX_POOL_CONNECTIONS = 32
 #: Status checks of one app that run at once for the waits queued behind them (each paced by the rate budget).
@@ -117,7 +111,11 @@ class AppSession:
 
 
 def _new_http_client(config: ClientConfig) -> httpx.AsyncClient:
-    """Blocking set-up (the CA bundle): run in a thread, never on the event loop."""
+    """Blocking set-up (CA bundle, anyio's asyncio backend): run in a thread, never on the event loop."""
+    import httpx
+
+    with contextlib.suppress(ImportError):
+        importlib.import_module("anyio._backends._asyncio")  # imported by httpx on its first request otherwise
     limits = httpx.Limits(max_connections=MAX_POOL_CONNECTIONS, max_keepalive_connections=MAX_POOL_CONNECTIONS)
     return httpx.AsyncClient(**transport.client_options(config), limits=limits)
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_feishu_vc.client import async_client  # noqa: F401  # imported with the class, not on the loop
 from airflow_provider_feishu_vc.client.api import ExportStatus, ExportTask
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.client.exports import validate_export_task_id
