@@ -178,26 +178,34 @@ async def test_a_waiting_trigger_keeps_few_objects_alive(monkeypatch: pytest.Mon
     """Between polls, what each wait holds is walked by the triggerer's garbage collector while its loop stands
     still (40 objects a wait made a full collection at 3,000 waits cost ~40 ms): a wait queues for its status
     check instead of holding a request flow of its own, and keeps no generator-based context managers."""
+
+    def tracked_after_gc() -> int:
+        gc.collect()
+        return len(gc.get_objects())
+
     with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, export_delay=60, rate_window=0.5) as emulator:
         set_connection(monkeypatch, emulator, rate_limit_per_minute=12_000)  # type: ignore[arg-type]
-        export_ids = start_exports(emulator, 201)  # type: ignore[arg-type]
-        warm = asyncio.ensure_future(first_event(FeishuVCExportTrigger(export_ids[0], poll_interval=0.2)))
-        await asyncio.sleep(1.5)  # the shared pool and token exist, as in a triggerer already running
-        gc.collect()
-        before = len(gc.get_objects())
-        triggers = [FeishuVCExportTrigger(i, poll_interval=0.2) for i in export_ids[1:]]
-        waits = [asyncio.ensure_future(first_event(trigger)) for trigger in triggers]
-        del triggers
+        export_ids = start_exports(emulator, 300)  # type: ignore[arg-type]
+        # The first 100 waits pay every one-time cost (the shared pool, the token, lazy imports); the objects the
+        # next 200 add are what a wait holds.
+        first = [
+            asyncio.ensure_future(first_event(FeishuVCExportTrigger(i, poll_interval=0.2))) for i in export_ids[:100]
+        ]
+        await asyncio.sleep(2.0)
+        before = tracked_after_gc()
+        more = [
+            asyncio.ensure_future(first_event(FeishuVCExportTrigger(i, poll_interval=0.2))) for i in export_ids[100:]
+        ]
         await asyncio.sleep(2.0)  # past the first polls' spread: every wait has polled and is waiting again
-        gc.collect()
-        per_wait = (len(gc.get_objects()) - before) / len(waits)
-        for task in [warm, *waits]:
+        per_wait = (tracked_after_gc() - before) / len(more)
+        for task in [*first, *more]:
             task.cancel()
-        await asyncio.gather(warm, *waits, return_exceptions=True)
+        await asyncio.gather(*first, *more, return_exceptions=True)
         polled = emulator.stats()["by_path"]
-    assert sum(v for k, v in polled.items() if k.startswith("/open-apis/vc/v1/exports/7")) > 200
+    assert sum(v for k, v in polled.items() if k.startswith("/open-apis/vc/v1/exports/7")) > 300
     print(f"{per_wait:.1f} objects tracked per waiting trigger")
-    assert per_wait <= 26, f"{per_wait:.1f} objects tracked by the garbage collector per waiting trigger"
+    # ~22 on Python 3.11+ and ~26 on 3.10 (an instance's __dict__ is an object of its own there); ~45 before.
+    assert per_wait <= 32, f"{per_wait:.1f} objects tracked by the garbage collector per waiting trigger"
 
 
 async def test_five_hundred_triggers_share_one_token_and_stay_under_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
