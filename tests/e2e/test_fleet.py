@@ -150,9 +150,14 @@ def test_a_fleet_of_celery_workers_lands_every_file_once_through_restarts_and_a_
             "/xcomEntries/return_value",
         )["value"]  # fmt: skip
         feishu.inject(Fault.SLOW_BODY, path=DOWNLOAD_PATH, chunk=96, seconds=0.5)  # ~40 s for the example's file
+        downloads_before = feishu.stats()["by_path"].get(DOWNLOAD_PATH, 0)
         feishu.finish_now(str(example_export))
         airflow.wait_for("the example's download to run", lambda: running(airflow, EXAMPLE, runs[EXAMPLE],
                                                                           "download_export"), 180)  # fmt: skip
+        # Running is not enough: a task that still renders its templates pulls XCom from the API server, and the
+        # Task SDK gives that up after ~15 s of retries. Bytes must be moving, as the fault says.
+        airflow.wait_for("the example's download to reach Feishu",
+                         lambda: feishu.stats()["by_path"].get(DOWNLOAD_PATH, 0) > downloads_before, 60)  # fmt: skip
         airflow.kill("api-server")
         timeline.mark("API server killed while the example's download runs and the other waits are deferred")
         time.sleep(15)
