@@ -3,12 +3,15 @@ so tests can tell which keys a download touched and whether an upload was starte
 
 from __future__ import annotations
 
+import io
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 ACCESS_KEY, SECRET_KEY, REGION = "testing", "testing", "us-east-1"
 
@@ -30,6 +33,8 @@ class S3Server:
     most_parts_at_once: int = 0
     #: Refuse every ``UploadPart`` of this part number with 403 AccessDenied (an error S3 clients do not retry).
     refuse_part: int | None = None
+    #: The checksum algorithm each multipart upload was created with (``x-amz-checksum-algorithm``), by upload id.
+    upload_checksums: dict[str, str | None] = field(default_factory=dict)
 
     def start(self) -> S3Server:
         from moto.moto_server import werkzeug_app
@@ -46,8 +51,15 @@ class S3Server:
         def recording_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ["PATH_INFO"].encode("latin-1").decode("utf-8", "replace")  # WSGI: bytes as latin-1
             query = environ["QUERY_STRING"]
-            self.requests.append(S3Request(environ["REQUEST_METHOD"], path, query))
-            if "partNumber=" not in query or environ["REQUEST_METHOD"] != "PUT":
+            method = environ["REQUEST_METHOD"]
+            self.requests.append(S3Request(method, path, query))
+            if method == "POST" and "uploads" in parse_qs(query, keep_blank_values=True):
+                return self._create_upload(moto_app, environ, start_response)
+            if refusal := self._checksum_refusal(environ, query):
+                environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                start_response("400 Bad Request", [("Content-Type", "application/xml")])
+                return [f"<Error><Code>InvalidRequest</Code><Message>{refusal}</Message></Error>".encode()]
+            if "partNumber=" not in query or method != "PUT":
                 return moto_app(environ, start_response)
             if self.refuse_part is not None and f"partNumber={self.refuse_part}&" in query + "&":
                 environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
@@ -68,6 +80,42 @@ class S3Server:
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-s3", daemon=True)
         self._thread.start()
         return self
+
+    def _create_upload(self, app: Any, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        answer = b"".join(app(environ, start_response))
+        if found := re.search(rb"<UploadId>([^<]+)</UploadId>", answer):
+            algorithm = environ.get("HTTP_X_AMZ_CHECKSUM_ALGORITHM")
+            self.upload_checksums[found.group(1).decode()] = algorithm.lower() if algorithm else None
+        return [answer]
+
+    def _checksum_refusal(self, environ: dict[str, Any], query: str) -> str | None:
+        """What S3 answers a part or a completion whose checksums do not follow the upload's algorithm, if so.
+
+        S3 refuses a part that carries a checksum of another algorithm than the one its upload was created with
+        (none: no checksum at all), and the completion of an upload created with an algorithm unless every part
+        it lists carries that checksum. moto accepts both.
+        """
+        upload_id = (parse_qs(query).get("uploadId") or [""])[0]
+        if upload_id not in self.upload_checksums:
+            return None
+        declared = self.upload_checksums[upload_id]
+        if environ["REQUEST_METHOD"] == "PUT" and "partNumber=" in query:
+            sent = [name.removeprefix("HTTP_X_AMZ_CHECKSUM_").lower() for name in environ
+                    if name.startswith("HTTP_X_AMZ_CHECKSUM_") and name != "HTTP_X_AMZ_CHECKSUM_ALGORITHM"]  # fmt: skip
+            sent += [t.removeprefix("x-amz-checksum-") for t in environ.get("HTTP_X_AMZ_TRAILER", "").split(",") if t]
+            actual = sent[0] if sent else None
+            if actual != declared:
+                return f"Checksum Type mismatch occurred, expected checksum Type: {declared}, actual checksum Type: {actual}"  # noqa: E501
+            return None
+        if environ["REQUEST_METHOD"] == "POST" and declared is not None:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
+            element = f"Checksum{declared.upper()}".encode()
+            if body.count(b"<Part>") != body.count(b"<" + element + b">"):
+                return (f"The upload was created using a {declared} checksum. The complete request must include the "
+                        "checksum for each part.")  # fmt: skip
+        return None
 
     def stop(self) -> None:
         self._server.shutdown()

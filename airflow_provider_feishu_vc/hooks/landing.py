@@ -46,6 +46,8 @@ UPLOAD_PART_BYTES = 8 * 2**20
 #: ``(UPLOAD_PARTS_IN_FLIGHT + 1) * UPLOAD_PART_BYTES`` bytes (40 MiB); a download waits while that is full.
 UPLOAD_PARTS_IN_FLIGHT = 4
 UPLOAD_BYTES_HELD = (UPLOAD_PARTS_IN_FLIGHT + 1) * UPLOAD_PART_BYTES
+#: The checksum every part of an S3 upload carries, declared when the upload is created (S3 verifies each part).
+PART_CHECKSUM_ALGORITHM = "CRC32"
 #: A ``.part`` file this much older than now belongs to no running download.
 STALE_PART_SECONDS = 24 * 3600
 PART_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")
@@ -231,7 +233,11 @@ class ParallelS3Upload:
 
     def _send(self, part: bytes) -> None:
         if self.upload_id is None:
-            self.upload_id = self._call("create_multipart_upload", Bucket=self.bucket, Key=self.key)["UploadId"]
+            # S3 refuses a part whose checksum is of another algorithm than the upload's, and then wants each
+            # part's checksum again on completion: the object gets a composite CRC-32 of its parts.
+            self.upload_id = self._call(
+                "create_multipart_upload", Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=PART_CHECKSUM_ALGORITHM
+            )["UploadId"]
             self._tell_journal(self.upload_id)
         self.slots.acquire()  # at most UPLOAD_PARTS_IN_FLIGHT parts held beside the one being filled
         self.parts_started += 1
@@ -253,9 +259,7 @@ class ParallelS3Upload:
     async def _upload_part(self, number: int, part: bytes, checksum: str) -> None:
         answer = await self.fs._call_s3("upload_part", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
                                         PartNumber=number, Body=part, ChecksumCRC32=checksum)  # fmt: skip
-        self.parts[number] = {"ETag": answer["ETag"]}
-        if "ChecksumSHA256" in answer:
-            self.parts[number]["ChecksumSHA256"] = answer["ChecksumSHA256"]
+        self.parts[number] = {"ETag": answer["ETag"], "ChecksumCRC32": checksum}
 
     def _part_done(self, sending: asyncio.Task[None]) -> None:  # on s3fs's loop, once the request has ended
         self.in_flight.discard(sending)
