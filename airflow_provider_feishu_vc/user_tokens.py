@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from airflow_provider_feishu_vc.client.tokens import StoredUserTokens
-    from airflow_provider_feishu_vc.hooks.feishu_vc import VariableUserTokenStore
+    from airflow_provider_feishu_vc.hooks.user_token_store import VariableUserTokenStore
 
 
 #: Attempts at writing the first tokens before giving up (the authorization code is spent by then).
@@ -37,7 +37,8 @@ def store_first_user_tokens(conn_id: str, code: str, redirect_uri: str) -> str:
     from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
     from airflow_provider_feishu_vc.client.tokens import exchange_authorization_code
     from airflow_provider_feishu_vc.compat import mask_secret
-    from airflow_provider_feishu_vc.hooks.feishu_vc import VariableUserTokenStore, config_from_connection
+    from airflow_provider_feishu_vc.hooks.feishu_vc import config_from_connection
+    from airflow_provider_feishu_vc.hooks.user_token_store import VariableUserTokenStore
 
     # Outside a task the SDK sees only environment connections: read the metadata DB's as the CLI does.
     config = config_from_connection(Connection.get_connection_from_secrets(conn_id))

@@ -115,7 +115,7 @@ def user_connection(airflow_db: str, emulator: FeishuVCEmulator) -> str:
     import subprocess
     import sys
 
-    from airflow_provider_feishu_vc.hooks.feishu_vc import VariableUserTokenStore
+    from airflow_provider_feishu_vc.hooks.user_token_store import VariableUserTokenStore
 
     emulator.configure(token_ttl=4.0, export_delay=3600, processing_polls=1)
     extra = {"refresh_token": emulator.options.refresh_token, "rate_limit_per_minute": 60_000}

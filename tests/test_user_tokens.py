@@ -23,7 +23,7 @@ SEED = "emulator-refresh-token"  # the emulator's first refresh token: the grant
 def store_key(seed: str) -> str:
     """The Variable a grant's tokens live in (named by the app and the grant's first refresh token)."""
     from airflow_provider_feishu_vc.client.config import ClientConfig
-    from airflow_provider_feishu_vc.hooks.feishu_vc import VariableUserTokenStore
+    from airflow_provider_feishu_vc.hooks.user_token_store import VariableUserTokenStore
 
     config = ClientConfig(base_url="https://open.feishu.cn", app_id=APP_ID, app_secret=APP_SECRET, refresh_token=seed)
     return VariableUserTokenStore.for_config(config).key

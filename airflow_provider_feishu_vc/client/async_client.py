@@ -135,7 +135,7 @@ class shared_client:  # used as a function: ``async with shared_client(config) a
 
     def __init__(
         self,
-        config: ClientConfig,
+        config: ClientConfig | None,
         *,
         on_secret: SecretCallback | None = None,
         policy: RetryPolicy | None = None,
@@ -148,16 +148,21 @@ class shared_client:  # used as a function: ``async with shared_client(config) a
         self._key: tuple[int, ClientConfig] | None = None
         self._session: AppSession | None = None
 
+    async def _settings(self) -> tuple[ClientConfig, UserTokenStore | None]:
+        """The config and user-token store to enter with."""
+        assert self._config is not None
+        return self._config, self._token_store
+
     async def __aenter__(self) -> AsyncFeishuVCClient:
-        key = self._key = (id(asyncio.get_running_loop()), self._config)
+        config, token_store = await self._settings()
+        key = self._key = (id(asyncio.get_running_loop()), config)
         session = _SESSIONS.get(key)
         if session is None:
-            session = _SESSIONS[key] = AppSession(self._config)
+            session = _SESSIONS[key] = AppSession(config)
         session.users += 1
         self._session = session
-        return AsyncFeishuVCClient(
-            self._config, session, on_secret=self._on_secret, policy=self._policy, token_store=self._token_store
-        )
+        return AsyncFeishuVCClient(config, session, on_secret=self._on_secret, policy=self._policy,
+                                   token_store=token_store)  # fmt: skip
 
     async def __aexit__(self, *exc_info: object) -> None:
         session, self._session = self._session, None
@@ -175,7 +180,7 @@ class shared_client_of(shared_client):
     """:func:`shared_client` for settings looked up on entering (``settings()`` returns the config and the user-token
     store): what a hook hands a trigger. The lookup is dropped once entered, so a wait holds one object."""
 
-    __slots__ = ("_settings",)
+    __slots__ = ("_lookup",)
 
     def __init__(
         self,
@@ -183,18 +188,14 @@ class shared_client_of(shared_client):
         *,
         on_secret: SecretCallback | None = None,
     ) -> None:
-        self._settings: Callable[[], Awaitable[tuple[ClientConfig, UserTokenStore | None]]] | None = settings
-        self._on_secret = on_secret
-        self._policy = None
-        self._key = None
-        self._session = None
+        super().__init__(None, on_secret=on_secret)
+        self._lookup: Callable[[], Awaitable[tuple[ClientConfig, UserTokenStore | None]]] | None = settings
 
-    async def __aenter__(self) -> AsyncFeishuVCClient:
-        if self._settings is None:
+    async def _settings(self) -> tuple[ClientConfig, UserTokenStore | None]:
+        lookup, self._lookup = self._lookup, None
+        if lookup is None:
             raise RuntimeError("shared_client_of is entered once")
-        self._config, self._token_store = await self._settings()
-        self._settings = None
-        return await super().__aenter__()
+        return await lookup()
 
 
 def open_sessions() -> int:
