@@ -12,8 +12,11 @@ import contextlib
 import contextvars
 import importlib
 import inspect
+import sys
+import time
+import types
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
     import httpx
 
 MAX_POOL_CONNECTIONS = 32
+#: How often the thread that builds the first HTTP pool hands the GIL back to the event loop, and for how long.
+GIL_HAND_BACK_EVERY = 0.001
+GIL_HAND_BACK_PAUSE = 0.0002
 #: Status checks of one app that run at once for the waits queued behind them (each paced by the rate budget).
 STATUS_CHECKERS = 8
 
@@ -111,13 +117,37 @@ class AppSession:
 
 
 def _new_http_client(config: ClientConfig) -> httpx.AsyncClient:
-    """Blocking set-up (CA bundle, anyio's asyncio backend): run in a thread, never on the event loop."""
-    import httpx
+    """Blocking set-up (CA bundle, anyio's asyncio backend, ~0.15 s): run in a thread, never on the event loop, and
+    handing the GIL back often (:func:`_yielding_the_gil`)."""
+    with _yielding_the_gil():
+        import httpx
 
-    with contextlib.suppress(ImportError):
-        importlib.import_module("anyio._backends._asyncio")  # imported by httpx on its first request otherwise
-    limits = httpx.Limits(max_connections=MAX_POOL_CONNECTIONS, max_keepalive_connections=MAX_POOL_CONNECTIONS)
-    return httpx.AsyncClient(**transport.client_options(config), limits=limits)
+        with contextlib.suppress(ImportError):
+            importlib.import_module("anyio._backends._asyncio")  # imported by httpx on its first request otherwise
+        limits = httpx.Limits(max_connections=MAX_POOL_CONNECTIONS, max_keepalive_connections=MAX_POOL_CONNECTIONS)
+        return httpx.AsyncClient(**transport.client_options(config), limits=limits)
+
+
+@contextlib.contextmanager
+def _yielding_the_gil(every: float = GIL_HAND_BACK_EVERY) -> Iterator[None]:
+    """While inside, this thread pauses for a moment after each ``every`` seconds of running Python, so that the
+    event loop's thread gets the GIL back within about that long each time it returns from I/O, instead of the
+    interpreter's switch interval (5 ms): a loop turn makes many such returns, and importing modules holds the GIL
+    almost throughout. Only this thread is traced, and its previous trace function is put back."""
+    previous = sys.gettrace()
+    due = time.perf_counter() + every
+
+    def hand_back(frame: types.FrameType, event: str, arg: object) -> None:
+        nonlocal due
+        if time.perf_counter() >= due:
+            time.sleep(GIL_HAND_BACK_PAUSE)
+            due = time.perf_counter() + every
+
+    sys.settrace(hand_back)
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
 
 
 _SESSIONS: dict[tuple[int, ClientConfig], AppSession] = {}

@@ -199,3 +199,29 @@ async def test_checks_run_outside_the_callers_log_context(emulator: FeishuVCEmul
         bound.set("trigger 7")
         await client.get_export_in_turn(export_task_id)
     assert seen_in_checker == [None]
+
+
+def test_the_thread_building_the_first_pool_pauses_while_importing_and_puts_its_tracer_back() -> None:
+    import sys
+    import time
+    import types
+
+    from airflow_provider_feishu_vc.client.async_client import GIL_HAND_BACK_PAUSE, _yielding_the_gil
+
+    def own_tracer(frame: types.FrameType, event: str, arg: object) -> None:
+        return None
+
+    def step() -> None:
+        return None
+
+    sys.settrace(own_tracer)
+    try:
+        started = time.perf_counter()
+        with _yielding_the_gil(every=0.0):  # a pause at every Python call
+            assert sys.gettrace() is not own_tracer
+            for _ in range(50):
+                step()
+        assert time.perf_counter() - started >= 50 * GIL_HAND_BACK_PAUSE  # the GIL was handed back each time
+        assert sys.gettrace() is own_tracer
+    finally:
+        sys.settrace(None)
