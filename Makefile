@@ -1,4 +1,6 @@
-# Every target installs what it needs into .venv first, from the lock (a fresh machine needs only Python 3.11).
+# Every target installs what it needs into .venv first, from the lock (a fresh machine needs only Python 3.11), with
+# bytecode compiled as pip does for users (this machine sets PYTHONDONTWRITEBYTECODE=1: every process would compile
+# Airflow from source otherwise).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +11,7 @@ UV_VERSION := 0.13.9
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q "uv==$(UV_VERSION)"
-	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements-dev.lock
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -r requirements-dev.lock
 	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
