@@ -16,6 +16,15 @@ from urllib.parse import parse_qs
 ACCESS_KEY, SECRET_KEY, REGION = "testing", "testing", "us-east-1"
 
 
+def s3_error(
+    environ: dict[str, Any], start_response: Callable[..., Any], status: str, code: str, message: str
+) -> list[bytes]:
+    """Answer with an S3 error document, after reading the request's body as a server does."""
+    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    start_response(status, [("Content-Type", "application/xml")])
+    return [f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()]
+
+
 @dataclass(frozen=True)
 class S3Request:
     method: str
@@ -56,15 +65,11 @@ class S3Server:
             if method == "POST" and "uploads" in parse_qs(query, keep_blank_values=True):
                 return self._create_upload(moto_app, environ, start_response)
             if refusal := self._checksum_refusal(environ, query):
-                environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-                start_response("400 Bad Request", [("Content-Type", "application/xml")])
-                return [f"<Error><Code>InvalidRequest</Code><Message>{refusal}</Message></Error>".encode()]
+                return s3_error(environ, start_response, "400 Bad Request", "InvalidRequest", refusal)
             if "partNumber=" not in query or method != "PUT":
                 return moto_app(environ, start_response)
             if self.refuse_part is not None and f"partNumber={self.refuse_part}&" in query + "&":
-                environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-                start_response("403 Forbidden", [("Content-Type", "application/xml")])
-                return [b"<Error><Code>AccessDenied</Code><Message>refused by the test</Message></Error>"]
+                return s3_error(environ, start_response, "403 Forbidden", "AccessDenied", "refused by the test")
             with guard:
                 parts_now[0] += 1
                 self.most_parts_at_once = max(self.most_parts_at_once, parts_now[0])
@@ -105,7 +110,8 @@ class S3Server:
             sent += [t.removeprefix("x-amz-checksum-") for t in environ.get("HTTP_X_AMZ_TRAILER", "").split(",") if t]
             actual = sent[0] if sent else None
             if actual != declared:
-                return f"Checksum Type mismatch occurred, expected checksum Type: {declared}, actual checksum Type: {actual}"  # noqa: E501
+                return (f"Checksum Type mismatch occurred, expected checksum Type: {declared}, "
+                        f"actual checksum Type: {actual}")  # fmt: skip
             return None
         if environ["REQUEST_METHOD"] == "POST" and declared is not None:
             length = int(environ.get("CONTENT_LENGTH") or 0)
