@@ -41,6 +41,18 @@ GIL_HAND_BACK_PAUSE = 0.0002
 STATUS_CHECKERS = 8
 
 
+class _StatusCheck(asyncio.Future["api.ExportTask"]):
+    """A queued status check: the future its waiter awaits, carrying what to check (one object, not a future and a
+    tuple)."""
+
+    __slots__ = ("client", "export_task_id")
+
+    def __init__(self, client: AsyncFeishuVCClient, export_task_id: str) -> None:
+        super().__init__()
+        self.client = client
+        self.export_task_id = export_task_id
+
+
 class StatusQueue:
     """The export status checks of every wait of one app in a loop, run in turn by at most ``STATUS_CHECKERS``
     shared tasks.
@@ -53,7 +65,7 @@ class StatusQueue:
 
     def __init__(self, checkers: int = STATUS_CHECKERS) -> None:
         self._checkers = checkers
-        self._waiting: deque[tuple[AsyncFeishuVCClient, str, asyncio.Future[api.ExportTask]]] = deque()
+        self._waiting: deque[_StatusCheck] = deque()
         self._running: set[asyncio.Task[None]] = set()
         #: Checkers started and not yet past their last look at the queue (a finished task leaves ``_running`` only
         #: a loop turn later, after the waiter it just answered may have queued its next check).
@@ -61,8 +73,8 @@ class StatusQueue:
 
     def get_export(self, client: AsyncFeishuVCClient, export_task_id: str) -> asyncio.Future[api.ExportTask]:
         """Queue a status check; the future holds its result or error (cancel it to leave the queue)."""
-        future: asyncio.Future[api.ExportTask] = asyncio.get_running_loop().create_future()
-        self._waiting.append((client, export_task_id, future))
+        future = _StatusCheck(client, export_task_id)
+        self._waiting.append(future)
         if self._active < self._checkers:
             self._active += 1
             checker = contextvars.Context().run(asyncio.ensure_future, self._check_in_turn())
@@ -73,11 +85,11 @@ class StatusQueue:
     async def _check_in_turn(self) -> None:
         try:
             while self._waiting:
-                client, export_task_id, future = self._waiting.popleft()
+                future = self._waiting.popleft()
                 if future.done():  # its wait was cancelled while queued
                     continue
                 try:
-                    task = await client.get_export(export_task_id)
+                    task = await future.client.get_export(future.export_task_id)
                 except Exception as error:
                     if not future.done():
                         future.set_exception(error)
@@ -102,11 +114,15 @@ class AppSession:
     loop on first use, and the queue of status checks. (Tokens and rate budgets are shared process-wide, by the
     base class.)"""
 
-    config: ClientConfig
+    key: tuple[int, ClientConfig]
     users: int = 0
     http: httpx.AsyncClient | None = None
     status_checks: StatusQueue = field(default_factory=StatusQueue)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def config(self) -> ClientConfig:
+        return self.key[1]
 
     async def opened(self) -> httpx.AsyncClient:
         if self.http is None:
@@ -114,6 +130,15 @@ class AppSession:
                 if self.http is None:
                     self.http = await asyncio.to_thread(_new_http_client, self.config)
         return self.http
+
+    async def leave(self) -> None:
+        """One user has left; the last one closes the pool and stops the checkers."""
+        self.users -= 1
+        if self.users == 0:
+            del _SESSIONS[self.key]
+            self.status_checks.close()
+            if self.http is not None:
+                await asyncio.shield(self.http.aclose())
 
 
 def _new_http_client(config: ClientConfig) -> httpx.AsyncClient:
@@ -153,15 +178,31 @@ def _yielding_the_gil(every: float = GIL_HAND_BACK_EVERY) -> Iterator[None]:
 _SESSIONS: dict[tuple[int, ClientConfig], AppSession] = {}
 
 
+def join_session(
+    config: ClientConfig,
+    *,
+    on_secret: SecretCallback | None = None,
+    policy: RetryPolicy | None = None,
+    token_store: UserTokenStore | None = None,
+) -> AsyncFeishuVCClient:
+    """A client on the running loop's session of ``config``; the caller ends it with ``await client.aclose()``.
+
+    For a caller that holds its client through a long wait (a trigger): one object. Everyone else uses
+    :class:`shared_client`, which closes it for them.
+    """
+    key = (id(asyncio.get_running_loop()), config)
+    session = _SESSIONS.get(key)
+    if session is None:
+        session = _SESSIONS[key] = AppSession(key)
+    session.users += 1
+    return AsyncFeishuVCClient(config, session, on_secret=on_secret, policy=policy, token_store=token_store)
+
+
 class shared_client:  # used as a function: ``async with shared_client(config) as client``
     """An async client sharing its pool with every caller of the same settings in this loop, and the app's rate
-    budgets with the whole process; the pool closes when its last user leaves.
+    budgets with the whole process; the pool closes when its last user leaves."""
 
-    A class, not a generator-based context manager: a trigger holds it for its whole wait, and this way it costs
-    one small object instead of a generator, its wrapper and a weak reference.
-    """
-
-    __slots__ = ("_config", "_key", "_on_secret", "_policy", "_session", "_token_store")
+    __slots__ = ("_client", "_config", "_on_secret", "_policy", "_token_store")
 
     def __init__(
         self,
@@ -175,8 +216,7 @@ class shared_client:  # used as a function: ``async with shared_client(config) a
         self._on_secret = on_secret
         self._policy = policy
         self._token_store = token_store
-        self._key: tuple[int, ClientConfig] | None = None
-        self._session: AppSession | None = None
+        self._client: AsyncFeishuVCClient | None = None
 
     async def _settings(self) -> tuple[ClientConfig, UserTokenStore | None]:
         """The config and user-token store to enter with."""
@@ -185,30 +225,18 @@ class shared_client:  # used as a function: ``async with shared_client(config) a
 
     async def __aenter__(self) -> AsyncFeishuVCClient:
         config, token_store = await self._settings()
-        key = self._key = (id(asyncio.get_running_loop()), config)
-        session = _SESSIONS.get(key)
-        if session is None:
-            session = _SESSIONS[key] = AppSession(config)
-        session.users += 1
-        self._session = session
-        return AsyncFeishuVCClient(config, session, on_secret=self._on_secret, policy=self._policy,
-                                   token_store=token_store)  # fmt: skip
+        self._client = join_session(config, on_secret=self._on_secret, policy=self._policy, token_store=token_store)
+        return self._client
 
     async def __aexit__(self, *exc_info: object) -> None:
-        session, self._session = self._session, None
-        if session is None or self._key is None:
-            return
-        session.users -= 1
-        if session.users == 0:
-            del _SESSIONS[self._key]
-            session.status_checks.close()
-            if session.http is not None:
-                await asyncio.shield(session.http.aclose())
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
 
 class shared_client_of(shared_client):
-    """:func:`shared_client` for settings looked up on entering (``settings()`` returns the config and the user-token
-    store): what a hook hands a trigger. The lookup is dropped once entered, so a wait holds one object."""
+    """:class:`shared_client` for settings looked up on entering (``settings()`` returns the config and the
+    user-token store)."""
 
     __slots__ = ("_lookup",)
 
@@ -240,7 +268,8 @@ class AsyncDownload:
 
 
 class AsyncFeishuVCClient(ExportCalls):
-    """Async twin of :class:`~.sync_client.FeishuVCClient`; get one from :func:`shared_client`."""
+    """Async twin of :class:`~.sync_client.FeishuVCClient`; get one from :class:`shared_client` (or
+    :func:`join_session`)."""
 
     driver_name = "async"
 
@@ -252,6 +281,13 @@ class AsyncFeishuVCClient(ExportCalls):
         super().__init__(config, token_cache=token_cache, policy=policy, token_store=token_store)
         self._session = session
         self._on_secret = on_secret
+        self._open = True
+
+    async def aclose(self) -> None:
+        """Leave the shared session (the last client to leave closes the pool); later calls do nothing."""
+        if self._open:
+            self._open = False
+            await self._session.leave()
 
     if TYPE_CHECKING:  # what the shared calls of ExportCalls return when this driver runs them
 

@@ -256,6 +256,14 @@ class FeishuVCHook(BaseHook):
 
         return shared_client_of(self._async_settings, on_secret=amask_secret)
 
+    async def aopen_client(self) -> AsyncFeishuVCClient:
+        """:meth:`async_client` for a caller that holds the client through a long wait and ends it itself with
+        ``await client.aclose()`` (a trigger: one object per wait instead of three)."""
+        from airflow_provider_feishu_vc.client.async_client import join_session
+
+        config, token_store = await self._async_settings()
+        return join_session(config, on_secret=amask_secret, token_store=token_store)
+
     async def _async_settings(self) -> tuple[ClientConfig, VariableUserTokenStore | None]:
         config = await self.aget_config()
         return config, VariableUserTokenStore.for_config(config) if config.uses_user_token else None

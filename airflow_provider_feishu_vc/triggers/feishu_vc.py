@@ -110,41 +110,48 @@ class FeishuVCExportTrigger(BaseTrigger):
         return float("inf") if self.deadline is None else self.deadline - time.time()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        try:
-            event = await self._wait()
-        except FeishuVCError as error:
-            event = self._error_event(error)
-        yield event
-
-    async def _wait(self) -> TriggerEvent:
         # Between polls a wait keeps only what it needs: every object it holds, times thousands of waits, is walked
-        # by the triggerer's garbage collector while the loop stands still.
+        # by the triggerer's garbage collector while the loop stands still. Hence one frame (no helper coroutine
+        # awaited across the wait), a client closed by hand (``async with`` would keep a bound method) and no local
+        # holding the export's last state through the pause.
         await asyncio.sleep(random.uniform(0, min(self.poll_interval, FIRST_POLL_SPREAD)))
+        try:
+            client = await FeishuVCHook(self.feishu_vc_conn_id).aopen_client()
+        except FeishuVCError as error:
+            yield self._error_event(error)
+            return
         failures = 0
-        async with FeishuVCHook(self.feishu_vc_conn_id).async_client() as client:
-            while True:
-                if self._seconds_left() <= 0:
-                    return self._event(TIMEOUT, f"Feishu export {self.export_task_id} was not done by the deadline")
+        try:
+            while (event := self._timeout_event()) is None:
                 try:
                     event = self._event_for(await client.get_export_in_turn(self.export_task_id))
+                    pause, failures = self.poll_interval, 0
                 except FeishuVCError as error:
-                    if not error.retryable:
-                        raise
                     failures += 1
-                    error_backoff = RetryPolicy(base_delay=self.poll_interval, max_delay=MAX_ERROR_BACKOFF)
-                    pause = error_backoff.backoff(failures + 1)
-                    self.log.warning(
-                        "Polling Feishu export %s failed (%s); trying again in %.0f s",
-                        self.export_task_id,
-                        error,
-                        pause,
-                    )
-                    await asyncio.sleep(max(0.0, min(pause, self._seconds_left())))
-                    continue
-                failures = 0
+                    event, pause = self._after_error(error, failures)
                 if event is not None:
-                    return event
-                await asyncio.sleep(max(0.0, min(self.poll_interval, self._seconds_left())))
+                    break
+                await asyncio.sleep(max(0.0, min(pause, self._seconds_left())))
+        finally:
+            await client.aclose()
+        yield event
+
+    def _timeout_event(self) -> TriggerEvent | None:
+        if self._seconds_left() > 0:
+            return None
+        return self._event(TIMEOUT, f"Feishu export {self.export_task_id} was not done by the deadline")
+
+    def _after_error(self, error: FeishuVCError, failures: int) -> tuple[TriggerEvent | None, float]:
+        """The event a failed check ends the wait with (one that cannot pass by retrying), or None and the pause
+        before the next try (backing off from ``poll_interval`` after ``failures`` failures in a row)."""
+        if not error.retryable:
+            return self._error_event(error), 0.0
+        error_backoff = RetryPolicy(base_delay=self.poll_interval, max_delay=MAX_ERROR_BACKOFF)
+        pause = error_backoff.backoff(failures + 1)
+        self.log.warning(
+            "Polling Feishu export %s failed (%s); trying again in %.0f s", self.export_task_id, error, pause
+        )
+        return None, pause
 
     def _event_for(self, task: ExportTask) -> TriggerEvent | None:
         """The event an export's state ends the wait with, or None while it is still being made."""

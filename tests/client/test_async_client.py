@@ -14,6 +14,7 @@ from airflow_provider_feishu_vc.client.async_client import (
     STATUS_CHECKERS,
     AsyncFeishuVCClient,
     StatusQueue,
+    join_session,
     open_sessions,
     shared_client,
 )
@@ -49,6 +50,16 @@ async def test_create_poll_and_download(emulator: FeishuVCEmulator, config: Clie
                 size += len(chunk)
         assert size == download.info.size > 0
     assert open_sessions() == 0  # the pool is closed with its last user
+
+
+async def test_a_joined_client_leaves_its_session_once(config: ClientConfig) -> None:
+    first, second = join_session(config), join_session(config)
+    assert open_sessions() == 1  # one pool for both
+    await first.aclose()
+    await first.aclose()  # a second close must not count the other user out
+    assert open_sessions() == 1
+    await second.aclose()
+    assert open_sessions() == 0
 
 
 async def test_two_hundred_callers_cause_one_token_fetch(emulator: FeishuVCEmulator, config: ClientConfig) -> None:
