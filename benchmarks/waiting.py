@@ -15,9 +15,11 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import httpx
 
@@ -36,6 +38,38 @@ NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0
 BATCH_EVERY = 0.2
 
 
+class AttributedLagMonitor(LoopLagMonitor):
+    """:class:`LoopLagMonitor` that also tells the loop's own delays from the machine's: per tick it reads the loop
+    thread's CPU time and its run-queue wait (Linux ``schedstat``: runnable, but the scheduler ran something else).
+
+    ``worst_own`` is the longest lag less the run-queue wait in its tick: what the loop's callbacks and garbage
+    collections caused. ``worst_cpu`` / ``worst_queued`` are the CPU time and run-queue wait of the worst tick.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worst_own = self.worst_cpu = self.worst_queued = 0.0
+
+    @staticmethod
+    def _thread_times() -> tuple[float, float]:
+        """(CPU seconds, run-queue seconds) of the calling thread."""
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as stat:
+            on_cpu, queued = stat.read().split()[:2]
+        return int(on_cpu) / 1e9, int(queued) / 1e9
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            expected = loop.time() + self.tick
+            cpu, queued = self._thread_times()
+            await asyncio.sleep(self.tick)
+            lag = loop.time() - expected
+            cpu_after, queued_after = self._thread_times()
+            if lag > self.worst:
+                self.worst, self.worst_cpu, self.worst_queued = lag, cpu_after - cpu, queued_after - queued
+            self.worst_own = max(self.worst_own, lag - (queued_after - queued))
+
+
 @dataclass
 class WaitResult:
     label: str
@@ -46,6 +80,9 @@ class WaitResult:
     status_requests: int
     rate_limited: int
     worst_lag_ms: float
+    worst_lag_cpu_ms: float  # the loop thread's CPU time over the worst tick
+    worst_lag_queued_ms: float  # its run-queue wait over the worst tick
+    worst_own_lag_ms: float  # the worst lag less the run-queue wait of its tick
     kib_per_wait: float
     delay_p50: float
     delay_max: float
@@ -105,7 +142,7 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
         done_at: dict[str, float] = {}
         errors = [0]
 
-        async def main() -> tuple[list[str], float, float, tuple[float, float, dict]]:
+        async def main() -> tuple[list[str], AttributedLagMonitor, float, tuple[float, float, dict[str, Any]]]:
             if label == "ours":  # what a triggerer has imported already: connection machinery, TLS context
                 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
@@ -113,35 +150,48 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
             gc.collect()
             gc.freeze()  # measure the waits, not a full collection of this process's import heap
 
-            async def start_waits(sink: dict[str, float], ids: list[str]) -> list[asyncio.Future[str]]:
+            statuses: list[str] = []
+            running: set[asyncio.Future[str]] = set()
+            all_finished = asyncio.Event()
+
+            def finished(wait: asyncio.Future[str]) -> None:
+                """What Airflow's triggerer does with a finished trigger: keep its event, drop its task (every turn of
+                its loop), so that only the waiting triggers stay alive for the garbage collector to walk."""
+                running.discard(wait)
+                statuses.append("cancelled" if wait.cancelled() else "error" if wait.exception() else wait.result())
+                if len(statuses) == n:
+                    all_finished.set()
+
+            async def start_waits(ids: list[str], sink: dict[str, float], kept: bool) -> list[asyncio.Future[str]]:
                 """Start waits as Airflow's triggerer does (``TriggerRunner.create_triggers``): one task created
-                per turn of the loop, so that the triggers already running keep their turns in between."""
-                waits = []
+                per turn of the loop, so that the triggers already running keep their turns in between. Waits not
+                ``kept`` are dropped when they finish."""
+                waits: list[asyncio.Future[str]] = []
                 for i in ids:
                     wait = _ours(i, poll, sink) if label == "ours" else _baseline(emulator.url, i, poll, sink, errors)
-                    waits.append(asyncio.ensure_future(wait))
+                    task = asyncio.ensure_future(wait)
+                    if kept:
+                        waits.append(task)
+                    else:
+                        running.add(task)
+                        task.add_done_callback(finished)
                     await asyncio.sleep(0)
                 return waits
 
-            async def start_in_batches(sink: dict[str, float]) -> list[str]:
-                waits: list[asyncio.Future[str]] = []
-                for first in range(0, n, batch):
-                    waits += await start_waits(sink, export_ids[first : first + batch])
-                    await asyncio.sleep(BATCH_EVERY)
-                return list(await asyncio.gather(*waits))
-
             cpu, started = time.process_time(), time.monotonic()
-            async with LoopLagMonitor() as lag:
-                if batch:
-                    statuses = await start_in_batches(done_at)
-                else:
-                    statuses = await asyncio.gather(*await start_waits(done_at, export_ids))
+            lag = AttributedLagMonitor()
+            async with lag:
+                for first in range(0, n, batch or n):
+                    await start_waits(export_ids[first : first + (batch or n)], done_at, kept=False)
+                    if batch:
+                        await asyncio.sleep(BATCH_EVERY)
+                await all_finished.wait()
             timed = (time.monotonic() - started, time.process_time() - cpu, emulator.stats())
             # A second, short pass counts the Python allocations of N waits in flight (tracemalloc slows
             # allocation, so it stays out of the timed pass above); then they are cancelled.
             tracemalloc.start()
             allocated_before = tracemalloc.get_traced_memory()[0]
-            in_flight = await start_waits({}, export_ids)
+            in_flight = await start_waits(export_ids, {}, kept=True)
             await asyncio.sleep(min(spread[0], poll) * 0.8)
             allocated_waiting = tracemalloc.get_traced_memory()[0]
             tracemalloc.stop()
@@ -149,10 +199,10 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
                 wait.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             gc.unfreeze()
-            return statuses, lag.worst, (allocated_waiting - allocated_before) / n, timed
+            return statuses, lag, (allocated_waiting - allocated_before) / n, timed
 
         started_wall = time.time()
-        statuses, worst_lag, bytes_per_wait, (seconds, cpu, after) = asyncio.run(main())
+        statuses, lag, bytes_per_wait, (seconds, cpu, after) = asyncio.run(main())
         ready = emulator.export_ready_times()
     # From the moment the export was done, or the wait began if it was done before that.
     delays = [done_at[i] - max(ready[i], started_wall) for i in export_ids if i in done_at]
@@ -166,7 +216,10 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
         token_requests=after["token_requests"] - before["token_requests"],
         status_requests=status_paths - status_before,
         rate_limited=after["by_status"].get("429", 0) - before["by_status"].get("429", 0),
-        worst_lag_ms=worst_lag * 1000,
+        worst_lag_ms=lag.worst * 1000,
+        worst_lag_cpu_ms=lag.worst_cpu * 1000,
+        worst_lag_queued_ms=lag.worst_queued * 1000,
+        worst_own_lag_ms=lag.worst_own * 1000,
         kib_per_wait=bytes_per_wait / 1024,
         delay_p50=statistics.median(delays) if delays else float("nan"),
         delay_max=max(delays) if delays else float("nan"),
