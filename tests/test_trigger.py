@@ -7,6 +7,7 @@ import datetime as dt
 import gc
 import importlib
 import json
+import sys
 import time
 from collections.abc import Iterator
 
@@ -204,9 +205,10 @@ async def test_a_waiting_trigger_keeps_few_objects_alive(monkeypatch: pytest.Mon
         polled = emulator.stats()["by_path"]
     assert sum(v for k, v in polled.items() if k.startswith("/open-apis/vc/v1/exports/7")) > 300
     print(f"{per_wait:.1f} objects tracked per waiting trigger")
-    # ~16 on Python 3.11+ and ~19 on 3.10 (an instance's __dict__ is an object of its own there); ~22 with a
-    # helper coroutine, a context-manager object and tuples per wait, ~45 with a request flow per wait.
-    assert per_wait <= 21, f"{per_wait:.1f} objects tracked by the garbage collector per waiting trigger"
+    # 14-16 on Python 3.11+ and 19-20 on 3.10 (an instance's __dict__ is an object of its own there); 21-22 (3.11)
+    # and ~26 (3.10) with a helper coroutine, a context-manager object and tuples per wait, ~45 with a request flow.
+    limit = 23 if sys.version_info < (3, 11) else 18
+    assert per_wait <= limit, f"{per_wait:.1f} objects tracked by the garbage collector per waiting trigger"
 
 
 async def test_five_hundred_triggers_share_one_token_and_stay_under_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
