@@ -43,12 +43,13 @@ class AttributedLagMonitor(LoopLagMonitor):
     thread's CPU time and its run-queue wait (Linux ``schedstat``: runnable, but the scheduler ran something else).
 
     ``worst_own`` is the longest lag less the run-queue wait in its tick: what the loop's callbacks and garbage
-    collections caused. ``worst_cpu`` / ``worst_queued`` are the CPU time and run-queue wait of the worst tick.
+    collections caused. ``worst_cpu`` / ``worst_queued`` are the CPU time and run-queue wait of the worst tick,
+    ``worst_at`` its end in seconds from the start.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.worst_own = self.worst_cpu = self.worst_queued = 0.0
+        self.worst_own = self.worst_cpu = self.worst_queued = self.worst_at = 0.0
 
     @staticmethod
     def _thread_times() -> tuple[float, float]:
@@ -59,6 +60,7 @@ class AttributedLagMonitor(LoopLagMonitor):
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        started = loop.time()
         while not self._stop.is_set():
             expected = loop.time() + self.tick
             cpu, queued = self._thread_times()
@@ -67,6 +69,7 @@ class AttributedLagMonitor(LoopLagMonitor):
             cpu_after, queued_after = self._thread_times()
             if lag > self.worst:
                 self.worst, self.worst_cpu, self.worst_queued = lag, cpu_after - cpu, queued_after - queued
+                self.worst_at = loop.time() - started
             self.worst_own = max(self.worst_own, lag - (queued_after - queued))
 
 
@@ -83,6 +86,7 @@ class WaitResult:
     worst_lag_cpu_ms: float  # the loop thread's CPU time over the worst tick
     worst_lag_queued_ms: float  # its run-queue wait over the worst tick
     worst_own_lag_ms: float  # the worst lag less the run-queue wait of its tick
+    worst_lag_at: float  # seconds from the start
     kib_per_wait: float
     delay_p50: float
     delay_max: float
@@ -220,6 +224,7 @@ def run_case(label: str, n: int, scale: float, poll: float, spread: tuple[float,
         worst_lag_cpu_ms=lag.worst_cpu * 1000,
         worst_lag_queued_ms=lag.worst_queued * 1000,
         worst_own_lag_ms=lag.worst_own * 1000,
+        worst_lag_at=lag.worst_at,
         kib_per_wait=bytes_per_wait / 1024,
         delay_p50=statistics.median(delays) if delays else float("nan"),
         delay_max=max(delays) if delays else float("nan"),
