@@ -206,7 +206,7 @@ def test_a_fleet_of_celery_workers_lands_every_file_once_through_restarts_and_a_
         retried = [ti for ti in instances if (ti["try_number"] or 1) > 1]
         redelivered = airflow.worker_log_count("Task already running elsewhere, ignoring redelivered message")
         summary["Airflow race recoveries (retries)"] = f"{len(retried)}; redelivered messages {redelivered}"
-        first_tries = {f"{ti['dag_id']}[{ti['map_index']}]": first_try_errors(airflow, ti) for ti in retried}
+        first_tries = {f"{ti['dag_id']}[{ti['map_index']}]": first_try_errors(airflow, s3, ti) for ti in retried}
         for name, errors in first_tries.items():  # why each first try ended, from its log in S3: never hidden
             summary[f"  {name} try 1"] = errors
         # Airflow's races are recovered by retries; a try the provider failed is a defect of ours.
@@ -270,9 +270,8 @@ def test_a_fleet_of_celery_workers_lands_every_file_once_through_restarts_and_a_
 
         # -- logs and the metadata DB ------------------------------------------------------------------------
         # The retry's log, read by the API server from S3 (no worker serves logs): it aborted what the killed try left.
-        log = task_log(airflow, retry, retry["try_number"])
+        log = uploaded_task_log(airflow, s3, retry, retry["try_number"])
         assert "Aborted the upload to" in log, log[-3000:]
-        assert any(k.startswith("task-logs/") for k in s3.keys("fleet-logs"))
         connections = airflow.database_connections()
         while_running = airflow.worker_connections() - airflow.worker_connections_at_start
         summary["metadata-DB connections from workers"] = (
@@ -290,8 +289,18 @@ def test_a_fleet_of_celery_workers_lands_every_file_once_through_restarts_and_a_
         print("Fleet summary:\n" + "\n".join(f"  {k}: {v}" for k, v in summary.items()), flush=True)
 
 
-def first_try_errors(airflow: Fleet, ti: dict) -> str:
-    log = task_log(airflow, ti, 1)
+def uploaded_task_log(airflow: Fleet, s3: S3Server, ti: dict, try_number: int) -> str:
+    """One ended try's log, read once its worker has uploaded it: a try's state is final before its log reaches S3.
+    The key follows Airflow's default ``log_filename_template``."""
+    map_part = f"map_index={ti['map_index']}/" if ti["map_index"] >= 0 else ""
+    key = (f"task-logs/dag_id={ti['dag_id']}/run_id={ti['dag_run_id']}/task_id={ti['task_id']}/{map_part}"
+           f"attempt={try_number}.log")  # fmt: skip
+    airflow.wait_for(f"the log of try {try_number} to reach S3", lambda: key in s3.keys("fleet-logs"), 120)
+    return task_log(airflow, ti, try_number)
+
+
+def first_try_errors(airflow: Fleet, s3: S3Server, ti: dict) -> str:
+    log = uploaded_task_log(airflow, s3, ti, 1)
     lines = [line for line in log.splitlines() if line.startswith(("error", "warning", "critical"))]
     return " | ".join(lines)[-1500:] or log[-800:]
 
