@@ -9,6 +9,7 @@ python _download_worker.py --boto3 URL TOKEN S3_ENDPOINT BUCKET KEY
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -17,8 +18,9 @@ from collections.abc import Callable
 import psutil
 
 
-def measured(action: Callable[[], int]) -> tuple[float, int, int]:
-    """Run ``action`` (which returns a byte count); return its seconds, bytes and peak resident-memory growth."""
+def measured(action: Callable[[], int]) -> dict[str, float]:
+    """Run ``action`` (which returns a byte count); return its seconds, bytes, peak resident-memory growth, the CPU
+    seconds of this process meanwhile (all threads) and of the benchmark's process, where moto's S3 server runs."""
     process = psutil.Process()
     start_rss = peak = process.memory_info().rss
     stop = threading.Event()
@@ -31,12 +33,21 @@ def measured(action: Callable[[], int]) -> tuple[float, int, int]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    server = psutil.Process(os.getppid())
+    cpu_before, server_before = cpu_seconds(process), cpu_seconds(server)
     started = time.perf_counter()
     size = action()
     seconds = time.perf_counter() - started
+    cpu, server_cpu = cpu_seconds(process) - cpu_before, cpu_seconds(server) - server_before
     stop.set()
     sampler.join()
-    return seconds, size, peak - start_rss
+    return {"seconds": seconds, "bytes": size, "peak_growth": peak - start_rss, "cpu_seconds": cpu,
+            "server_cpu_seconds": server_cpu}  # fmt: skip
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 def ours(file_token: str, destination: str) -> None:
@@ -54,8 +65,8 @@ def ours(file_token: str, destination: str) -> None:
     hook.download_export(file_token, target, overwrite=True)
     first_seconds = time.perf_counter() - started
     target.unlink()
-    seconds, size, growth = measured(lambda: hook.download_export(file_token, target, overwrite=True).stat().st_size)
-    print(json.dumps({"seconds": seconds, "first_seconds": first_seconds, "bytes": size, "peak_growth": growth}))
+    figures = measured(lambda: hook.download_export(file_token, target, overwrite=True).stat().st_size)
+    print(json.dumps({**figures, "first_seconds": first_seconds}))
 
 
 def boto3_baseline(url: str, token: str, endpoint: str, bucket: str, key: str) -> None:
@@ -74,8 +85,8 @@ def boto3_baseline(url: str, token: str, endpoint: str, bucket: str, key: str) -
             s3.upload_fileobj(answer, bucket, key)
         return s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
 
-    seconds, size, growth = measured(upload)
-    print(json.dumps({"seconds": seconds, "first_seconds": seconds, "bytes": size, "peak_growth": growth}))
+    figures = measured(upload)
+    print(json.dumps({**figures, "first_seconds": figures["seconds"]}))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ class DownloadResult:
     peak_growth_mib: float | None
     first_extra_seconds: float | None = None
     ratios: list[float] | None = None  # against the baseline's run of the same repeat (curl, or boto3 for S3)
+    cpu_per_gb: list[float] | None = None  # CPU seconds of the downloading process (all its threads) per GB
+    server_busy: list[float] | None = None  # CPU seconds of the benchmark's process (moto's S3) per second
 
     @property
     def mb_per_s(self) -> float:
@@ -81,7 +83,9 @@ def _s3_server() -> tuple[object, str, str]:
     return server, endpoint, "feishu-vc-bench"
 
 
-def _result(target_mib: int, label: str, measured: list[dict], baseline_rates: list[float]) -> DownloadResult:
+def _result(
+    target_mib: int, label: str, measured: list[dict], baseline_rates: list[float] | None = None
+) -> DownloadResult:
     rates = [r["bytes"] / r["seconds"] / 1e6 for r in measured]
     return DownloadResult(
         target_mib,
@@ -89,8 +93,10 @@ def _result(target_mib: int, label: str, measured: list[dict], baseline_rates: l
         label,
         rates,
         max(r["peak_growth"] for r in measured) / 2**20,
-        statistics.median(r["first_seconds"] - r["seconds"] for r in measured),
-        [ours / base for ours, base in zip(rates, baseline_rates, strict=True)],
+        statistics.median(r["first_seconds"] - r["seconds"] for r in measured) if baseline_rates else None,
+        [ours / base for ours, base in zip(rates, baseline_rates, strict=True)] if baseline_rates else None,
+        [r["cpu_seconds"] / (r["bytes"] / 1e9) for r in measured],
+        [r["server_cpu_seconds"] / r["seconds"] for r in measured],
     )
 
 
@@ -141,16 +147,10 @@ def run_size(target_mib: int) -> list[DownloadResult]:
                         Path(f"{folder}/ours.xlsx").unlink(missing_ok=True)
         finally:
             server.stop()  # type: ignore[attr-defined]
-        boto3_rates = [r["bytes"] / r["seconds"] / 1e6 for r in boto3_runs]
+        boto3 = _result(target_mib, "boto3 upload_fileobj -> s3:// (baseline)", boto3_runs)
         return [
             DownloadResult(target_mib, size, "curl -o (baseline)", curl_rates, None),
             *(_result(target_mib, label, runs[label], curl_rates) for label in labels if "s3" not in label),
-            DownloadResult(
-                target_mib,
-                boto3_runs[0]["bytes"],
-                "boto3 upload_fileobj -> s3:// (baseline)",
-                boto3_rates,
-                max(r["peak_growth"] for r in boto3_runs) / 2**20,
-            ),
-            _result(target_mib, "ours -> s3://", runs["ours -> s3://"], boto3_rates),
+            boto3,
+            _result(target_mib, "ours -> s3://", runs["ours -> s3://"], boto3.rates),
         ]

@@ -186,6 +186,7 @@ def bench_downloads(sizes_mib: list[int]) -> None:
             if result.ratios is None:  # the S3 baseline: boto3's managed upload of the same body
                 row(section, f"{result.label}: throughput", "", spread(result.rates, " MB/s", 0))
                 row(section, f"{result.label}: peak RSS growth, worst run", "", f"{result.peak_growth_mib:.1f} MiB")
+                cpu_rows(section, result, baseline=True)
                 continue
             local, s3 = "local" in result.label, "s3" in result.label
             baseline = "boto3" if s3 else "curl"
@@ -213,6 +214,19 @@ def bench_downloads(sizes_mib: list[int]) -> None:
                 "",
                 result.peak_growth_mib is not None and result.peak_growth_mib < limit if limit else None,
             )
+            cpu_rows(section, result)
+
+
+def cpu_rows(section: str, result: download.DownloadResult, baseline: bool = False) -> None:
+    """Where the CPU went: the downloading process's, and for S3 moto's (one Python server: near 1 s per s, it is
+    what paces every client)."""
+    assert result.cpu_per_gb is not None and result.server_busy is not None
+    figures = [(f"{result.label}: CPU seconds per GB of the downloading process", result.cpu_per_gb)]
+    if "s3" in result.label:
+        figures.append((f"{result.label}: moto's CPU seconds per second of the upload", result.server_busy))
+    for figure, values in figures:
+        measured = spread(values, " s", 2)
+        row(section, figure, "" if baseline else measured, measured if baseline else "")
 
 
 def bench_tables(sizes: list[int], repeats: int, large_repeats: int) -> None:

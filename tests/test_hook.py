@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -121,6 +123,32 @@ def test_interrupted_download_leaves_nothing(emulator: FeishuVCEmulator, connect
         with pytest.raises(FeishuVCError):
             hook.download_export(file_token, tmp_path / "out.xlsx")
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_the_file_system_refuses_surfaces_and_leaves_nothing(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path
+) -> None:
+    """A real write failure mid-file (the process's file-size limit, as a full disk would): the download fails with
+    the file system's error and no file, whole or partial, remains."""
+    hook = FeishuVCHook()
+    _, file_token = done_file_token(hook, emulator)
+    size = hook.download_export(file_token, tmp_path / "whole.xlsx").stat().st_size
+    (tmp_path / "whole.xlsx").unlink()
+    limit = size // 2
+    script = f"""
+import errno, resource, signal
+from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    FeishuVCHook().download_export({file_token!r}, {str(tmp_path / "out.xlsx")!r})
+except OSError as error:
+    print("refused:", errno.errorcode[error.errno])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "refused: EFBIG", done.stdout
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_connection_of_another_type_works_with_a_warning_that_says_how_to_fix_it(

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import queue
 import shutil
 import tempfile
-import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
@@ -34,10 +32,6 @@ if TYPE_CHECKING:
     from airflow_provider_feishu_vc.hooks.landing import UploadJournal
 
 log = logging.getLogger(__name__)
-
-PROGRESS_LOG_INTERVAL = 5.0
-WRITE_BATCH_BYTES = 4 * 1024 * 1024
-WRITE_QUEUE_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -346,6 +340,7 @@ class FeishuVCHook(BaseHook):
         one left open.
         """
         from airflow_provider_feishu_vc.hooks.landing import Landing, refuse_existing
+        from airflow_provider_feishu_vc.hooks.writing import Progress, write_chunks
 
         target = as_storage_path(destination)
         target_is_folder = into_folder
@@ -359,7 +354,8 @@ class FeishuVCHook(BaseHook):
                 refuse_existing(target, overwrite)
             landing = Landing.for_target(target, overwrite, upload_journal)
             try:
-                received = self._write_chunks(landing.open(), download.chunks, download.info.size)
+                handle, progress = landing.open(), Progress(self.log.info, download.info.size)
+                received = write_chunks(handle, download.chunks, progress, in_thread=landing.writes_wait)
                 landing.finish()
             except BaseException:
                 landing.abandon()
@@ -389,6 +385,7 @@ class FeishuVCHook(BaseHook):
         ``upload_journal`` is :meth:`download_export`'s.
         """
         from airflow_provider_feishu_vc.hooks.landing import Landing, refuse_existing
+        from airflow_provider_feishu_vc.hooks.writing import WRITE_BATCH_BYTES
         from airflow_provider_feishu_vc.tables import TABLE_FORMATS, convert_export, schema_fingerprint
 
         if output_format not in TABLE_FORMATS:
@@ -420,55 +417,3 @@ class FeishuVCHook(BaseHook):
         landed = LandedTable(target, output_format, rows, schema_fingerprint(schema_), schema_)
         self.log.info("Landed %d rows as %s at %s (schema %s)", landed.rows, output_format, target, landed.fingerprint)
         return landed
-
-    def _write_chunks(self, handle: IO[bytes], chunks: Iterable[bytes], size: int | None) -> int:
-        """Write ``chunks`` to ``handle`` from a second thread, so storage writes overlap with reading the network.
-
-        Chunks are handed over in batches of about ``WRITE_BATCH_BYTES`` (one lock round trip per batch, not per
-        64 KiB read), at most ``WRITE_QUEUE_BATCHES`` waiting: memory stays flat whatever the file's size.
-        """
-        pending: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=WRITE_QUEUE_BATCHES)
-        failures: list[BaseException] = []
-
-        def write_all(handle: Any) -> None:
-            while (batch := pending.get()) is not None:
-                if failures:
-                    continue  # keep draining so that the reader never blocks on a full queue
-                try:
-                    for chunk in batch:
-                        handle.write(chunk)
-                except BaseException as error:
-                    failures.append(error)
-
-        received = 0
-        started = last_log = time.monotonic()
-        writer = threading.Thread(target=write_all, args=(handle,), name="feishu-vc-download-writer")
-        writer.start()
-        try:
-            batch: list[bytes] = []
-            batch_bytes = 0
-            for chunk in chunks:
-                batch.append(chunk)
-                batch_bytes += len(chunk)
-                if batch_bytes < WRITE_BATCH_BYTES:
-                    continue
-                if failures:
-                    break
-                pending.put(batch)
-                received += batch_bytes
-                batch, batch_bytes = [], 0
-                now = time.monotonic()
-                if now - last_log >= PROGRESS_LOG_INTERVAL:
-                    last_log = now
-                    rate = received / (now - started) / 1e6
-                    share = f" ({100 * received / size:.0f}%)" if size else ""
-                    self.log.info("Downloaded %d bytes%s at %.1f MB/s", received, share, rate)
-            if batch and not failures:
-                pending.put(batch)
-                received += batch_bytes
-        finally:
-            pending.put(None)
-            writer.join()
-        if failures:
-            raise failures[0]
-        return received

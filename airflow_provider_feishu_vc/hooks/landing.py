@@ -48,6 +48,8 @@ UPLOAD_PARTS_IN_FLIGHT = 4
 UPLOAD_BYTES_HELD = (UPLOAD_PARTS_IN_FLIGHT + 1) * UPLOAD_PART_BYTES
 #: The checksum every part of an S3 upload carries, declared when the upload is created (S3 verifies each part).
 PART_CHECKSUM_ALGORITHM = "CRC32"
+#: Stores whose writes only copy into memory or the page cache, never waiting on a network.
+IN_MEMORY_WRITE_PROTOCOLS = frozenset({"file", "local", "memory"})
 #: A ``.part`` file this much older than now belongs to no running download.
 STALE_PART_SECONDS = 24 * 3600
 PART_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")
@@ -96,6 +98,8 @@ class Landing:
         self.overwrite = overwrite
         self.journal = journal
         self.handle: IO[bytes] | None = None
+        #: Whether a write may wait on a network: then a download writes from a second thread and reads meanwhile.
+        self.writes_wait = not _protocols(target) & IN_MEMORY_WRITE_PROTOCOLS
 
     @staticmethod
     def for_target(target: ObjectStoragePath, overwrite: bool, journal: UploadJournal | None = None) -> Landing:
