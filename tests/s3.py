@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import threading
 import time
 import uuid
@@ -42,6 +43,11 @@ class S3Server:
     most_parts_at_once: int = 0
     #: Refuse every ``UploadPart`` of this part number with 403 AccessDenied (an error S3 clients do not retry).
     refuse_part: int | None = None
+    #: Carry out the next ``CompleteMultipartUpload``, then drop the connection instead of answering (once). Its
+    #: retry is answered as S3 and moto do (``"retry completes"``: done again) or as MinIO does (``"retry finds no
+    #: upload"``: 404 NoSuchUpload).
+    lose_completion_answer: str | None = None
+    _completed_uploads: set[str] = field(default_factory=set)
     #: The checksum algorithm each multipart upload was created with (``x-amz-checksum-algorithm``), by upload id.
     upload_checksums: dict[str, str | None] = field(default_factory=dict)
 
@@ -66,6 +72,19 @@ class S3Server:
                 return self._create_upload(moto_app, environ, start_response)
             if refusal := self._checksum_refusal(environ, query):
                 return s3_error(environ, start_response, "400 Bad Request", "InvalidRequest", refusal)
+            if method == "POST" and "uploadId=" in query:
+                upload_id = parse_qs(query)["uploadId"][0]
+                if upload_id in self._completed_uploads:
+                    return s3_error(environ, start_response, "404 Not Found", "NoSuchUpload",
+                                    "The specified upload does not exist.")  # fmt: skip
+                if self.lose_completion_answer:
+                    if self.lose_completion_answer == "retry finds no upload":
+                        self._completed_uploads.add(upload_id)
+                    self.lose_completion_answer = None
+                    answer = b"".join(moto_app(environ, start_response))
+                    assert b"<CompleteMultipartUploadResult" in answer, answer  # carried out
+                    environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)  # and its answer lost on the way
+                    return []
             if "partNumber=" not in query or method != "PUT":
                 return moto_app(environ, start_response)
             if self.refuse_part is not None and f"partNumber={self.refuse_part}&" in query + "&":

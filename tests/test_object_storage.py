@@ -93,6 +93,30 @@ def test_each_part_carries_the_crc32_botocore_would_have_computed() -> None:
         assert part_checksum(part) == base64.b64encode(expected.digest()).decode()
 
 
+def test_a_completion_whose_answer_is_lost_lands_the_download_once(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """S3 carries out CompleteMultipartUpload and the connection drops before its answer. The client's retry is
+    done again (S3, moto) or finds no such upload (MinIO): either way the object there is this upload's, so the
+    download succeeds, with or without overwrite."""
+    _, file_token = done_export(emulator, rows=MULTIPART_ROWS)
+    body = Path(FeishuVCHook().download_export(file_token, tmp_path / "copy.xlsx").path).read_bytes()
+    for retry in ("retry completes", "retry finds no upload"):
+        for overwrite in (False, True):
+            key = f"exports/{retry}-{overwrite}.xlsx".replace(" ", "-")
+            since = len(s3_server.requests)
+            caplog.clear()
+            s3_server.lose_completion_answer = retry
+            landed = FeishuVCHook().download_export(file_token, s3_path(bucket, key), overwrite=overwrite)
+            assert s3_server.lose_completion_answer is None, "no completion's answer was lost: nothing was tested"
+            completions = [r for r in s3_server.requests[since:] if r.method == "POST" and "uploadId=" in r.query]
+            assert len(completions) == 2  # carried out, answer lost, asked again
+            assert landed.key == key and s3_server.read(bucket, key) == body
+            assert s3_server.pending_uploads(bucket) == []
+            assert ("S3 had carried it out" in caplog.text) == (retry == "retry finds no upload"), caplog.text
+
+
 def test_parts_go_up_several_at_once_and_never_more_than_the_bound(
     emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
@@ -133,12 +157,16 @@ def test_an_existing_object_is_untouched_without_overwrite(
     assert s3_server.read(bucket, "exports/day.xlsx")[:2] == b"PK"
 
 
+@pytest.mark.parametrize(
+    ("rows", "chunk"), [(600, 16384), (MULTIPART_ROWS, 2**20)], ids=["one PutObject", "a multipart upload"]
+)
 def test_a_key_taken_while_the_download_runs_keeps_the_other_writers_object(
-    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, rows: int, chunk: int
 ) -> None:
-    _, file_token = done_export(emulator, rows=600)  # about 640 KB
-    # 40 chunks 0.1 s apart: the body takes 4 s, and the other writer puts its object as soon as it starts.
-    emulator.inject(Fault.SLOW_BODY, path=DOWNLOAD_PATH, chunk=16384, seconds=0.1)
+    _, file_token = done_export(emulator, rows=rows)  # about 640 KB, or 20 MiB
+    # 40 (or 22) chunks 0.1 s apart: the body takes seconds, and the other writer puts its object as it starts.
+    # The multipart upload's completion is refused (the key is taken) and the object there is not this upload's.
+    emulator.inject(Fault.SLOW_BODY, path=DOWNLOAD_PATH, chunk=chunk, seconds=0.1)
     downloads_before = emulator.count(DOWNLOAD_PATH)
 
     def other_writer() -> None:

@@ -4,6 +4,8 @@
   reader sees until it completes; a failure aborts the upload. No temporary object, no copy: a rename there is a
   copy plus a delete, not atomic, and a temporary key shows up in listings and bucket notifications. Without
   ``overwrite`` the upload completes only if the key is still free (S3's ``If-None-Match: *``, fsspec's ``"xb"``).
+  A completion whose answer is lost is checked against the object's ETag, so a landed upload is never reported
+  as failed.
 - Every other store (local disk, ``memory://``, ...): bytes go to a hidden ``.<name>.<id>.part`` file beside the
   target, which is moved into place when complete. On a local disk, without ``overwrite``, the move is a hard link
   then an unlink: the link fails if the target exists, so of two writers to one path (a zombie try and its retry)
@@ -23,6 +25,7 @@ import asyncio
 import base64
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -216,9 +219,28 @@ class ParallelS3Upload:
             self._call("put_object", Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer), **self.condition)
             return
         parts = [{"PartNumber": number, **self.parts[number]} for number in sorted(self.parts)]
-        self._call("complete_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                   MultipartUpload={"Parts": parts}, **self.condition)  # fmt: skip
+        try:
+            self._call("complete_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                       MultipartUpload={"Parts": parts}, **self.condition)  # fmt: skip
+        except Exception as error:
+            # S3 may have completed the upload and its answer been lost; the retry then finds no such upload (or,
+            # without overwrite, the key taken): the object is ours if its ETag is the one these parts make.
+            if not self._landed(parts):
+                raise
+            log.warning("The completion of the upload to s3://%s/%s failed (%s), but S3 had carried it out: the "
+                        "object there is this upload's", self.bucket, self.key, error)  # fmt: skip
+        self.upload_id = None
         self._tell_journal(None)
+
+    def _landed(self, parts: list[dict[str, Any]]) -> bool:
+        """Whether the object at the key is the one ``parts`` make: S3's ETag of a multipart object is the MD5 of its
+        parts' ETags (as bytes), a dash and the number of parts."""
+        digests = b"".join(bytes.fromhex(part["ETag"].strip('"')) for part in parts)
+        expected = f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"'
+        try:
+            return bool(self._call("head_object", Bucket=self.bucket, Key=self.key)["ETag"] == expected)
+        except (FileNotFoundError, ValueError):  # no object, or a part's ETag that is no MD5 (then not provable)
+            return False
 
     def discard(self) -> None:
         self.closed = True
@@ -227,7 +249,8 @@ class ParallelS3Upload:
         # which would leave that part stored (and billed) with no upload to list it under.
         self._wait_for_parts()
         if self.upload_id is not None:
-            self._call("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+            with contextlib.suppress(FileNotFoundError):  # s3fs's NoSuchUpload: completed or aborted already
+                self._call("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
             self.upload_id = None
             self._tell_journal(None)
 
