@@ -70,11 +70,11 @@ class AttributedLagMonitor(LoopLagMonitor):
             process_cpu, (cpu, queued, runs) = time.process_time(), self._thread_times()
             await asyncio.sleep(self.tick)
             lag = loop.time() - expected
-            process_cpu, (cpu_after, queued_after, runs_after) = time.process_time() - process_cpu, self._thread_times()
+            process_cpu_after, (cpu_after, queued_after, runs_after) = time.process_time(), self._thread_times()
             if lag > self.worst:
                 self.worst, self.worst_cpu, self.worst_queued = lag, cpu_after - cpu, queued_after - queued
                 self.worst_runs, self.worst_at = runs_after - runs, loop.time() - started
-            self.worst_own = max(self.worst_own, min(lag, process_cpu))
+            self.worst_own = max(self.worst_own, min(lag, process_cpu_after - process_cpu))
 
 
 @dataclass
@@ -90,7 +90,7 @@ class WaitResult:
     worst_lag_cpu_ms: float  # the loop thread's CPU time over the worst tick
     worst_lag_queued_ms: float  # its run-queue wait over the worst tick
     worst_lag_runs: int  # the times the loop thread was put on a CPU in the worst tick
-    worst_own_lag_ms: float  # the worst lag the loop caused (AttributedLagMonitor.worst_own)
+    worst_own_lag_ms: float  # the worst lag the process could have caused (AttributedLagMonitor.worst_own)
     worst_lag_at: float  # seconds from the start
     kib_per_wait: float
     delay_p50: float
