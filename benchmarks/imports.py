@@ -19,7 +19,9 @@ seconds = time.perf_counter() - started
 added = sorted(set(sys.modules) - before_modules)
 print(json.dumps({"seconds": seconds, "rss": process.memory_info().rss - rss, "added": added}))
 """
-WATCHED = ("httpx", "anyio", "requests.adapters", "openpyxl", "airflow.triggers.base", "uvicorn", "starlette")
+WATCHED = (
+    "httpx", "urllib3", "anyio", "requests.adapters", "openpyxl", "airflow.triggers.base", "uvicorn", "starlette"
+)  # fmt: skip
 
 
 def run(repeats: int = 7) -> dict:

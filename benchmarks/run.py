@@ -271,7 +271,7 @@ def bench_imports() -> None:
     row("import", "resident memory added", f"{measured['kib']:.0f} KiB, {measured['modules']} modules")
     row(
         "import",
-        "httpx/anyio/openpyxl/requests adapters/triggers newly imported (goal none)",
+        "httpx/urllib3/anyio/openpyxl/requests adapters/triggers newly imported (goal none)",
         ", ".join(measured["heavy"]) or "none",
         "",
         not measured["heavy"],

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pendulum
 import pytest
 from airflow.exceptions import AirflowNotFoundException
 
+from airflow_provider_feishu_vc.client import file_transport
+from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError, FeishuVCTransportError
+from airflow_provider_feishu_vc.client.protocol import HttpRequest
 from airflow_provider_feishu_vc.compat import AIRFLOW_VERSION
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.sensors.feishu_vc import FeishuVCExportSensor
@@ -82,6 +86,24 @@ def test_tls_is_verified_by_default(tls_emulator: FeishuVCEmulator, monkeypatch:
     with pytest.raises(FeishuVCTransportError, match="CERTIFICATE_VERIFY_FAILED"):
         hook.get_conn().access_token()
     assert tls_emulator.requests == []
+
+
+def test_a_download_verifies_tls_as_the_api_calls_do(tls_emulator: FeishuVCEmulator) -> None:
+    config = ClientConfig.from_connection_parts(host=tls_emulator.url, login=APP_ID, password=APP_SECRET)
+    request = HttpRequest("GET", "/open-apis/vc/v1/exports/download", params=(("file_token", "x"),), stream=True)
+    with pytest.raises(FeishuVCTransportError, match="CERTIFICATE_VERIFY_FAILED"):
+        file_transport.open_file(file_transport.file_pool(config), config, request, "sync")
+    assert tls_emulator.requests == []
+
+
+def test_a_download_over_tls_with_verification_off(
+    tls_emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hook = use(monkeypatch, tls_emulator.url, extra={"verify_ssl": False})
+    export_task_id = hook.create_export("meeting_list", start_time=NOW - dt.timedelta(hours=1), end_time=NOW)
+    tls_emulator.finish_now()
+    landed = hook.download_export(hook.get_export(export_task_id).file_token, tmp_path / "f.xlsx")
+    assert landed.read_bytes().startswith(b"PK")  # an xlsx is a zip archive
 
 
 def test_turning_tls_verification_off_is_explicit_and_logged(
