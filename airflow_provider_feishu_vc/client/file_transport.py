@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 _QUERY = re.compile(r"\?[^\s'\"]*")
 
+#: Connections kept per origin for reuse; more may open at once (one per concurrent download), the rest close.
+FILE_CONNECTIONS_KEPT = 8
 #: What one read gathers before it is handed on (less at the body's end): one Python call per megabyte.
 READ_BYTES = 1024 * 1024
 
@@ -36,6 +38,7 @@ def file_pool(config: ClientConfig) -> urllib3.PoolManager:
     options: dict[str, Any] = {
         "timeout": urllib3.Timeout(connect=min(config.timeout, 10.0), read=config.timeout),
         "retries": False,
+        "maxsize": FILE_CONNECTIONS_KEPT,
         **({"ssl_context": tls_context(True)} if config.verify_ssl else {"cert_reqs": "CERT_NONE"}),
     }
     proxy = environment_proxy(config.base_url)

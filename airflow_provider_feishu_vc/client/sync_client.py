@@ -3,6 +3,7 @@ a file's body streams through :mod:`.file_transport` (urllib3), which reads it w
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ class FeishuVCClient(ExportCalls):
         self._on_secret = on_secret
         self._http: httpx.Client | None = None
         self._files: urllib3.PoolManager | None = None
+        self._opening = threading.Lock()  # threads that send first at once build one pool, not one each
 
     if TYPE_CHECKING:  # what the shared calls of ExportCalls return when this driver runs them
 
@@ -102,16 +104,25 @@ class FeishuVCClient(ExportCalls):
 
     def _send(self, request: protocol.HttpRequest) -> protocol.HttpResponse:
         if request.stream:
+            return file_transport.open_file(self._file_pool(), self.config, request, self.driver_name)
+        http = self._http_client()
+        with transport_errors(self.config):
+            response = http.send(transport.build_request(http, request, self.driver_name))
+            return transport.response_head(response, request)
+
+    def _http_client(self) -> httpx.Client:
+        with self._opening:
+            if self._http is None:
+                import httpx
+
+                self._http = httpx.Client(**transport.client_options(self.config))
+            return self._http
+
+    def _file_pool(self) -> urllib3.PoolManager:
+        with self._opening:
             if self._files is None:
                 self._files = file_transport.file_pool(self.config)
-            return file_transport.open_file(self._files, self.config, request, self.driver_name)
-        if self._http is None:
-            import httpx
-
-            self._http = httpx.Client(**transport.client_options(self.config))
-        with transport_errors(self.config):
-            response = self._http.send(transport.build_request(self._http, request, self.driver_name))
-            return transport.response_head(response, request)
+            return self._files
 
     def _sleep(self, step: protocol.Sleep) -> None:
         time.sleep(step.seconds)

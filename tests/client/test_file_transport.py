@@ -142,3 +142,24 @@ def test_a_refused_download_connection_is_a_transport_error() -> None:
     with pytest.raises(FeishuVCTransportError, match="NewConnectionError") as raised:
         open_file(file_pool(config), config, request, "sync")
     assert "box-secret-token" not in str(raised.value)
+
+
+def test_downloads_at_once_through_one_client_keep_their_connections(
+    emulator: FeishuVCEmulator, config: ClientConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    with client_for(config) as client:
+        task = wait_done(client, client.create_export("meeting_list", **DAY_RANGE))
+        emulator.inject(Fault.SLOW_BODY, path=DOWNLOAD_PATH, chunk=1024, seconds=0.02, times=3)
+        bodies: list[bytes] = []
+
+        def download() -> None:
+            with client.open_download(task.file_token) as answer:
+                bodies.append(b"".join(answer.chunks))
+
+        threads = [threading.Thread(target=download) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(bodies) == 3 and len(set(bodies)) == 1 and len(bodies[0]) > 0
+    assert not [record for record in caplog.records if "pool is full" in record.getMessage()]
