@@ -6,7 +6,6 @@ calls, the async driver) stays on httpx. urllib3 is imported when the first file
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -16,12 +15,10 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
 from airflow_provider_feishu_vc.client.protocol import HttpRequest, HttpResponse
-from airflow_provider_feishu_vc.client.transport import tls_context
+from airflow_provider_feishu_vc.client.transport import tls_context, transport_failure
 
 if TYPE_CHECKING:
     import urllib3
-
-_QUERY = re.compile(r"\?[^\s'\"]*")
 
 #: Connections kept per origin for reuse; more may open at once (one per concurrent download), the rest close.
 FILE_CONNECTIONS_KEPT = 8
@@ -127,15 +124,14 @@ class FileStream:
 
 @contextmanager
 def file_errors(config: ClientConfig) -> Iterator[None]:
-    """Turn urllib3's transport errors (refused, reset, cut short, timeout, TLS) into ``FeishuVCTransportError``;
-    a URL's query (the file token) is cut from the message."""
+    """Turn urllib3's transport errors (refused, reset, cut short, timeout, TLS) into ``FeishuVCTransportError``,
+    as :func:`.transport.transport_errors` does httpx's."""
     import urllib3
 
     try:
         yield
     except urllib3.exceptions.HTTPError as error:
-        detail = _QUERY.sub("?...", f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
-        raise FeishuVCTransportError(config.base_url, detail) from error
+        raise transport_failure(config, error) from error
 
 
 def _without_credentials(proxy: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     import httpx
 
 SecretCallback = Callable[[str], Any]
+
+_URL_QUERY = re.compile(r"\?[^\s'\"]*")
 
 
 @functools.cache
@@ -50,8 +53,14 @@ def transport_errors(config: ClientConfig) -> Iterator[None]:
     try:
         yield
     except httpx.TransportError as error:
-        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        raise FeishuVCTransportError(config.base_url, detail) from error
+        raise transport_failure(config, error) from error
+
+
+def transport_failure(config: ClientConfig, error: Exception) -> FeishuVCTransportError:
+    """The error a driver raises for a library's transport error: its name and message, with any URL's query
+    (a file token, say) cut out."""
+    detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return FeishuVCTransportError(config.base_url, _URL_QUERY.sub("?...", detail))
 
 
 def build_request(http: httpx.Client | httpx.AsyncClient, request: HttpRequest, driver_name: str) -> httpx.Request:

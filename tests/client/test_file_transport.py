@@ -15,6 +15,7 @@ from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTransportError
 from airflow_provider_feishu_vc.client.file_transport import READ_BYTES, environment_proxy, file_pool, open_file
 from airflow_provider_feishu_vc.client.protocol import HttpRequest
+from airflow_provider_feishu_vc.client.transport import transport_failure
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.emulator.faults import Fault
 from tests.client.test_sync_client import DAY_RANGE, client_for, wait_done
@@ -163,3 +164,9 @@ def test_downloads_at_once_through_one_client_keep_their_connections(
             thread.join()
     assert len(bodies) == 3 and len(set(bodies)) == 1 and len(bodies[0]) > 0
     assert not [record for record in caplog.records if "pool is full" in record.getMessage()]
+
+
+def test_a_transport_error_quoting_a_url_loses_the_query() -> None:
+    config = ClientConfig.from_connection_parts(host="https://open.feishu.cn", login="cli_x", password="secret")
+    error = transport_failure(config, ValueError(f"bad answer from '{DOWNLOAD_PATH}?file_token=box-secret-token'"))
+    assert "box-secret-token" not in str(error) and f"{DOWNLOAD_PATH}?..." in str(error)
