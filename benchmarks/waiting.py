@@ -25,7 +25,7 @@ import httpx
 
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE
+from airflow_provider_feishu_vc.client.token_cache import TOKEN_CACHE
 from airflow_provider_feishu_vc.testing.loop_lag import LoopLagMonitor
 from airflow_provider_feishu_vc.testing.process import EmulatorProcess
 from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger

@@ -28,7 +28,7 @@ import pytest  # noqa: E402
 
 from airflow_provider_feishu_vc.client.config import ClientConfig  # noqa: E402
 from airflow_provider_feishu_vc.client.protocol import RetryPolicy  # noqa: E402
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE  # noqa: E402
+from airflow_provider_feishu_vc.client.token_cache import TOKEN_CACHE  # noqa: E402
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator  # noqa: E402
 
 APP_ID = "cli_a1b2c3d4e5f6"

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_feishu_vc.client.async_client import open_sessions
 from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE
+from airflow_provider_feishu_vc.client.token_cache import TOKEN_CACHE
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.loop_lag import LoopLagMonitor

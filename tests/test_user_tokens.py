@@ -102,7 +102,7 @@ async def test_a_trigger_refreshes_with_the_shared_refresh_token_and_saves_its_s
     """The triggerer's side: the async client reads and rotates the same Variable, off the event loop."""
     import datetime as dt
 
-    from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE
+    from airflow_provider_feishu_vc.client.token_cache import TOKEN_CACHE
     from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
     from airflow_provider_feishu_vc.triggers.feishu_vc import FeishuVCExportTrigger
 
@@ -149,7 +149,7 @@ def test_the_first_tokens_come_from_the_authorization_code_and_are_stored_for_ev
 def test_the_test_button_refreshes_a_user_connection_and_shares_what_it_rotated(
     user_connection: str, emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE
+    from airflow_provider_feishu_vc.client.token_cache import TOKEN_CACHE
     from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 
     emulator.configure(token_ttl=600.0)  # long enough to outlive the airflow CLI calls below

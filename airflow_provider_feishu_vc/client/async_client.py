@@ -27,7 +27,9 @@ from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTokenStoreError, FeishuVCTransportError
 from airflow_provider_feishu_vc.client.files import FileInfo
 from airflow_provider_feishu_vc.client.protocol import Driving, Flow, RetryPolicy, T
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, AccessToken, TokenCache, UserTokenStore
+from airflow_provider_feishu_vc.client.stored_tokens import UserTokenStore
+from airflow_provider_feishu_vc.client.token_cache import TOKEN_CACHE, TokenCache
+from airflow_provider_feishu_vc.client.tokens import AccessToken
 from airflow_provider_feishu_vc.client.transport import SecretCallback, transport_errors
 
 if TYPE_CHECKING:

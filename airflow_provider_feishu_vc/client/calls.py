@@ -14,7 +14,8 @@ from airflow_provider_feishu_vc.client import api
 from airflow_provider_feishu_vc.client.budget import process_budgets
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.protocol import Flow, RetryPolicy, T
-from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE, TokenCache, UserTokenStore, token_key
+from airflow_provider_feishu_vc.client.stored_tokens import UserTokenStore
+from airflow_provider_feishu_vc.client.token_cache import TOKEN_CACHE, TokenCache, token_key
 
 
 @cache

@@ -10,7 +10,7 @@ from airflow_provider_feishu_vc.client.errors import FeishuVCTokenStoreError
 
 if TYPE_CHECKING:
     from airflow_provider_feishu_vc.client.config import ClientConfig
-    from airflow_provider_feishu_vc.client.tokens import RefreshLease, StoredUserTokens
+    from airflow_provider_feishu_vc.client.stored_tokens import RefreshLease, StoredUserTokens
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ class VariableUserTokenStore:
     """A user grant's current tokens, shared by every worker, triggerer and the API server of a deployment through an
     Airflow Variable: kept in the metadata DB (encrypted with the Fernet key), shown masked (its key names a token),
     rewritten on every refresh because each refresh token works once. A second Variable, ``<key>__lease``, says which
-    process may refresh the grant now (see ``client/tokens.py``).
+    process may refresh the grant now (see ``client/user_grant.py``).
 
     A read or write that fails raises ``FeishuVCTokenStoreError`` (retryable): the client core decides what to do
     (retry, keep the tokens it holds, refresh nothing it cannot save)."""
@@ -70,7 +70,7 @@ class VariableUserTokenStore:
         return failure
 
     def load(self) -> StoredUserTokens | None:
-        from airflow_provider_feishu_vc.client.tokens import StoredUserTokens
+        from airflow_provider_feishu_vc.client.stored_tokens import StoredUserTokens
 
         return StoredUserTokens.from_json(self._read(self.key))
 
@@ -78,7 +78,7 @@ class VariableUserTokenStore:
         self._write(self.key, tokens.to_json(), self.DESCRIPTION)
 
     def load_lease(self) -> RefreshLease | None:
-        from airflow_provider_feishu_vc.client.tokens import RefreshLease
+        from airflow_provider_feishu_vc.client.stored_tokens import RefreshLease
 
         return RefreshLease.from_json(self._read(self.lease_key))
 

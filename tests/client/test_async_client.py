@@ -203,7 +203,7 @@ async def test_checks_run_outside_the_callers_log_context(emulator: FeishuVCEmul
     seen_in_checker: list[str | None] = []
     async with shared_client(config, on_secret=lambda _: seen_in_checker.append(bound.get(None))) as client:
         (export_task_id,) = await create_exports(client, 1)
-        from airflow_provider_feishu_vc.client.tokens import TOKEN_CACHE
+        from airflow_provider_feishu_vc.client.token_cache import TOKEN_CACHE
 
         TOKEN_CACHE.clear()  # the check itself fetches the token, inside the checker
         seen_in_checker.clear()

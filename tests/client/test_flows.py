@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from airflow_provider_feishu_vc.client import api, tokens
+from airflow_provider_feishu_vc.client import api, user_grant
 from airflow_provider_feishu_vc.client.budget import PROBE_GROWTH_PER_WINDOW, AppBudgets, RateBudget
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCTokenStoreError, FeishuVCTransportError
@@ -19,7 +19,8 @@ from airflow_provider_feishu_vc.client.protocol import (
     Sleep,
     call_with_retries,
 )
-from airflow_provider_feishu_vc.client.tokens import RefreshLease, StoredUserTokens, TokenCache, token_key
+from airflow_provider_feishu_vc.client.stored_tokens import LEASE_SECONDS, RefreshLease, StoredUserTokens
+from airflow_provider_feishu_vc.client.token_cache import TokenCache, token_key
 from tests.client.scripted import FakeClock, Script, answer, refused
 
 POLICY = RetryPolicy(max_retries=3, base_delay=0.5, max_delay=4.0)
@@ -185,7 +186,7 @@ def test_a_refresh_takes_the_lease_uses_the_newest_shared_refresh_token_and_save
     assert taken.holder == released.holder and taken.until > time.time() + 50 and released.until == 0
     kinds = script.kinds()
     assert kinds.index("Sleep") < kinds.index("HttpRequest")  # it waited for other writers before reading the lease
-    assert script.sleeps == [tokens.LEASE_SETTLE]
+    assert script.sleeps == [user_grant.LEASE_SETTLE]
 
 
 def test_a_process_that_loses_the_lease_waits_for_the_winners_tokens_and_refreshes_nothing() -> None:
@@ -207,7 +208,7 @@ def test_a_refresh_token_spent_outside_the_lease_is_replaced_by_what_the_spender
     )
     token = script.run(TokenCache().renew(USER, POLICY, shared=True))
     assert token.value == "u-6" and len(script.requests) == 1  # no second refresh: the other process did it
-    assert script.sleeps == [tokens.LEASE_SETTLE, 0.25] and script.saved == []
+    assert script.sleeps == [user_grant.LEASE_SETTLE, 0.25] and script.saved == []
 
 
 def test_a_spent_refresh_token_nobody_replaced_is_reported_after_waiting_as_long_as_a_slow_save_takes() -> None:
@@ -216,7 +217,7 @@ def test_a_spent_refresh_token_nobody_replaced_is_reported_after_waiting_as_long
     with pytest.raises(FeishuVCAPIError, match="already used"):
         script.run(TokenCache().renew(USER, POLICY, shared=True))
     assert len(script.requests) == 1
-    assert tokens.LEASE_SECONDS <= sum(script.sleeps[1:]) <= tokens.LEASE_SECONDS + 3  # bounded, never a loop
+    assert LEASE_SECONDS <= sum(script.sleeps[1:]) <= LEASE_SECONDS + 3  # bounded, never a loop
 
 
 def test_with_the_store_out_of_reach_a_held_token_is_used_while_it_lasts_and_nothing_is_refreshed() -> None:
@@ -225,7 +226,7 @@ def test_with_the_store_out_of_reach_a_held_token_is_used_while_it_lasts_and_not
     down = Script([], store_failures={"load": 99})
     token = down.run(cache.renew(USER, POLICY, shared=True))
     assert token.value == "u-5" and down.requests == [] and down.leases == []
-    assert token.is_fresh() and not token.is_fresh(time.monotonic() + tokens.RECHECK_SECONDS + 1)  # asks again soon
+    assert token.is_fresh() and not token.is_fresh(time.monotonic() + user_grant.RECHECK_SECONDS + 1)  # asks again soon
     with pytest.raises(FeishuVCTokenStoreError, match="Not refreshing"):
         Script([], store_failures={"load": 99}).run(TokenCache().renew(USER, POLICY, shared=True))
 
@@ -237,7 +238,7 @@ def test_a_successor_that_could_not_be_saved_is_kept_and_offered_to_the_store_ag
     token = failing.run(cache.renew(USER, POLICY, shared=True))
     assert token.value == "u-6" and failing.saved == []
     assert len(failing.leases) == 1  # the lease is kept: nobody else refreshes with the spent r-5 meanwhile
-    assert not token.is_fresh(time.monotonic() + tokens.RECHECK_SECONDS + 1)
+    assert not token.is_fresh(time.monotonic() + user_grant.RECHECK_SECONDS + 1)
     again = Script([], shared_reads=[stored("u-5", 10, "r-5", generation=5)])  # the store is back, still behind
     assert again.run(cache.renew(USER, POLICY, shared=True)).value == "u-6"
     [repaired] = again.saved

@@ -21,7 +21,8 @@ from airflow_provider_feishu_vc.client.files import (
     safe_filename,
 )
 from airflow_provider_feishu_vc.client.protocol import HttpResponse, RetryPolicy
-from airflow_provider_feishu_vc.client.tokens import StoredUserTokens, TokenCache
+from airflow_provider_feishu_vc.client.stored_tokens import StoredUserTokens
+from airflow_provider_feishu_vc.client.token_cache import TokenCache
 from tests.client.scripted import FakeClock, Script
 from tests.fuzz.checks import boundary
 from tests.fuzz.strategies import bodies, envelope, headers, json_values, status_data, statuses

@@ -19,12 +19,13 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_feishu_vc.client import tokens
+from airflow_provider_feishu_vc.client import user_grant
 from airflow_provider_feishu_vc.client.budget import AppBudgets, RateBudget
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.client.protocol import MaskSecret, RetryPolicy, SharedUserTokens, call_with_retries
-from airflow_provider_feishu_vc.client.tokens import TokenCache
+from airflow_provider_feishu_vc.client.stored_tokens import refresh_margin
+from airflow_provider_feishu_vc.client.token_cache import TokenCache
 from airflow_provider_feishu_vc.compat import TaskDeferred
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.operators.feishu_vc import FeishuVCCreateExportOperator, FeishuVCExportOperator
@@ -71,7 +72,7 @@ class VariableWrites:
 @pytest.fixture
 def quick_store_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Store writes retried after 0.05 s instead of seconds: the subject is that they are retried, not how long."""
-    monkeypatch.setattr(tokens, "STORE_RETRY_WAITS", (0.05, 0.05, 0.05), raising=False)
+    monkeypatch.setattr(user_grant, "STORE_RETRY_WAITS", (0.05, 0.05, 0.05))
 
 
 # -- 1. a failed Variable write loses the grant ------------------------------------------------------------------
@@ -148,7 +149,7 @@ def test_2_processes_racing_a_refresh_through_a_slow_store_send_feishu_exactly_o
 def test_2_each_process_finds_the_user_token_stale_at_its_own_moment() -> None:
     """Processes spread the moment they refresh over the last minutes of a token's life, so that the first one's
     save is usually there before the others look."""
-    margins = {tokens.refresh_margin(7200.0, spread) for spread in (0.0, 0.5, 0.999)}
+    margins = {refresh_margin(7200.0, spread) for spread in (0.0, 0.5, 0.999)}
     assert len(margins) == 3 and min(margins) >= 300 and max(margins) <= 600
 
 

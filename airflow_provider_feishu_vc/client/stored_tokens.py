@@ -1,0 +1,152 @@
+"""What the processes of a deployment share about a user's grant: its tokens (:class:`StoredUserTokens`), the lease
+that lets one process at a time refresh them (:class:`RefreshLease`), and the store that keeps both
+(:class:`UserTokenStore`). The rules that use them are :mod:`.user_grant`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from airflow_provider_feishu_vc.client.tokens import AccessToken
+
+#: How long one process may hold the right to refresh a grant: the refresh request and a slow save included.
+LEASE_SECONDS = 60.0
+#: Where in the last minutes of a user token's life this process calls it stale: a fraction of its own, drawn once.
+_PROCESS_SPREAD = random.random()
+#: This process's name in refresh leases: a lease of its own that is still live is one of its earlier attempts
+#: (token fetches are serialised per app within a process), which it may take over.
+_PROCESS_LEASE_PREFIX = uuid.uuid4().hex[:12]
+
+
+def refresh_margin(lifetime: float, spread: float = _PROCESS_SPREAD) -> float:
+    """How long before expiry a user token counts as stale in this process: one to two times the usual margin
+    (5 minutes, or a quarter of a short life), at a point of its own, so processes do not all refresh together."""
+    return min(300.0, lifetime / 4) * (1.0 + spread)
+
+
+@dataclass(frozen=True)
+class StoredUserTokens:
+    """The user tokens one deployment shares: the current access token and the current (single-use) refresh token.
+    Times are wall-clock epoch seconds, so that every process on every machine reads them alike. ``generation``
+    counts the refreshes since the grant began; ``grant`` is the grant's first refresh token, which names the store
+    (a connection's ``refresh_token`` extra) and is spent."""
+
+    access_token: str = field(repr=False)
+    access_expires_at: float
+    access_lifetime: float
+    refresh_token: str | None = field(default=None, repr=False)
+    refresh_expires_at: float | None = None
+    generation: int = 0
+    grant: str | None = field(default=None, repr=False)
+
+    def seconds_left(self) -> float:
+        return self.access_expires_at - time.time()
+
+    def as_access_token(self) -> AccessToken:
+        """The access token as this process caches it, whatever its freshness."""
+        lifetime = self.access_lifetime
+        return AccessToken(
+            self.access_token,
+            time.monotonic() + self.seconds_left(),
+            lifetime,
+            self.refresh_token,
+            margin=refresh_margin(lifetime),
+            shared=self,
+        )
+
+    def access(self) -> AccessToken | None:
+        """The access token as this process caches it, or None when it is stale for this process."""
+        token = self.as_access_token()
+        return token if self.seconds_left() > 0 and token.is_fresh() else None
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.access_token, self.refresh_token, self.grant) if s]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "access_token": self.access_token,
+                "access_expires_at": self.access_expires_at,
+                "access_lifetime": self.access_lifetime,
+                "refresh_token": self.refresh_token,
+                "refresh_expires_at": self.refresh_expires_at,
+                "generation": self.generation,
+                "grant": self.grant,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> StoredUserTokens | None:
+        """What a store holds, or None when it holds nothing usable (never raises on a damaged value)."""
+        try:
+            data = json.loads(text or "")
+            generation = data.get("generation", 0)
+            if isinstance(generation, bool) or not isinstance(generation, int):
+                raise TypeError("generation")
+            return cls(
+                str(data["access_token"]),
+                float(data["access_expires_at"]),
+                float(data["access_lifetime"]),
+                data.get("refresh_token") or None,
+                float(data["refresh_expires_at"]) if data.get("refresh_expires_at") else None,
+                generation,
+                data.get("grant") or None,
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
+class RefreshLease:
+    """Which process may refresh a grant now (``holder``), until when (wall-clock epoch seconds)."""
+
+    holder: str
+    until: float
+
+    @classmethod
+    def new(cls) -> RefreshLease:
+        return cls(f"{_PROCESS_LEASE_PREFIX}-{uuid.uuid4().hex[:12]}", time.time() + LEASE_SECONDS)
+
+    def live(self) -> bool:
+        return self.until > time.time()
+
+    def taken_by_this_process(self) -> bool:
+        return self.holder.startswith(f"{_PROCESS_LEASE_PREFIX}-")
+
+    def to_json(self) -> str:
+        return json.dumps({"holder": self.holder, "until": self.until})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RefreshLease | None:
+        try:
+            data = json.loads(text or "")
+            return cls(str(data["holder"]), float(data["until"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
+class UserTokenStore(Protocol):
+    """Where the processes of one deployment share a grant's user tokens and its refresh lease (the hook keeps
+    them in Airflow Variables). Reads answer None when nothing is stored; a read or write that cannot reach the
+    store raises ``FeishuVCTokenStoreError``. The async methods must not block the event loop."""
+
+    def load(self) -> StoredUserTokens | None: ...
+
+    def save(self, tokens: StoredUserTokens) -> None: ...
+
+    def load_lease(self) -> RefreshLease | None: ...
+
+    def save_lease(self, lease: RefreshLease) -> None: ...
+
+    async def aload(self) -> StoredUserTokens | None: ...
+
+    async def asave(self, tokens: StoredUserTokens) -> None: ...
+
+    async def aload_lease(self) -> RefreshLease | None: ...
+
+    async def asave_lease(self, lease: RefreshLease) -> None: ...
