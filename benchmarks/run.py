@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from airflow_provider_feishu_vc.hooks import landing
+from airflow_provider_feishu_vc.hooks import s3_upload
 from benchmarks import download, imports, sharing, tables, waiting
 
 ROWS: list[tuple[str, str, str, str, str]] = []
@@ -209,7 +209,7 @@ def bench_downloads(sizes_mib: list[int]) -> None:
             limit = 64 if local else 128 if s3 else None
             label = f"goal < {limit} MiB" if limit else "the file itself lives in RAM"
             if s3:
-                label += f"; bytes held by the upload at most {landing.UPLOAD_BYTES_HELD / 2**20:.0f} MiB"
+                label += f"; bytes held by the upload at most {s3_upload.UPLOAD_BYTES_HELD / 2**20:.0f} MiB"
             row(
                 section,
                 f"{result.label}: peak RSS growth, worst run ({label})",

@@ -18,7 +18,8 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
-from airflow_provider_feishu_vc.hooks.landing import STALE_PART_SECONDS, UPLOAD_PART_BYTES, UPLOAD_PARTS_IN_FLIGHT
+from airflow_provider_feishu_vc.hooks.landing import STALE_PART_SECONDS
+from airflow_provider_feishu_vc.hooks.s3_upload import UPLOAD_PART_BYTES, UPLOAD_PARTS_IN_FLIGHT
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.emulator.faults import Fault
 from tests.conftest import S3_CONN_ID, load_dag_file
@@ -85,7 +86,7 @@ def test_a_download_cut_mid_body_leaves_no_object_and_no_pending_upload(
 def test_each_part_carries_the_crc32_botocore_would_have_computed() -> None:
     from botocore.httpchecksum import Crc32Checksum
 
-    from airflow_provider_feishu_vc.hooks.landing import part_checksum
+    from airflow_provider_feishu_vc.hooks.s3_upload import part_checksum
 
     for part in (b"", b"feishu", os.urandom(3 * 2**20 + 7)):
         expected = Crc32Checksum()

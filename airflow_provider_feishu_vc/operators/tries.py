@@ -161,7 +161,7 @@ def abort_left_upload(context: Context, storage_conn_id: str | None, log: TaskLo
         return
     if isinstance(kept, dict) and isinstance(kept.get("uri"), str) and isinstance(kept.get("upload_id"), str):
         from airflow_provider_feishu_vc.hooks.feishu_vc import as_storage_path
-        from airflow_provider_feishu_vc.hooks.landing import abort_upload
+        from airflow_provider_feishu_vc.hooks.s3_upload import abort_upload
 
         target = as_storage_path(kept["uri"], conn_id=storage_conn_id)
         try:
