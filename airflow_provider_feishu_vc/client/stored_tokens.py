@@ -6,27 +6,16 @@ that lets one process at a time refresh them (:class:`RefreshLease`), and the st
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from airflow_provider_feishu_vc.client.tokens import AccessToken
-
 #: How long one process may hold the right to refresh a grant: the refresh request and a slow save included.
 LEASE_SECONDS = 60.0
-#: Where in the last minutes of a user token's life this process calls it stale: a fraction of its own, drawn once.
-_PROCESS_SPREAD = random.random()
 #: This process's name in refresh leases: a lease of its own that is still live is one of its earlier attempts
 #: (token fetches are serialised per app within a process), which it may take over.
 _PROCESS_LEASE_PREFIX = uuid.uuid4().hex[:12]
-
-
-def refresh_margin(lifetime: float, spread: float = _PROCESS_SPREAD) -> float:
-    """How long before expiry a user token counts as stale in this process: one to two times the usual margin
-    (5 minutes, or a quarter of a short life), at a point of its own, so processes do not all refresh together."""
-    return min(300.0, lifetime / 4) * (1.0 + spread)
 
 
 @dataclass(frozen=True)
@@ -46,23 +35,6 @@ class StoredUserTokens:
 
     def seconds_left(self) -> float:
         return self.access_expires_at - time.time()
-
-    def as_access_token(self) -> AccessToken:
-        """The access token as this process caches it, whatever its freshness."""
-        lifetime = self.access_lifetime
-        return AccessToken(
-            self.access_token,
-            time.monotonic() + self.seconds_left(),
-            lifetime,
-            self.refresh_token,
-            margin=refresh_margin(lifetime),
-            shared=self,
-        )
-
-    def access(self) -> AccessToken | None:
-        """The access token as this process caches it, or None when it is stale for this process."""
-        token = self.as_access_token()
-        return token if self.seconds_left() > 0 and token.is_fresh() else None
 
     def secrets(self) -> list[str]:
         return [s for s in (self.access_token, self.refresh_token, self.grant) if s]

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -48,6 +49,33 @@ LEASE_ROUNDS = 3
 #: A token this process could not save (or, with the store down, an older one it still holds) counts as fresh for
 #: this long only, so that the store is tried again soon.
 RECHECK_SECONDS = 30.0
+#: Where in the last minutes of a user token's life this process calls it stale: a fraction of its own, drawn once.
+_PROCESS_SPREAD = random.random()
+
+
+def refresh_margin(lifetime: float, spread: float = _PROCESS_SPREAD) -> float:
+    """How long before expiry a user token counts as stale in this process: one to two times the usual margin
+    (5 minutes, or a quarter of a short life), at a point of its own, so processes do not all refresh together."""
+    return min(300.0, lifetime / 4) * (1.0 + spread)
+
+
+def as_access_token(tokens: StoredUserTokens) -> AccessToken:
+    """The shared access token as this process caches it, whatever its freshness."""
+    lifetime = tokens.access_lifetime
+    return AccessToken(
+        tokens.access_token,
+        time.monotonic() + tokens.seconds_left(),
+        lifetime,
+        tokens.refresh_token,
+        margin=refresh_margin(lifetime),
+        shared=tokens,
+    )
+
+
+def fresh_access(tokens: StoredUserTokens) -> AccessToken | None:
+    """The shared access token as this process caches it, or None when it is stale for this process."""
+    token = as_access_token(tokens)
+    return token if tokens.seconds_left() > 0 and token.is_fresh() else None
 
 
 def _store(action: str, value: Any = None, waits: tuple[float, ...] | None = None) -> Flow[Any]:
@@ -72,7 +100,7 @@ def _newer(stored: StoredUserTokens | None, held: StoredUserTokens | None) -> St
 
 def _reusable(tokens: StoredUserTokens | None, rejected: str | None) -> Flow[AccessToken | None]:
     """The access token of ``tokens`` while it is fresh for this process and not the one Feishu rejected."""
-    token = tokens.access() if tokens is not None else None
+    token = fresh_access(tokens) if tokens is not None else None
     if token is None or token.value == rejected:
         return None
     yield from mask_secrets(*tokens.secrets())  # type: ignore[union-attr]
@@ -251,7 +279,7 @@ def _refresh_holding(
     grant = (base.grant if base else None) or config.refresh_token
     tokens = _to_store(received, payload, generation=(base.generation if base else 0) + 1, grant=grant)
     saved = yield from _save(tokens)
-    token = tokens.as_access_token()
+    token = as_access_token(tokens)
     if not saved:
         # Only this process knows the successor now: it keeps it, and offers it to the store again soon (the
         # lease stays taken meanwhile, so that no other process refreshes with the spent refresh token).

@@ -24,7 +24,6 @@ from airflow_provider_feishu_vc.client.budget import AppBudgets, RateBudget
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.client.protocol import MaskSecret, RetryPolicy, SharedUserTokens, call_with_retries
-from airflow_provider_feishu_vc.client.stored_tokens import refresh_margin
 from airflow_provider_feishu_vc.client.token_cache import TokenCache
 from airflow_provider_feishu_vc.compat import TaskDeferred
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
@@ -149,7 +148,7 @@ def test_2_processes_racing_a_refresh_through_a_slow_store_send_feishu_exactly_o
 def test_2_each_process_finds_the_user_token_stale_at_its_own_moment() -> None:
     """Processes spread the moment they refresh over the last minutes of a token's life, so that the first one's
     save is usually there before the others look."""
-    margins = {refresh_margin(7200.0, spread) for spread in (0.0, 0.5, 0.999)}
+    margins = {user_grant.refresh_margin(7200.0, spread) for spread in (0.0, 0.5, 0.999)}
     assert len(margins) == 3 and min(margins) >= 300 and max(margins) <= 600
 
 
