@@ -54,6 +54,7 @@ class AttributedLagMonitor(LoopLagMonitor):
         super().__init__()
         self.worst_own = self.worst_cpu = self.worst_queued = self.worst_at = 0.0
         self.worst_runs = 0
+        self._started = 0.0
 
     @staticmethod
     def _thread_times() -> tuple[float, float, int]:
@@ -62,19 +63,22 @@ class AttributedLagMonitor(LoopLagMonitor):
             on_cpu, queued, runs = stat.read().split()[:3]
         return int(on_cpu) / 1e9, int(queued) / 1e9, int(runs)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while not self._stop.is_set():
-            expected = loop.time() + self.tick
-            process_cpu, (cpu, queued, runs) = time.process_time(), self._thread_times()
-            await asyncio.sleep(self.tick)
-            lag = loop.time() - expected
-            process_cpu_after, (cpu_after, queued_after, runs_after) = time.process_time(), self._thread_times()
-            if lag > self.worst:
-                self.worst, self.worst_cpu, self.worst_queued = lag, cpu_after - cpu, queued_after - queued
-                self.worst_runs, self.worst_at = runs_after - runs, loop.time() - started
-            self.worst_own = max(self.worst_own, min(lag, process_cpu_after - process_cpu))
+    async def __aenter__(self) -> AttributedLagMonitor:
+        self._started = asyncio.get_running_loop().time()
+        await super().__aenter__()
+        return self
+
+    def _sample(self) -> tuple[float, tuple[float, float, int]]:
+        return time.process_time(), self._thread_times()
+
+    def _record(self, lag: float, before: tuple[float, tuple[float, float, int]]) -> None:
+        process_cpu, (cpu, queued, runs) = before
+        process_cpu_after, (cpu_after, queued_after, runs_after) = time.process_time(), self._thread_times()
+        if lag > self.worst:
+            self.worst, self.worst_cpu, self.worst_queued = lag, cpu_after - cpu, queued_after - queued
+            self.worst_runs = runs_after - runs
+            self.worst_at = asyncio.get_running_loop().time() - self._started
+        self.worst_own = max(self.worst_own, min(lag, process_cpu_after - process_cpu))
 
 
 @dataclass

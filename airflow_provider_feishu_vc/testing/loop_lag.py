@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 class LoopLagMonitor:
@@ -19,8 +20,17 @@ class LoopLagMonitor:
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             expected = loop.time() + self.tick
+            before = self._sample()
             await asyncio.sleep(self.tick)
-            self.worst = max(self.worst, loop.time() - expected)
+            self._record(loop.time() - expected, before)
+
+    def _sample(self) -> Any:
+        """What a subclass reads just before each tick's sleep, handed back to :meth:`_record`."""
+        return None
+
+    def _record(self, lag: float, before: Any) -> None:
+        """Note one tick's lag (seconds late)."""
+        self.worst = max(self.worst, lag)
 
     async def __aenter__(self) -> LoopLagMonitor:
         self._task = asyncio.ensure_future(self._run())
