@@ -135,9 +135,7 @@ def fetch_user_token(
         if token is not None:
             return token
         if newest is None and current is None and config.user_access_token:
-            # Feishu does not say how long a given user token has left: use it until Feishu rejects it.
-            yield from mask_secrets(config.user_access_token)
-            return AccessToken(config.user_access_token, time.monotonic() + 7200, 7200)
+            return (yield from _connection_user_token(config.user_access_token))
         try:
             mine, holder = yield from _claim_lease()
         except FeishuVCTokenStoreError:
@@ -256,11 +254,7 @@ def _refresh_holding(
     )
     if not refresh_token:
         yield from _release(lease)
-        raise FeishuVCAPIError(
-            code=99991677,
-            msg="the user access token is invalid or expired and the connection has no refresh_token",
-            http_status=401,
-        )
+        raise _no_refresh_token()
     try:
         payload = yield from _refresh(config, refresh_token, policy)
     except FeishuVCAPIError as error:
@@ -274,8 +268,7 @@ def _refresh_holding(
         if token is None:
             raise
         return token
-    received = token_from_answer(payload, "access_token", "expires_in")
-    yield from mask_secrets(received.value, received.refresh_token)  # before anything can quote them
+    received = yield from _user_token_from(payload)
     grant = (base.grant if base else None) or config.refresh_token
     tokens = _to_store(received, payload, generation=(base.generation if base else 0) + 1, grant=grant)
     saved = yield from _save(tokens)
@@ -293,19 +286,12 @@ def _refresh_alone(
 ) -> Flow[AccessToken]:
     """Without a shared store: the connection's user token, then refreshes with the newest refresh token held."""
     if current is None and config.user_access_token and config.user_access_token != stale:
-        yield from mask_secrets(config.user_access_token)
-        return AccessToken(config.user_access_token, time.monotonic() + 7200, 7200)
+        return (yield from _connection_user_token(config.user_access_token))
     refresh_token = (current.refresh_token if current else None) or config.refresh_token
     if not refresh_token:
-        raise FeishuVCAPIError(
-            code=99991677,
-            msg="the user access token is invalid or expired and the connection has no refresh_token",
-            http_status=401,
-        )
+        raise _no_refresh_token()
     payload = yield from _refresh(config, refresh_token, policy)
-    token = token_from_answer(payload, "access_token", "expires_in")
-    yield from mask_secrets(token.value, token.refresh_token)
-    return token
+    return (yield from _user_token_from(payload))
 
 
 def exchange_authorization_code(
@@ -313,8 +299,7 @@ def exchange_authorization_code(
 ) -> Flow[StoredUserTokens]:
     """The user's first tokens, for the authorization code the user's sign-in handed out (once, within minutes)."""
     payload = yield from _oauth_grant(config, policy, "authorization_code", code=code, redirect_uri=redirect_uri)
-    token = token_from_answer(payload, "access_token", "expires_in")
-    yield from mask_secrets(token.value, token.refresh_token)
+    token = yield from _user_token_from(payload)
     if not token.refresh_token:
         raise FeishuVCAPIError(
             code=0,
@@ -322,6 +307,29 @@ def exchange_authorization_code(
             http_status=200,
         )
     return _to_store(token, payload, generation=1, grant=token.refresh_token)
+
+
+def _connection_user_token(value: str) -> Flow[AccessToken]:
+    """The user token the connection holds, registered with the masker. Feishu does not say how long a given user
+    token has left: it is used until Feishu rejects it."""
+    yield from mask_secrets(value)
+    return AccessToken(value, time.monotonic() + 7200, 7200)
+
+
+def _user_token_from(payload: Mapping[str, Any]) -> Flow[AccessToken]:
+    """The access and refresh tokens of an OAuth answer, registered with the masker before anything (a failing
+    save's error, say) can quote them."""
+    token = token_from_answer(payload, "access_token", "expires_in")
+    yield from mask_secrets(token.value, token.refresh_token)
+    return token
+
+
+def _no_refresh_token() -> FeishuVCAPIError:
+    return FeishuVCAPIError(
+        code=99991677,
+        msg="the user access token is invalid or expired and the connection has no refresh_token",
+        http_status=401,
+    )
 
 
 def _to_store(
