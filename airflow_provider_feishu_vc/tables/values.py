@@ -3,9 +3,11 @@ cells). Each parser returns the typed array; a cell that holds text but does not
 :func:`first_bad_cell` finds it, so that the reader can name it instead of letting a null pass silently.
 
 The formats (``shared/feishu-vc-api.md``): times ``2022.07.21 11:01:40 (GMT+08:00)`` (also with ``-`` or ``/``
-between the date's parts, a ``T``, no seconds, ``UTC``/``GMT``/``Z`` or no offset at all: then the reader's time
-zone applies); durations ``H:MM:SS`` with any number of hours; yes/no as 是 / 否, yes / no, true / false; counts as
-digits; figures as a number with a unit (``50kbps``, ``5 ms``, ``2%``), converted to the column's unit.
+between the date's parts, a ``T``, no seconds, ``UTC``/``GMT`` with an offset, or ``Z``, ``UTC``, ``GMT`` alone (offset
+zero), or no offset at all: then the reader's time zone applies); durations ``H:MM:SS`` with any number of hours;
+yes/no as 是 / 否, yes / no, true / false; counts as digits, with a sign or not (``+3`` is 3); figures as a number
+with a unit in any case (``50kbps``, ``5 ms``, ``0.8%``), converted to the column's unit. ``-``, ``--`` or ``—``
+alone is null in every typed column (:data:`NO_VALUE_MARKS`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from airflow_provider_feishu_vc.tables.contract import Column, ValueKind
 ANY_TIME = (
     r"^\s*(?P<y>\d{4})[./-](?P<mo>\d{1,2})[./-](?P<d>\d{1,2})"
     r"(?:[ T]+(?P<h>\d{1,2}):(?P<mi>\d{1,2})(?::(?P<s>\d{1,2}))?)?"
-    r"\s*(?:(?P<z>Z)|\(?\s*(?:GMT|UTC)?\s*(?P<sign>[+-])(?P<oh>\d{1,2})(?::?(?P<om>\d{2}))?\s*\)?)?\s*$"
+    r"\s*(?:(?P<z>Z)|(?P<zone>(?i:GMT|UTC))|\(\s*(?P<pzone>(?i:GMT|UTC))\s*\)"
+    r"|\(?\s*(?i:GMT|UTC)?\s*(?P<sign>[+-])(?P<oh>\d{1,2})(?::?(?P<om>\d{2}))?\s*\)?)?\s*$"
 )
 DURATION = r"^\s*(?P<h>\d{1,9}):(?P<m>[0-5]?\d):(?P<s>[0-5]?\d)\s*$"
 COUNT = r"^\s*[+-]?\d{1,18}(?:\.0*)?\s*$"
+#: What Feishu writes where it has no value (its JSON list APIs write ``-``; the files render the same data): alone in
+#: a cell, after trimming, these are null in every typed column. Text columns keep them as written.
+NO_VALUE_MARKS = ("-", "--", "\u2014")
 FIGURE = r"^\s*(?P<n>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<u>[A-Za-z%/]*)\s*$"
 TRUE_WORDS = ("是", "yes", "y", "true", "1")
 FALSE_WORDS = ("否", "no", "n", "false", "0")
@@ -55,10 +61,12 @@ def no_blank_text(values: Any) -> bool:
 
 
 def first_bad_cell(values: Any, typed: Any) -> int | None:
-    """The index of the first cell that holds text but did not parse, or None."""
+    """The index of the first cell that holds text but did not parse, or None. A no-value mark alone
+    (:data:`NO_VALUE_MARKS`) parses as null in every typed column, so it is never a bad cell."""
     if typed.null_count == values.null_count:  # every null was an empty cell already (the usual case: cheap)
         return None
-    bad = pc.and_(pc.fill_null(present(values), False), pc.is_null(typed))
+    marked = pc.is_in(pc.utf8_trim_whitespace(values), value_set=pa.array(NO_VALUE_MARKS, pa.string()))
+    bad = pc.and_(pc.and_(pc.fill_null(present(values), False), pc.is_null(typed)), pc.invert(marked))
     if not pc.any(bad).as_py():
         return None
     return int(pc.index(bad, True).as_py())
@@ -110,7 +118,8 @@ def parse_times(values: Any, timezone: str) -> Any:
     if fast is not None:
         return fast
     parts = pc.extract_regex(pc.fill_null(cells, ""), ANY_TIME)  # null where the text is not a time at all
-    field = {name: pc.struct_field(parts, name) for name in ("y", "mo", "d", "h", "mi", "s", "z", "sign", "oh", "om")}
+    names = ("y", "mo", "d", "h", "mi", "s", "z", "zone", "pzone", "sign", "oh", "om")
+    field = {name: pc.struct_field(parts, name) for name in names}
     text = pc.binary_join_element_wise(
         field["y"], "-", pc.utf8_lpad(field["mo"], 2, "0"), "-", pc.utf8_lpad(field["d"], 2, "0"), " ",
         pc.utf8_lpad(_or_zero(field["h"]), 2, "0"), ":", pc.utf8_lpad(_or_zero(field["mi"]), 2, "0"), ":",
@@ -121,7 +130,10 @@ def parse_times(values: Any, timezone: str) -> Any:
     offset = pc.multiply(pc.add(pc.multiply(hours, 3600), pc.multiply(minutes, 60)), MICROS)
     offset = pc.if_else(pc.equal(field["sign"], "-"), pc.negate(offset), offset)
     sane_offset = pc.and_(pc.less_equal(hours, 14), pc.less(minutes, 60))
-    has_offset = pc.or_(pc.not_equal(field["sign"], ""), pc.equal(field["z"], "Z"))
+    zone_only = pc.or_(
+        pc.or_(pc.equal(field["z"], "Z"), pc.not_equal(field["zone"], "")), pc.not_equal(field["pzone"], "")
+    )
+    has_offset = pc.or_(pc.not_equal(field["sign"], ""), zone_only)  # Z, UTC or GMT alone: offset zero
     from_offset = pc.subtract(pc.cast(naive, pa.int64()), offset)
     local = pc.cast(
         pc.assume_timezone(naive, timezone=timezone, ambiguous="earliest", nonexistent="earliest"), pa.int64()
@@ -186,7 +198,7 @@ def parse_counts(values: Any) -> Any:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
     ok = pc.fill_null(pc.match_substring_regex(values, COUNT), False)
-    digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(values), r"\.0*$", "")
+    digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(values), r"^\+|\.0*$", "")  # Arrow refuses "+3"
     digits = pc.if_else(ok, digits, "0")  # cast only what matched; the rest becomes null below
     return pc.if_else(ok, pc.cast(digits, pa.int64()), pa.scalar(None, pa.int64()))
 
