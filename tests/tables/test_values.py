@@ -181,3 +181,38 @@ def test_a_unit_the_column_cannot_hold_is_a_bad_cell(tmp_path: Path) -> None:
     for text in ("3dB", "30fps", "1080P"):
         with pytest.raises(FeishuVCTableError, match=rf"audio_bitrate_received_kbps .*'{text}'"):
             read_export(write(tmp_path / "u.xlsx", ["音频-码率（接收）"], [[text]]), "participant_quality_list")
+
+
+# -- the emulator writes what Feishu and Lark write -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(CONTRACTS))
+def test_the_emulators_english_files_carry_larks_labels_and_its_documented_files_the_documented_order(
+    kind: str,
+) -> None:
+    from airflow_provider_feishu_vc.testing.emulator import data
+
+    assert tuple(data.headers(kind, "english")) == LARK_AS_PUBLISHED[kind]
+    assert tuple(data.headers(kind, "documented")) == DOCUMENTED_HEADERS[kind]
+
+
+def test_the_emulator_writes_a_dash_where_feishu_has_no_value_and_the_table_reads_it_as_null(tmp_path: Path) -> None:
+    from airflow_provider_feishu_vc.testing.emulator import data
+    from airflow_provider_feishu_vc.testing.emulator.workbook import write_workbook
+
+    body = {"start_time": "1700000000", "end_time": "1700036000", "room_level_id": "x"}
+    for kind, checks in {
+        "resource_reservation_list": {"check_in_time": "releasing_time", "releasing_time": "check_in_time"},
+        "participant_list": {"leave_time": "join_time"},
+    }.items():
+        fields = [field for _, field in data.layout(kind)]
+        for style in ("documented", "english"):
+            rows = list(data.rows(kind, body, 8, 3600, style))
+            assert write_workbook(tmp_path / f"{kind}.xlsx", "s", data.headers(kind, style), rows) == 8
+            table = read_export(tmp_path / f"{kind}.xlsx", kind, schema="freeze")
+            for field, other in checks.items():
+                written = [row[fields.index(field)] for row in rows]
+                assert "-" in written, (kind, field)  # some row has no value there
+                got = table.column(field).to_pylist()
+                assert [value is None for value in got] == [text == "-" for text in written], (kind, field)
+                assert table.column(other).null_count < table.num_rows
