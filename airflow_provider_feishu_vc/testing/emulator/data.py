@@ -5,7 +5,8 @@ shares a misunderstanding with the provider's table reader.
 - Headers: the export overview's documented lists (the default), the newer spellings seen in real files
   (``header_style="newer"``), or Lark's English labels (``header_style="english"``: Lark's English copy of the
   field list, spelled as it spells them, ``birate`` and ``Number of accept`` included; no real English file is
-  known).
+  known). English files also carry Lark's English values: yes / no, ``reserve success``, ``released``, ``display``,
+  "The host ends the meeting" (a room's check-in status stays Chinese: Lark's pages give no word for 未签到).
 - Values: times ``2022.07.21 11:01:40 (GMT+08:00)`` (the quality list's without an offset), durations ``01:00:00``
   (reservations ``1:00:00``), yes/no as 是 / 否 (English: yes / no), counts as text, quality figures with their
   units (``50kbps``, ``5ms``, ``2%``, CPU ``0.8%``), enumerations as Chinese words, ``-`` where Feishu has no value
@@ -204,7 +205,7 @@ def _participant(index: int, start: int, body: Mapping[str, Any], every: int, en
         "microphone": "麦克风阵列 (Realtek(R) Audio)", "speaker": "扬声器 (Realtek(R) Audio)", "camera": "HD Camera",
         "audio": _yes(True, english), "video": _yes(index % 2 == 0, english), "sharing": _yes(False, english),
         "join_time": feishu_time(joined), "leave_time": NO_VALUE if still_in else feishu_time(joined + stayed),
-        "time_in_meeting": feishu_duration(stayed), "leave_reason": NO_VALUE if still_in else "主持人结束会议",
+        "time_in_meeting": feishu_duration(stayed), "leave_reason": NO_VALUE if still_in else ("The host ends the meeting" if english else "主持人结束会议"),
     }  # fmt: skip
 
 
@@ -225,6 +226,13 @@ def _quality(index: int, start: int, body: Mapping[str, Any], every: int, englis
     return record
 
 
+#: A reservation's status, by (English file, released); Lark's English words as its pages write them.
+_RESERVATION_STATUS = {
+    False: {False: "预定成功", True: "已释放（手动释放）"},
+    True: {False: "reserve success", True: "released"},
+}
+
+
 def _reservation(index: int, start: int, body: Mapping[str, Any], every: int, english: bool) -> dict[str, str]:
     begins = start + index * 3600
     length = 3600 * (1 + index % 2)
@@ -234,7 +242,7 @@ def _reservation(index: int, start: int, body: Mapping[str, Any], every: int, en
         "department_of_reserver": "研发部", "guests_number": str(4 + index % 6), "accepted_number": str(2 + index % 4),
         "event_start_time": feishu_time(begins), "event_end_time": feishu_time(begins + length),
         "event_duration": feishu_duration(length, leading_zero=False),
-        "reservation_status": "已释放（手动释放）" if released else "预定成功", "check_in_device": "签到板",
+        "reservation_status": _RESERVATION_STATUS[english][released], "check_in_device": "display" if english else "签到板",
         "room_check_in_status": "未签到" if released else "已签到",
         "check_in_time": NO_VALUE if released else feishu_time(begins + 120),
         "releasing_person": f"用户 {index % 5}" if released else NO_VALUE,
