@@ -96,6 +96,15 @@ def _blank_as_null(values: Any) -> Any:
     return pc.if_else(present(values), values, pa.scalar(None, pa.string()))
 
 
+def _marks_as_null(cells: Any) -> Any:
+    """The cells with every no-value mark null, or None when there is none. For a typed column whose fast parse
+    met cells it could not read: a column of Feishu's spelling with some ``-`` then still takes the fast path."""
+    marked = pc.is_in(pc.utf8_trim_whitespace(cells), value_set=pa.array(NO_VALUE_MARKS, pa.string()))
+    if not pc.any(marked).as_py():
+        return None
+    return pc.if_else(marked, pa.scalar(None, pa.string()), cells)
+
+
 def _first_text(values: Any) -> str | None:
     valid = values.drop_null() if values.null_count else values
     return valid[0].as_py() if len(valid) else None
@@ -115,6 +124,9 @@ def parse_times(values: Any, timezone: str) -> Any:
     utc = pa.timestamp("us", tz="UTC")
     cells = _blank_as_null(values)
     fast = _feishu_times(cells, utc, timezone)
+    if fast is None and (unmarked := _marks_as_null(cells)) is not None:
+        cells = unmarked
+        fast = _feishu_times(cells, utc, timezone)
     if fast is not None:
         return fast
     parts = pc.extract_regex(pc.fill_null(cells, ""), ANY_TIME)  # null where the text is not a time at all
@@ -176,6 +188,9 @@ def parse_durations(values: Any) -> Any:
     """``H:MM:SS`` to seconds (``int64``)."""
     cells = _blank_as_null(values)
     clock = pc.strptime(cells, format="%H:%M:%S", unit="s", error_is_null=True)  # under 24 hours: fast, in C++
+    if clock.null_count != cells.null_count and (unmarked := _marks_as_null(cells)) is not None:
+        cells = unmarked
+        clock = pc.strptime(cells, format="%H:%M:%S", unit="s", error_is_null=True)
     if clock.null_count == cells.null_count:
         return pc.subtract(pc.cast(clock, pa.int64()), MIDNIGHT_1900)
     parts = pc.extract_regex(pc.fill_null(cells, ""), DURATION)
@@ -197,6 +212,12 @@ def parse_counts(values: Any) -> Any:
         return pc.cast(values, pa.int64())  # plain digits, the usual case
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
+    unmarked = _marks_as_null(values)
+    if unmarked is not None:
+        try:
+            return pc.cast(unmarked, pa.int64())  # plain digits and no-value marks
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            values = unmarked
     ok = pc.fill_null(pc.match_substring_regex(values, COUNT), False)
     digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(values), r"^\+|\.0*$", "")  # Arrow refuses "+3"
     digits = pc.if_else(ok, digits, "0")  # cast only what matched; the rest becomes null below
