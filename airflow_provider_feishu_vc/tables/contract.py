@@ -1,6 +1,6 @@
 """The column contract of each export kind: which headers Feishu (and Lark) write, what each column is called in a
-typed table, and what type it has. Plain Python: the README's schema tables and the emulator's workbooks read it
-too, without pyarrow.
+typed table, and what type it has. Plain Python: the README's schema tables and the docs read it too, without
+pyarrow (the emulator writes its workbooks from the API facts on its own).
 
 Canonical names are Feishu's own field names in its JSON list APIs (``GET /open-apis/vc/v1/meeting_list``, ...), with
 the unit in the name where the file writes one into every value (``_seconds``, ``_kbps``, ``_ms``, ``_pct``). A
@@ -9,7 +9,7 @@ space and underscore, and ignoring case, so ``会议 ID``, ``会议ID`` and ``Me
 
 Sources (``shared/feishu-vc-api.md``, "What an export file holds"): the export overview's field lists (the
 *documented* headers), a public script reading real meeting-list files (the *newer* headers), the JSON list APIs'
-labels and types, and Lark's English list-API labels. Bump :data:`CONTRACT_VERSION` whenever a name or a type
+labels and types, and Lark's English field list (:data:`LARK_ENGLISH_HEADERS`). Bump :data:`CONTRACT_VERSION` whenever a name or a type
 changes: the version travels in every table's schema metadata.
 """
 
