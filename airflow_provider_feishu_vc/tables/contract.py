@@ -310,12 +310,19 @@ def header_index(kind: str) -> dict[str, Column]:
     return index
 
 
+def listed_headers(kind: str, column: Column) -> tuple[str, ...]:
+    """The headers the schema tables list for ``column`` of ``kind``: all it accepts but its canonical name (every
+    column accepts that), unless Lark's English list writes exactly that name (``audio``, ``email``, ``time``)."""
+    lark = LARK_ENGLISH_HEADERS[kind]
+    return tuple(dict.fromkeys(h for h in column.headers if h != column.field or h in lark))
+
+
 def schema_markdown(kind: str) -> str:
     """``kind``'s schema as a Markdown table (canonical name, Arrow type, accepted headers): the README prints it,
     and a test keeps the two alike."""
     lines = ["| column | type | headers accepted |", "|---|---|---|"]
     for column in CONTRACTS[kind]:
         unit = f" ({column.unit})" if column.kind is ValueKind.FIGURE and column.unit else ""
-        headers = ", ".join(f"`{header}`" for header in column.headers if header != column.field)
+        headers = ", ".join(f"`{header}`" for header in listed_headers(kind, column))
         lines.append(f"| `{column.name}` | {ARROW_TYPE_NAMES[column.kind]}{unit} | {headers} |")
     return "\n".join(lines)

@@ -216,3 +216,11 @@ def test_the_emulator_writes_a_dash_where_feishu_has_no_value_and_the_table_read
                 got = table.column(field).to_pylist()
                 assert [value is None for value in got] == [text == "-" for text in written], (kind, field)
                 assert table.column(other).null_count < table.num_rows
+
+
+@pytest.mark.parametrize("kind", list(CONTRACTS))
+def test_the_schema_tables_list_every_one_of_larks_english_labels(kind: str) -> None:
+    from airflow_provider_feishu_vc.tables.contract import schema_markdown
+
+    table = schema_markdown(kind)
+    assert [label for label in LARK_AS_PUBLISHED[kind] if f"`{label}`" not in table] == []
