@@ -4,6 +4,7 @@ any ``ObjectStoragePath`` destination gets the finished table only."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -13,6 +14,8 @@ from airflow.sdk import ObjectStoragePath
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCTableError
 from airflow_provider_feishu_vc.tables import convert_export, read_export
 from airflow_provider_feishu_vc.testing.emulator.workbook import write_stored_workbook
+from tests.conftest import S3_CONN_ID
+from tests.s3 import S3Server
 
 #: More rows than the sheet reader types and writes at once (65,536), so that a bad last cell comes after the
 #: first chunk is already written.
@@ -78,3 +81,15 @@ def test_a_bad_output_format_is_refused_by_name_before_anything_is_written(good:
     with pytest.raises(FeishuVCConfigError, match="output_format: is 'xlsx'"):
         convert_export(good, "meeting_list", str(tmp_path / "t.xlsx"), "xlsx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_into_s3_a_finished_table_lands_once_and_a_failed_one_leaves_no_key_and_no_pending_upload(
+    good: Path, bad_last_cell: Path, s3_server: S3Server, bucket: str
+) -> None:
+    folder = ObjectStoragePath(f"s3://{S3_CONN_ID}@{bucket}/tables/")
+    rows, _ = convert_export(good, "meeting_list", folder / "good.parquet", "parquet")
+    with pytest.raises(FeishuVCTableError, match="'many'"):
+        convert_export(bad_last_cell, "meeting_list", folder / "bad.parquet", "parquet")
+    assert rows == 2 and s3_server.keys(bucket) == ["tables/good.parquet"]
+    assert pq.read_table(io.BytesIO(s3_server.read(bucket, "tables/good.parquet"))).num_rows == 2
+    assert s3_server.pending_uploads(bucket) == []
