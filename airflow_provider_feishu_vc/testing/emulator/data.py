@@ -217,7 +217,7 @@ def _quality(index: int, start: int, body: Mapping[str, Any], every: int, englis
             record[f"{medium}.bitrate.{direction}"] = f"{40 + index % 30}kbps"
             record[f"{medium}.latency.{direction}"] = f"{5 + index % 40}ms"
             record[f"{medium}.jitter.{direction}"] = f"{index % 9}ms"
-            record[f"{medium}.packet_loss_avg.{direction}"] = f"{index % 3}%"
+            record[f"{medium}.packet_loss_avg.{direction}"] = f"{(index % 30) / 10:g}%"  # 0.8%: decimal
             record[f"{medium}.packet_loss_max.{direction}"] = f"{index % 5}%"
     record.update(
         client_min_cpu_usage=f"{(index % 4) / 10:.1f}%", client_avg_cpu_usage=f"{0.8 + (index % 5) / 10:.1f}%",
