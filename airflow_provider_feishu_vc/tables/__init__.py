@@ -14,12 +14,14 @@ extra; the rest of the provider never imports them.
 
 from __future__ import annotations
 
+import os
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_feishu_vc.tables.contract import CONTRACT_VERSION, CONTRACTS, Column, ValueKind
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from airflow.sdk import ObjectStoragePath
 
 #: The output formats a typed table can be written in.
 TABLE_FORMATS = ("parquet", "csv")
@@ -99,7 +101,7 @@ def read_export(
 def convert_export(
     source: Any,
     export_type: str,
-    destination: str,
+    destination: str | os.PathLike[str] | ObjectStoragePath,
     output_format: str,
     *,
     timezone: str = "Asia/Shanghai",
@@ -108,17 +110,25 @@ def convert_export(
     memory_limit: int | None = None,
     timeout: float | None = None,
 ) -> tuple[int, pa.Schema]:
-    """Write a Feishu VC export file to the local file ``destination`` as a typed ``parquet`` or ``csv`` table, with
-    no table held in this process (the sheet's reader writes it); return its row count and schema. The arguments
-    are :func:`read_export`'s."""
+    """Write a Feishu VC export file to ``destination`` (a local path or any ``ObjectStoragePath``) as a typed
+    ``parquet`` or ``csv`` table, with no table held in this process (the sheet's reader writes it); return its row
+    count and schema. The arguments are :func:`read_export`'s.
+
+    The table lands whole or not at all: it is written beside a local destination under a hidden ``.part`` name
+    and renamed into place once complete (elsewhere, written locally and then landed as the operators land files),
+    so an error leaves nothing at ``destination`` and a file already there as it was; a finished table replaces it.
+    """
     require_tables_extra()
     from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
     from airflow_provider_feishu_vc.tables import workbook
+    from airflow_provider_feishu_vc.tables.writers import land_converted
 
     if output_format not in TABLE_FORMATS:
         raise FeishuVCConfigError("output_format", f"is {output_format!r}; allowed: {', '.join(TABLE_FORMATS)}")
-    answer = workbook.convert(source, export_type, output_format, destination, timezone=timezone, schema=schema,
-                              sheet=sheet, **_limits(memory_limit, timeout))  # fmt: skip
+    limits = _limits(memory_limit, timeout)
+    answer = land_converted(destination, lambda path: workbook.convert(
+        source, export_type, output_format, path, timezone=timezone, schema=schema, sheet=sheet, **limits
+    ))  # fmt: skip
     _log_warnings(answer["warnings"])
     return int(answer["rows"]), answer["schema"]
 

@@ -3,9 +3,11 @@ cells). Each parser returns the typed array; a cell that holds text but does not
 :func:`first_bad_cell` finds it, so that the reader can name it instead of letting a null pass silently.
 
 The formats (``shared/feishu-vc-api.md``): times ``2022.07.21 11:01:40 (GMT+08:00)`` (also with ``-`` or ``/``
-between the date's parts, a ``T``, no seconds, ``UTC``/``GMT``/``Z`` or no offset at all: then the reader's time
-zone applies); durations ``H:MM:SS`` with any number of hours; yes/no as 是 / 否, yes / no, true / false; counts as
-digits; figures as a number with a unit (``50kbps``, ``5 ms``, ``2%``), converted to the column's unit.
+between the date's parts, a ``T``, no seconds, ``UTC``/``GMT`` with an offset, or ``Z``, ``UTC``, ``GMT`` alone (offset
+zero), or no offset at all: then the reader's time zone applies); durations ``H:MM:SS`` with any number of hours;
+yes/no as 是 / 否, yes / no, true / false; counts as digits, with a sign or not (``+3`` is 3); figures as a number
+with a unit in any case (``50kbps``, ``5 ms``, ``0.8%``), converted to the column's unit. ``-``, ``--`` or ``—``
+alone is null in every typed column (:data:`NO_VALUE_MARKS`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from airflow_provider_feishu_vc.tables.contract import Column, ValueKind
 ANY_TIME = (
     r"^\s*(?P<y>\d{4})[./-](?P<mo>\d{1,2})[./-](?P<d>\d{1,2})"
     r"(?:[ T]+(?P<h>\d{1,2}):(?P<mi>\d{1,2})(?::(?P<s>\d{1,2}))?)?"
-    r"\s*(?:(?P<z>Z)|\(?\s*(?:GMT|UTC)?\s*(?P<sign>[+-])(?P<oh>\d{1,2})(?::?(?P<om>\d{2}))?\s*\)?)?\s*$"
+    r"\s*(?:(?P<z>Z)|(?P<zone>(?i:GMT|UTC))|\(\s*(?P<pzone>(?i:GMT|UTC))\s*\)"
+    r"|\(?\s*(?i:GMT|UTC)?\s*(?P<sign>[+-])(?P<oh>\d{1,2})(?::?(?P<om>\d{2}))?\s*\)?)?\s*$"
 )
 DURATION = r"^\s*(?P<h>\d{1,9}):(?P<m>[0-5]?\d):(?P<s>[0-5]?\d)\s*$"
 COUNT = r"^\s*[+-]?\d{1,18}(?:\.0*)?\s*$"
+#: What Feishu writes where it has no value (its JSON list APIs write ``-``; the files render the same data): alone in
+#: a cell, after trimming, these are null in every typed column. Text columns keep them as written.
+NO_VALUE_MARKS = ("-", "--", "\u2014")
 FIGURE = r"^\s*(?P<n>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<u>[A-Za-z%/]*)\s*$"
 TRUE_WORDS = ("是", "yes", "y", "true", "1")
 FALSE_WORDS = ("否", "no", "n", "false", "0")
@@ -55,10 +61,12 @@ def no_blank_text(values: Any) -> bool:
 
 
 def first_bad_cell(values: Any, typed: Any) -> int | None:
-    """The index of the first cell that holds text but did not parse, or None."""
+    """The index of the first cell that holds text but did not parse, or None. A no-value mark alone
+    (:data:`NO_VALUE_MARKS`) parses as null in every typed column, so it is never a bad cell."""
     if typed.null_count == values.null_count:  # every null was an empty cell already (the usual case: cheap)
         return None
-    bad = pc.and_(pc.fill_null(present(values), False), pc.is_null(typed))
+    marked = pc.is_in(pc.utf8_trim_whitespace(values), value_set=pa.array(NO_VALUE_MARKS, pa.string()))
+    bad = pc.and_(pc.and_(pc.fill_null(present(values), False), pc.is_null(typed)), pc.invert(marked))
     if not pc.any(bad).as_py():
         return None
     return int(pc.index(bad, True).as_py())
@@ -88,6 +96,15 @@ def _blank_as_null(values: Any) -> Any:
     return pc.if_else(present(values), values, pa.scalar(None, pa.string()))
 
 
+def _marks_as_null(cells: Any) -> Any:
+    """The cells with every no-value mark null, or None when there is none. For a typed column whose fast parse
+    met cells it could not read: a column of Feishu's spelling with some ``-`` then still takes the fast path."""
+    marked = pc.is_in(pc.utf8_trim_whitespace(cells), value_set=pa.array(NO_VALUE_MARKS, pa.string()))
+    if not pc.any(marked).as_py():
+        return None
+    return pc.if_else(marked, pa.scalar(None, pa.string()), cells)
+
+
 def _first_text(values: Any) -> str | None:
     valid = values.drop_null() if values.null_count else values
     return valid[0].as_py() if len(valid) else None
@@ -107,10 +124,14 @@ def parse_times(values: Any, timezone: str) -> Any:
     utc = pa.timestamp("us", tz="UTC")
     cells = _blank_as_null(values)
     fast = _feishu_times(cells, utc, timezone)
+    if fast is None and (unmarked := _marks_as_null(cells)) is not None:
+        cells = unmarked
+        fast = _feishu_times(cells, utc, timezone)
     if fast is not None:
         return fast
     parts = pc.extract_regex(pc.fill_null(cells, ""), ANY_TIME)  # null where the text is not a time at all
-    field = {name: pc.struct_field(parts, name) for name in ("y", "mo", "d", "h", "mi", "s", "z", "sign", "oh", "om")}
+    names = ("y", "mo", "d", "h", "mi", "s", "z", "zone", "pzone", "sign", "oh", "om")
+    field = {name: pc.struct_field(parts, name) for name in names}
     text = pc.binary_join_element_wise(
         field["y"], "-", pc.utf8_lpad(field["mo"], 2, "0"), "-", pc.utf8_lpad(field["d"], 2, "0"), " ",
         pc.utf8_lpad(_or_zero(field["h"]), 2, "0"), ":", pc.utf8_lpad(_or_zero(field["mi"]), 2, "0"), ":",
@@ -121,7 +142,10 @@ def parse_times(values: Any, timezone: str) -> Any:
     offset = pc.multiply(pc.add(pc.multiply(hours, 3600), pc.multiply(minutes, 60)), MICROS)
     offset = pc.if_else(pc.equal(field["sign"], "-"), pc.negate(offset), offset)
     sane_offset = pc.and_(pc.less_equal(hours, 14), pc.less(minutes, 60))
-    has_offset = pc.or_(pc.not_equal(field["sign"], ""), pc.equal(field["z"], "Z"))
+    zone_only = pc.or_(
+        pc.or_(pc.equal(field["z"], "Z"), pc.not_equal(field["zone"], "")), pc.not_equal(field["pzone"], "")
+    )
+    has_offset = pc.or_(pc.not_equal(field["sign"], ""), zone_only)  # Z, UTC or GMT alone: offset zero
     from_offset = pc.subtract(pc.cast(naive, pa.int64()), offset)
     local = pc.cast(
         pc.assume_timezone(naive, timezone=timezone, ambiguous="earliest", nonexistent="earliest"), pa.int64()
@@ -164,6 +188,9 @@ def parse_durations(values: Any) -> Any:
     """``H:MM:SS`` to seconds (``int64``)."""
     cells = _blank_as_null(values)
     clock = pc.strptime(cells, format="%H:%M:%S", unit="s", error_is_null=True)  # under 24 hours: fast, in C++
+    if clock.null_count != cells.null_count and (unmarked := _marks_as_null(cells)) is not None:
+        cells = unmarked
+        clock = pc.strptime(cells, format="%H:%M:%S", unit="s", error_is_null=True)
     if clock.null_count == cells.null_count:
         return pc.subtract(pc.cast(clock, pa.int64()), MIDNIGHT_1900)
     parts = pc.extract_regex(pc.fill_null(cells, ""), DURATION)
@@ -185,8 +212,14 @@ def parse_counts(values: Any) -> Any:
         return pc.cast(values, pa.int64())  # plain digits, the usual case
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
+    unmarked = _marks_as_null(values)
+    if unmarked is not None:
+        try:
+            return pc.cast(unmarked, pa.int64())  # plain digits and no-value marks
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            values = unmarked
     ok = pc.fill_null(pc.match_substring_regex(values, COUNT), False)
-    digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(values), r"\.0*$", "")
+    digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(values), r"^\+|\.0*$", "")  # Arrow refuses "+3"
     digits = pc.if_else(ok, digits, "0")  # cast only what matched; the rest becomes null below
     return pc.if_else(ok, pc.cast(digits, pa.int64()), pa.scalar(None, pa.int64()))
 

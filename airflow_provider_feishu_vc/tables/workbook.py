@@ -109,7 +109,7 @@ def check_archive(path: str) -> None:
 
 class SheetReader:
     """The sheet-reading helper process of this process (started on first use, shared by its threads, started anew
-    after a file killed it)."""
+    after a file killed it). A helper that ends gives back its pipes, its stderr file and its ``atexit`` entry."""
 
     _instance: SheetReader | None = None
     _guard = threading.Lock()
@@ -124,6 +124,8 @@ class SheetReader:
         )
         self._owner = os.getpid()
         self._lock = threading.Lock()
+        #: Whether a read that took too long killed this helper (then a read waiting for it is retried).
+        self._timed_out = False
         atexit.register(self.close)
 
     @classmethod
@@ -131,15 +133,33 @@ class SheetReader:
         with cls._guard:
             current = cls._instance
             if current is None or current._owner != os.getpid() or current._process.poll() is not None:
+                if current is not None and current._owner == os.getpid():
+                    with current._lock:  # once a read on it has said why it ended
+                        current._discard()
                 cls._instance = current = cls()
             return current
 
     def read(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send one request, wait for its answer at most ``request["timeout"]`` seconds (then the helper is
-        killed: the next read starts a new one)."""
+        killed: the next read starts a new one). A helper that had ended before the request was sent (another
+        thread's read timed out, or its file killed it) is not this request's doing: a new helper reads it."""
+        reader, restarts = self, 1
+        while (answer := reader._read(request)) is None:
+            if not reader._timed_out:  # it ended by itself: one new helper, not a loop of crashing ones
+                if not restarts:
+                    return {"ok": False, "error": "the sheet reader ended before it could read the sheet"}
+                restarts -= 1
+            reader = SheetReader.shared()
+        return answer
+
+    def _read(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer to ``request``, or None when this helper had ended before the request was sent."""
         process = self._process
         assert process.stdin is not None and process.stdout is not None
         with self._lock:
+            if process.poll() is not None or process.stdin.closed:
+                self._discard()
+                return None
             try:
                 process.stdin.write((json.dumps(request) + "\n").encode())
                 process.stdin.flush()
@@ -149,10 +169,12 @@ class SheetReader:
             if not ready:
                 process.kill()
                 process.wait()
+                self._timed_out = True
+                self._discard()
                 return {"ok": False, "error": f"reading the sheet took longer than {request['timeout']} s"}
             answer = process.stdout.readline()
-        if not answer:
-            return self._died()
+            if not answer:
+                return self._died()
         return dict(json.loads(answer))
 
     def _died(self) -> dict[str, Any]:
@@ -160,11 +182,20 @@ class SheetReader:
         self._process.wait()
         self._errors.seek(0)
         said = self._errors.read().decode("utf-8", "replace")
+        self._discard()
         if "memory allocation" in said or "MemoryError" in said or self._process.returncode in (-6, -9):
             first = next((line for line in said.splitlines() if "memory allocation" in line), "")
             return {"ok": False, "error": f"the sheet needs more memory than allowed ({first or 'out of memory'})"}
         tail = " ".join(said.strip().splitlines()[-3:])[-500:]
         return {"ok": False, "error": f"the sheet reader ended with code {self._process.returncode}: {tail}"}
+
+    def _discard(self) -> None:
+        """Give back what an ended helper held: its pipes, its stderr file and its ``atexit`` entry."""
+        atexit.unregister(self.close)
+        for stream in (self._process.stdin, self._process.stdout, self._errors):
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.close()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

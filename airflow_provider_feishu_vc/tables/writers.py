@@ -1,13 +1,19 @@
 """Typed tables to Parquet or CSV, written into any binary file handle (a landing's, so that the file appears whole
-or not at all), and the fingerprint that tells one schema from another."""
+or not at all), a converted table landed at its destination whole or not at all, and the fingerprint that tells one
+schema from another."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import shutil
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -119,3 +125,56 @@ def open_writer(output: str, path: str, schema: pa.Schema) -> Iterator[Callable[
                 yield lambda table: csv.write_table(_csv_ready(table))
     else:
         raise ValueError(f"output {output!r}: arrow, parquet or csv")
+
+
+def land_converted(destination: Any, write: Callable[[str], Any]) -> Any:
+    """Call ``write(path)`` to write a table into a local file, then land that file at ``destination`` whole or not
+    at all; return what ``write`` returned. A local destination (a path, or a local ``ObjectStoragePath``) is written
+    as a hidden ``.<name>.<id>.part`` file beside it and renamed over it once complete; any other ``ObjectStoragePath``
+    (or URL) gets the finished file as the operators land theirs (an object store: one upload completed at the end).
+    On an error nothing appears at ``destination``, and a file already there stays as it was."""
+    local = _local_path(destination)
+    if local is not None:
+        folder, name = os.path.split(os.path.abspath(local))
+        os.makedirs(folder, exist_ok=True)
+        partial = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.part")
+        try:
+            answer = write(partial)
+            os.replace(partial, local)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
+        return answer
+    from airflow_provider_feishu_vc.hooks.landing import Landing
+
+    target = _storage_path(destination)
+    with tempfile.TemporaryDirectory(prefix="feishu-vc-table-") as folder:
+        converted = os.path.join(folder, "table")
+        answer = write(converted)
+        landing = Landing.for_target(target, overwrite=True)
+        try:
+            with open(converted, "rb") as table_file:
+                shutil.copyfileobj(table_file, landing.open(), 8 * 2**20)
+            landing.finish()
+        except BaseException:
+            landing.abandon()
+            raise
+    return answer
+
+
+def _local_path(destination: Any) -> str | None:
+    """The local file path ``destination`` names, or None for another store."""
+    if isinstance(destination, str):
+        return None if "://" in destination else destination
+    if hasattr(destination, "fs") and hasattr(destination, "path"):  # an ObjectStoragePath
+        protocols = destination.fs.protocol
+        protocols = {protocols} if isinstance(protocols, str) else set(protocols)
+        return str(destination.path) if protocols & {"file", "local"} else None
+    return str(os.fspath(destination))
+
+
+def _storage_path(destination: Any) -> Any:
+    from airflow.sdk import ObjectStoragePath
+
+    return destination if isinstance(destination, ObjectStoragePath) else ObjectStoragePath(str(destination))

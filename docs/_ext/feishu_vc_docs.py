@@ -10,7 +10,7 @@ from docutils.parsers.rst import Directive
 from docutils.statemachine import StringList
 from sphinx.ext.graphviz import Graphviz
 
-from airflow_provider_feishu_vc.tables.contract import ARROW_TYPE_NAMES, CONTRACTS, ValueKind
+from airflow_provider_feishu_vc.tables.contract import ARROW_TYPE_NAMES, CONTRACTS, ValueKind, listed_headers
 
 FLOW = """
 digraph flow {
@@ -57,7 +57,7 @@ class ExportSchema(Directive):
         rows = []
         for column in CONTRACTS[self.arguments[0]]:
             unit = f" ({column.unit})" if column.kind is ValueKind.FIGURE and column.unit else ""
-            headers = [header for header in column.headers if header != column.field]
+            headers = list(listed_headers(self.arguments[0], column))
             rows.append([_cell(column.name, literal=True), _cell(ARROW_TYPE_NAMES[column.kind] + unit),
                          _cell(*headers, literal=True)])  # fmt: skip
         return [_table(["column", "type", "headers accepted"], rows, [30, 25, 45])]

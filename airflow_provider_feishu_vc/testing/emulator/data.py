@@ -3,11 +3,15 @@
 shares a misunderstanding with the provider's table reader.
 
 - Headers: the export overview's documented lists (the default), the newer spellings seen in real files
-  (``header_style="newer"``), or Lark-style English labels (``header_style="english"``; no real English file is
-  known, so these follow Lark's list-API labels).
+  (``header_style="newer"``), or Lark's English labels (``header_style="english"``: Lark's English copy of the
+  field list, spelled as it spells them, ``birate`` and ``Number of accept`` included; no real English file is
+  known). English files also carry Lark's English values: yes / no, ``reserve success``, ``released``, ``display``,
+  "The host ends the meeting" (a room's check-in status stays Chinese: Lark's pages give no word for 未签到).
 - Values: times ``2022.07.21 11:01:40 (GMT+08:00)`` (the quality list's without an offset), durations ``01:00:00``
   (reservations ``1:00:00``), yes/no as 是 / 否 (English: yes / no), counts as text, quality figures with their
-  units (``50kbps``, ``5ms``, ``2%``), enumerations as Chinese words. Row 1 holds the headers; one sheet.
+  units (``50kbps``, ``5ms``, ``2%``, CPU ``0.8%``), enumerations as Chinese words, ``-`` where Feishu has no value
+  (an unreleased reservation's releaser and release time, an unchecked room's check-in time, a participant still in
+  the meeting's leave time). Row 1 holds the headers; one sheet.
 """
 
 from __future__ import annotations
@@ -46,9 +50,9 @@ _QUALITY_DOCUMENTED = (
     ("时间", "time"),
     *((f"{medium}-{metric}（{direction}）", f"{medium_field}.{metric_field}.{direction_field}")
       for medium, medium_field in (("音频", "audio"), ("视频", "video"), ("共享屏幕", "screen_sharing"))
+      for direction, direction_field in (("接收", "received"), ("发送", "sent"))  # five received, then five sent
       for metric, metric_field in (("码率", "bitrate"), ("延迟", "latency"), ("抖动", "jitter"),
-                                   ("丢包平均", "packet_loss_avg"), ("丢包最大", "packet_loss_max"))
-      for direction, direction_field in (("接收", "received"), ("发送", "sent"))),
+                                   ("丢包平均", "packet_loss_avg"), ("丢包最大", "packet_loss_max"))),
     ("客户端最小 CPU 占用", "client_min_cpu_usage"), ("客户端平均 CPU 占用", "client_avg_cpu_usage"),
     ("客户端最大 CPU 占用", "client_max_cpu_usage"), ("系统最大 CPU 占用", "system_max_cpu_usage"),
 )  # fmt: skip
@@ -60,26 +64,34 @@ _RESERVATION_DOCUMENTED = (
     ("会议室签到时间", "check_in_time"), ("释放人", "releasing_person"), ("释放时间", "releasing_time"),
 )  # fmt: skip
 
-#: Lark-style English labels by field (lower case, as Lark's list-API page writes them).
-_ENGLISH = {
-    "meeting_id": "meeting id", "meeting_topic": "meeting topic", "organizer": "meeting organizer",
-    "department": "department", "user_id": "user id", "employee_id": "employee id", "email": "email",
-    "mobile": "mobile", "meeting_start_time": "meeting start time", "meeting_end_time": "meeting end time",
-    "meeting_duration": "meeting duration", "number_of_participants": "Number of participants", "audio": "audio",
-    "video": "video", "sharing": "sharing", "recording": "recording", "telephone": "telephone",
-    "participant_name": "participant", "phone": "phone", "device": "device", "app_version": "app version",
-    "public_ip": "public ip", "internal_ip": "internal ip", "use_rtc_proxy": "proxy service", "location": "location",
-    "network_type": "network type", "microphone": "microphone", "speaker": "speaker", "camera": "camera",
-    "join_time": "join time", "leave_time": "leave time", "time_in_meeting": "time in meeting",
-    "leave_reason": "leave reason", "time": "time", "client_min_cpu_usage": "client min cpu usage",
-    "client_avg_cpu_usage": "client avg cpu usage", "client_max_cpu_usage": "client max cpu usage",
-    "system_max_cpu_usage": "system max cpu usage", "room_name": "room name", "event_title": "event title",
-    "reserver": "reserver", "department_of_reserver": "department of reserver", "guests_number": "guests number",
-    "accepted_number": "accepted number", "event_start_time": "event start time", "event_end_time": "event end time",
-    "event_duration": "event duration", "reservation_status": "reservation status",
-    "check_in_device": "check in device", "room_check_in_status": "room check in status",
-    "check_in_time": "check in time", "releasing_person": "releasing person", "releasing_time": "releasing time",
+#: Lark's English labels of each kind, in the documented order, spelled exactly as Lark's English field list spells
+#: them (its case and typos included).
+_LARK_ENGLISH: Mapping[str, tuple[str, ...]] = {
+    "meeting_list": (
+        "meeting id", "meeting topic", "meeting organizer", "department", "user id", "job number", "email",
+        "phone number", "meeting start time", "meeting end time", "meeting duration", "Number of participants",
+        "audio", "video", "share", "recording", "phone",
+    ),
+    "participant_list": (
+        "participant", "department", "user id", "job number", "phone number", "email", "device", "app version",
+        "public network ip", "internal network ip", "proxy", "location", "network type", "microphone", "speaker",
+        "camera", "audio", "video", "share", "join time", "leave time", "duration", "leave reason",
+    ),
+    "participant_quality_list": (
+        "time",
+        *(f"{medium}-{metric}({direction})" for medium in ("audio", "video", "share-screen")
+          for direction in ("receiver", "sender") for metric in ("birate", "lag", "jitter", "loss avg", "loss max")),
+        "cpu min usage of client", "cpu avg usage of client", "cpu max usage of client", "cpu max usage of system",
+    ),
+    "resource_reservation_list": (
+        "meeting room name", "meeting topic", "booker", "department of booker", "Number of invitees",
+        "Number of accept", "meeting start time", "meeting end time", "meeting duration",
+        "status of meeting room reservation", "check-in device", "check-in status of meeting room",
+        "check-in time of meeting room", "releaser", "release time",
+    ),
 }  # fmt: skip
+#: What Feishu writes where it has no value.
+NO_VALUE = "-"
 
 LAYOUTS: Mapping[str, Mapping[str, Sequence[tuple[str, str]]]] = {
     "meeting_list": {"documented": _MEETING_DOCUMENTED, "newer": _MEETING_NEWER},
@@ -103,15 +115,9 @@ def layout(kind: str, style: str = "documented") -> list[tuple[str, str]]:
         raise ValueError(f"header_style is {style!r}; allowed: {', '.join(HEADER_STYLES)}")
     styles = LAYOUTS[kind]
     if style == "english":
-        return [(_english(field), field) for _, field in styles["documented"]]
+        fields = [field for _, field in styles["documented"]]
+        return list(zip(_LARK_ENGLISH[kind], fields, strict=True))
     return list(styles.get(style, styles["documented"]))
-
-
-def _english(field: str) -> str:
-    if field in _ENGLISH:
-        return _ENGLISH[field]
-    medium, metric, direction = field.split(".")
-    return f"{medium.replace('_', ' ')} {metric.replace('_', ' ')} ({direction})"
 
 
 def headers(kind: str, style: str = "documented") -> list[str]:
@@ -189,6 +195,7 @@ def _meeting(index: int, start: int, body: Mapping[str, Any], every: int, englis
 def _participant(index: int, start: int, body: Mapping[str, Any], every: int, english: bool) -> dict[str, str]:
     joined = start + index * 30
     stayed = 600 + index * 17
+    still_in = index % 5 == 4  # no leave time yet
     return {
         "participant_name": f"参会者 {index + 1}", "department": "研发部", "user_id": f"ou_{_number(str(index), 12)}",
         "employee_id": _number(f"e{index}", 6), "phone": f"021-{_number(f'p{index}', 6)}",
@@ -197,8 +204,8 @@ def _participant(index: int, start: int, body: Mapping[str, Any], every: int, en
         "use_rtc_proxy": _yes(False, english), "location": "东莞", "network_type": "wifi",
         "microphone": "麦克风阵列 (Realtek(R) Audio)", "speaker": "扬声器 (Realtek(R) Audio)", "camera": "HD Camera",
         "audio": _yes(True, english), "video": _yes(index % 2 == 0, english), "sharing": _yes(False, english),
-        "join_time": feishu_time(joined), "leave_time": feishu_time(joined + stayed),
-        "time_in_meeting": feishu_duration(stayed), "leave_reason": "主持人结束会议",
+        "join_time": feishu_time(joined), "leave_time": NO_VALUE if still_in else feishu_time(joined + stayed),
+        "time_in_meeting": feishu_duration(stayed), "leave_reason": NO_VALUE if still_in else ("The host ends the meeting" if english else "主持人结束会议"),
     }  # fmt: skip
 
 
@@ -210,13 +217,20 @@ def _quality(index: int, start: int, body: Mapping[str, Any], every: int, englis
             record[f"{medium}.bitrate.{direction}"] = f"{40 + index % 30}kbps"
             record[f"{medium}.latency.{direction}"] = f"{5 + index % 40}ms"
             record[f"{medium}.jitter.{direction}"] = f"{index % 9}ms"
-            record[f"{medium}.packet_loss_avg.{direction}"] = f"{index % 3}%"
+            record[f"{medium}.packet_loss_avg.{direction}"] = f"{(index % 30) / 10:g}%"  # 0.8%: decimal
             record[f"{medium}.packet_loss_max.{direction}"] = f"{index % 5}%"
     record.update(
         client_min_cpu_usage=f"{(index % 4) / 10:.1f}%", client_avg_cpu_usage=f"{0.8 + (index % 5) / 10:.1f}%",
         client_max_cpu_usage=f"{2.3 + index % 3:.1f}%", system_max_cpu_usage=f"{30 + index % 20}%",
     )  # fmt: skip
     return record
+
+
+#: A reservation's status, by (English file, released); Lark's English words as its pages write them.
+_RESERVATION_STATUS = {
+    False: {False: "预定成功", True: "已释放（手动释放）"},
+    True: {False: "reserve success", True: "released"},
+}
 
 
 def _reservation(index: int, start: int, body: Mapping[str, Any], every: int, english: bool) -> dict[str, str]:
@@ -228,11 +242,11 @@ def _reservation(index: int, start: int, body: Mapping[str, Any], every: int, en
         "department_of_reserver": "研发部", "guests_number": str(4 + index % 6), "accepted_number": str(2 + index % 4),
         "event_start_time": feishu_time(begins), "event_end_time": feishu_time(begins + length),
         "event_duration": feishu_duration(length, leading_zero=False),
-        "reservation_status": "已释放（手动释放）" if released else "预定成功", "check_in_device": "签到板",
+        "reservation_status": _RESERVATION_STATUS[english][released], "check_in_device": "display" if english else "签到板",
         "room_check_in_status": "未签到" if released else "已签到",
-        "check_in_time": "" if released else feishu_time(begins + 120),
-        "releasing_person": f"用户 {index % 5}" if released else "",
-        "releasing_time": feishu_time(begins + 600) if released else "",
+        "check_in_time": NO_VALUE if released else feishu_time(begins + 120),
+        "releasing_person": f"用户 {index % 5}" if released else NO_VALUE,
+        "releasing_time": feishu_time(begins + 600) if released else NO_VALUE,
     }  # fmt: skip
 
 

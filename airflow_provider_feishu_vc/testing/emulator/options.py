@@ -37,7 +37,8 @@ class EmulatorOptions:
     meeting_every: int = _option(3600, "a meeting_list export holds one meeting every this many seconds")
     rows: int | None = _option(None, "force the data rows of every export")
     header_style: str = _option(
-        "documented", "headers of the files: documented (Chinese, as Feishu documents them), newer, english"
+        "documented",
+        "headers of the files: documented (Chinese, as Feishu documents them), newer, english (Lark's labels)",
     )
     stored_workbooks: bool = _option(
         False, "write workbooks uncompressed with a minimal writer (download benchmarks: size follows rows)"
