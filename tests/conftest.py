@@ -6,7 +6,11 @@ import os
 import tempfile
 
 _home = tempfile.mkdtemp(prefix="feishu-vc-tests-airflow-home-")
-os.environ.setdefault("AIRFLOW_HOME", _home)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each pytest-xdist worker its own home and metadata DB: the one its controller set is inherited.
+    os.environ["AIRFLOW_HOME"] = _home
+else:
+    os.environ.setdefault("AIRFLOW_HOME", _home)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # The dags folder holds copies of the example DAG and of the tests' DAGs: dag.test() needs a DAG's file to be
 # in the dags folder, and the repository root cannot be one (the virtualenv lies below it).
