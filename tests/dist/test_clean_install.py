@@ -60,6 +60,8 @@ def test_the_wheel_holds_the_package_and_nothing_of_the_repository() -> None:
 
     assert wheel.name.startswith(f"airflow_provider_feishu_vc-{__version__}-py3-none-any")
     assert f"Version: {__version__}" in metadata and "License-Expression: Apache-2.0" in metadata
+    # Development tools are a dependency group (PEP 735), never an extra users can see or install.
+    assert re.findall(r"^Provides-Extra: (.+)$", metadata, re.MULTILINE) == ["tables"], metadata
     assert "airflow_provider_feishu_vc/py.typed" in names
     assert "airflow_provider_feishu_vc/testing/emulator/__main__.py" in names
     assert "airflow_provider_feishu_vc/tables/contract.py" in names
