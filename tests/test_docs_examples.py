@@ -112,3 +112,18 @@ def test_a_page_shows_its_example_files_code_exactly(page: str) -> None:
     blocks = [code for language, code in code_blocks((REPO / page).read_text()) if language == "python"]
     for file_name, marker in SHOWN[page]:
         assert marked_code(file_name, marker) in blocks, f"{page} and {file_name} ({marker}) differ"
+
+
+def test_every_import_a_page_or_the_readme_names_works() -> None:
+    """``from airflow_provider_feishu_vc... import ...`` as the pages write it, in code blocks or inline (e.g. where
+    ``Fault`` comes from)."""
+    statements = set()
+    for page in [REPO / "README.md", *PAGES]:
+        found = re.findall(
+            r"from (airflow_provider_feishu_vc[\w.]*) import ([\w ,]+?)(?=[`\n)]|, \.\.\.)", page.read_text()
+        )
+        statements |= {f"from {module} import {names.strip().rstrip(',')}" for module, names in found}
+    assert "from airflow_provider_feishu_vc.testing import Fault" in statements
+    probe = "\n".join(sorted(statements))
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{done.stderr[-3000:]}\n{probe}"
