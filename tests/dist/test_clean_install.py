@@ -72,6 +72,24 @@ def test_the_wheel_holds_the_package_and_nothing_of_the_repository() -> None:
     assert not [n for n in names if re.search(r"(^|/)(tests?|benchmarks|docs|example_dags)/", n)]
 
 
+def test_the_sdist_carries_the_guides_readable_as_markdown() -> None:
+    import tarfile
+
+    with tarfile.open(built("*.tar.gz")) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+        member = archive.extractfile(next(m for m in archive.getmembers() if m.name.endswith("/docs/first-dag.md")))
+        assert member is not None
+        first_dag = member.read().decode()
+    assert {
+        "docs/first-dag.md",
+        "docs/testing.md",
+        "docs/tables.md",
+        "example_dags/example_feishu_vc_first_dag.py",
+    } <= names
+    assert not [name for name in names if name.startswith("docs/_build")]
+    assert "FeishuVCExportOperator(" in first_dag and "{literalinclude}" not in first_dag
+
+
 class CleanInstall:
     def __init__(self, root: Path, airflow_minor: str, airflow: str, python: str) -> None:
         self.root, self.airflow_minor, self.airflow_version = root, airflow_minor, airflow
