@@ -50,7 +50,7 @@ demo: install
 	$(PY) scripts/demo.py
 
 lock:
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra tables --python-version 3.11 -o requirements-dev.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra tables --group dev --python-version 3.11 -o requirements-dev.lock
 
 # The whole suite on Airflow 3.1, 3.2 and 3.3 (one leg per Python 3.10, 3.12, 3.13; make test is 3.3 on 3.11).
 test-matrix: install

@@ -1,6 +1,7 @@
-"""A first DAG: every day, export yesterday's Feishu meetings into your storage, in one task.
+"""A first DAG: every day, export yesterday's Feishu meetings into your storage as a Parquet table, in one task.
 
-Runs as pasted once the provider is installed and a ``feishu_vc`` connection exists (see the docs' "First DAG").
+Runs as pasted once the provider is installed with its ``tables`` extra and a ``feishu_vc`` connection exists:
+``docs/first-dag.md`` shows this code inline (a test keeps the two the same) and runs it against the emulator.
 """
 
 # [START first_dag]
@@ -10,18 +11,21 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_provider_feishu_vc import FeishuVCExportOperator
-from airflow_provider_feishu_vc.compat import CronDataIntervalTimetable  # airflow.sdk from 3.2, on 3.1 too
+
+# Data intervals for a cron schedule (also in airflow.sdk from Airflow 3.2)
+from airflow_provider_feishu_vc.compat import CronDataIntervalTimetable
 
 with DAG(
     dag_id="feishu_vc_first_dag",
-    # A timetable with data intervals: each run exports its interval, here yesterday in Shanghai.
+    # Each run exports its data interval: here yesterday, in Shanghai.
     schedule=CronDataIntervalTimetable("@daily", timezone="Asia/Shanghai"),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
-):
+) as dag:
     FeishuVCExportOperator(
         task_id="export_meetings",
         export_type="meeting_list",
+        output_format="parquet",  # a typed table; leave it out for Feishu's xlsx
         deferrable=True,  # wait in the triggerer, not in a worker slot
     )
 # [END first_dag]

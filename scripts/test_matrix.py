@@ -47,7 +47,7 @@ def lock(airflow: str, patch: str, python: str, options: list[str]) -> None:
     pin.write_text(f"apache-airflow=={patch}\n")
     try:
         subprocess.run(
-            [str(UV), "pip", "compile", "pyproject.toml", "--extra", "dev", "--extra", "tables", "-q",
+            [str(UV), "pip", "compile", "pyproject.toml", "--extra", "tables", "--group", "dev", "-q",
              "--python-version", python, "-c", str(pin.relative_to(REPO)),
              "-o", str(lock_path(airflow, python).relative_to(REPO)), *options],
             cwd=REPO, check=True,

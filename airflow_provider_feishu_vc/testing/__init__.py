@@ -7,5 +7,6 @@ automatically when this package is installed).
 from __future__ import annotations
 
 from airflow_provider_feishu_vc.testing.emulator import FeishuVCEmulator
+from airflow_provider_feishu_vc.testing.emulator.faults import Fault
 
-__all__ = ["FeishuVCEmulator"]
+__all__ = ["Fault", "FeishuVCEmulator"]

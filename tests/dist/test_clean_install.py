@@ -60,6 +60,8 @@ def test_the_wheel_holds_the_package_and_nothing_of_the_repository() -> None:
 
     assert wheel.name.startswith(f"airflow_provider_feishu_vc-{__version__}-py3-none-any")
     assert f"Version: {__version__}" in metadata and "License-Expression: Apache-2.0" in metadata
+    # Development tools are a dependency group (PEP 735), never an extra users can see or install.
+    assert re.findall(r"^Provides-Extra: (.+)$", metadata, re.MULTILINE) == ["tables"], metadata
     assert "airflow_provider_feishu_vc/py.typed" in names
     assert "airflow_provider_feishu_vc/testing/emulator/__main__.py" in names
     assert "airflow_provider_feishu_vc/tables/contract.py" in names
@@ -68,6 +70,24 @@ def test_the_wheel_holds_the_package_and_nothing_of_the_repository() -> None:
     tops = {name.split("/", 1)[0] for name in names}
     assert tops == {"airflow_provider_feishu_vc", f"airflow_provider_feishu_vc-{__version__}.dist-info"}, tops
     assert not [n for n in names if re.search(r"(^|/)(tests?|benchmarks|docs|example_dags)/", n)]
+
+
+def test_the_sdist_carries_the_guides_readable_as_markdown() -> None:
+    import tarfile
+
+    with tarfile.open(built("*.tar.gz")) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+        member = archive.extractfile(next(m for m in archive.getmembers() if m.name.endswith("/docs/first-dag.md")))
+        assert member is not None
+        first_dag = member.read().decode()
+    assert {
+        "docs/first-dag.md",
+        "docs/testing.md",
+        "docs/tables.md",
+        "example_dags/example_feishu_vc_first_dag.py",
+    } <= names
+    assert not [name for name in names if name.startswith("docs/_build")]
+    assert "FeishuVCExportOperator(" in first_dag and "{literalinclude}" not in first_dag
 
 
 class CleanInstall:

@@ -336,13 +336,14 @@ def test_every_kind_is_read_in_every_header_style_the_emulator_writes(tmp_path: 
                     assert table.column(field.name).null_count == 0, (kind, style, field.name)
 
 
-def test_the_readmes_schema_tables_are_the_contracts() -> None:
+@pytest.mark.parametrize("page", ["README.md", "docs/tables.md"])
+def test_the_schema_tables_of_the_readme_and_the_tables_page_are_the_contracts(page: str) -> None:
     from airflow_provider_feishu_vc.tables.contract import schema_markdown
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / page).read_text()
     for kind in CONTRACTS:
         start, end = f"<!-- schema:{kind} -->\n", f"\n<!-- /schema:{kind} -->"
-        assert readme[readme.index(start) + len(start) : readme.index(end)] == schema_markdown(kind), kind
+        assert text[text.index(start) + len(start) : text.index(end)] == schema_markdown(kind), (page, kind)
 
 
 @pytest.mark.parametrize("pyarrow_has_eol", [True, False], ids=["pyarrow-eol", "older-pyarrow"])

@@ -3,25 +3,30 @@
 # [START testing_test]
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pendulum
 
+try:
+    from airflow.dag_processing.dagbag import DagBag  # Airflow 3.2+
+except ImportError:
+    from airflow.models.dagbag import DagBag  # Airflow 3.1
 
-def load_dag(name: str):  # a DAG must come from a file in the dags folder: dag.test() runs it from there
-    path = Path(__file__).parent / "dags" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+
+def load_dag(dag_id: str, file_name: str):
+    """The DAG from its file in the dags folder (dag.test() runs it from there), however the file names it:
+    `with DAG(...):` needs no `as dag`."""
+    bag = DagBag(dag_folder=Path(__file__).parent / "dags" / file_name)
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[dag_id]
 
 
 def test_yesterdays_meetings_land_once(feishu_vc_emulator, feishu_vc_connection, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__FEISHU_VC__STORAGE_BASE", tmp_path.as_uri())  # where files land
     feishu_vc_emulator.configure(export_delay=1)  # Feishu takes a second to build the file
 
-    run = load_dag("daily_meetings").test(logical_date=pendulum.datetime(2026, 11, 24, tz="Asia/Shanghai"))
+    dag = load_dag("daily_meetings", "daily_meetings.py")
+    run = dag.test(logical_date=pendulum.datetime(2026, 11, 24, tz="Asia/Shanghai"))
 
     assert run.state == "success"
     [export_task_id] = feishu_vc_emulator.export_ids()  # one export, not a retry's second one

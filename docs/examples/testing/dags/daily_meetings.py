@@ -13,7 +13,7 @@ with DAG(
     schedule=CronDataIntervalTimetable("@daily", timezone="Asia/Shanghai"),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
-) as dag:
+):  # no `as dag` needed: the test finds the DAG by its id
     FeishuVCExportOperator(
         task_id="export_meetings", export_type="meeting_list", deferrable=True, poll_interval=1, timeout=300
     )
