@@ -248,3 +248,79 @@ def test_another_exports_file_at_the_destination_is_refused(
     assert (tmp_path / "day.xlsx").read_bytes() == landed
     # and the same export again is taken as landed
     assert download_operator(first_token, first_id, destination).execute(operator_context(state, 3)) == destination
+
+
+KILLED_AFTER_LANDING = """
+import json, os, signal, sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from airflow.sdk.execution_time.context import OutletEventAccessors
+
+from airflow_provider_feishu_vc.operators.destinations import LandsExportFiles
+from airflow_provider_feishu_vc.operators.feishu_vc import FeishuVCDownloadExportOperator
+
+
+class FileTaskState:  # Airflow 3.3's task state store (get / set / delete), kept in a file across processes
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def _all(self):
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, key, default=None):
+        return self._all().get(key, default)
+
+    def set(self, key, value, **_):
+        self.path.write_text(json.dumps({**self._all(), key: value}))
+
+    def delete(self, key):
+        self.path.write_text(json.dumps({k: v for k, v in self._all().items() if k != key}))
+
+
+state_file, destination, file_token, export_task_id, try_number = sys.argv[1:]
+if try_number == "1":
+    def worker_lost(self, context, result, export_task_id):  # the file is visible: the worker dies (kill -9) now
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    LandsExportFiles.announce = worker_lost
+operator = FeishuVCDownloadExportOperator(
+    task_id="download_export", file_token=file_token, export_task_id=export_task_id, destination=destination
+)
+context = {"task_state_store": FileTaskState(state_file), "run_id": "manual__1",
+           "outlet_events": OutletEventAccessors(), "ti": SimpleNamespace(try_number=int(try_number), map_index=-1)}
+print("RESULT", operator.execute(context))
+"""
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_a_download_whose_worker_is_killed_right_after_the_file_landed_is_retried_into_success(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, tmp_path: Path, store: str
+) -> None:
+    """A real ``kill -9`` the moment the file became visible: nothing after it ran, no state written since."""
+    import signal
+    import subprocess
+    import sys
+
+    export_task_id, file_token = done_export(emulator)
+    if store == "local":
+        destination = (tmp_path / "exports" / "day.xlsx").as_uri()
+    else:
+        destination = f"s3://{S3_CONN_ID}@{bucket}/exports/day.xlsx"
+    script, state_file = tmp_path / "try.py", tmp_path / "task_state.json"
+    script.write_text(KILLED_AFTER_LANDING)
+
+    def one_try(number: int) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(script), str(state_file), destination, file_token, export_task_id, str(number)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    killed = one_try(1)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    assert ObjectStoragePath(destination).exists(), "the killed try landed nothing: nothing was tested"
+    retry = one_try(2)
+    output = retry.stdout + retry.stderr
+    assert retry.returncode == 0, output[-5000:]
+    assert f"The file of export {export_task_id} was landed by an earlier try" in output
+    assert f"RESULT {destination}" in retry.stdout or "RESULT s3://" in retry.stdout
+    assert emulator.count(DOWNLOAD_PATH) == 1  # not fetched again
+    assert ObjectStoragePath(destination).read_bytes()[:2] == b"PK"
