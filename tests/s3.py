@@ -47,6 +47,8 @@ class S3Server:
     #: retry is answered as S3 and moto do (``"retry completes"``: done again) or as MinIO does (``"retry finds no
     #: upload"``: 404 NoSuchUpload).
     lose_completion_answer: str | None = None
+    #: Carry out the next ``PutObject`` of a whole object, then drop the connection instead of answering (once).
+    lose_put_answer: bool = False
     _completed_uploads: set[str] = field(default_factory=set)
     #: The checksum algorithm each multipart upload was created with (``x-amz-checksum-algorithm``), by upload id.
     upload_checksums: dict[str, str | None] = field(default_factory=dict)
@@ -85,6 +87,11 @@ class S3Server:
                     assert b"<CompleteMultipartUploadResult" in answer, answer  # carried out
                     environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)  # and its answer lost on the way
                     return []
+            if method == "PUT" and self.lose_put_answer and "partNumber=" not in query and "/" in path.strip("/"):
+                self.lose_put_answer = False
+                b"".join(moto_app(environ, start_response))
+                environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)  # carried out, and its answer lost on the way
+                return []
             if "partNumber=" not in query or method != "PUT":
                 return moto_app(environ, start_response)
             if self.refuse_part is not None and f"partNumber={self.refuse_part}&" in query + "&":

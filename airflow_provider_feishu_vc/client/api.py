@@ -57,7 +57,7 @@ class ExportTask:
         raw_status: Any = data.get("status")
         try:
             status = ExportStatus(int(raw_status))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf) of a payload decoded elsewhere
             raise FeishuVCAPIError(
                 code=0,
                 msg=f"export {export_task_id} has an unknown status {raw_status!r} (expected 1, 2 or 3)",

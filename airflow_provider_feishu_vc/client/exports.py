@@ -19,6 +19,9 @@ DOWNLOAD_PATH = f"{EXPORTS_PATH}/download"
 # Earliest and latest accepted unix seconds: 2000-01-01 .. 2100-01-01. Anything else is a unit mistake.
 _MIN_UNIX_SECONDS = 946_684_800
 _MAX_UNIX_SECONDS = 4_102_444_800
+#: Unix seconds or a whole number as a user may type it: ASCII digits only (``str.isdigit`` also takes ``⑦``, ``²``
+#: and ``٣``, which ``int`` and ``float`` refuse or read as other numbers).
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class FieldType(Enum):
@@ -154,7 +157,7 @@ def to_unix_seconds(field_name: str, value: Any) -> int:
         seconds = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc).timestamp()
     elif isinstance(value, (int, float)):
         seconds = float(value)
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip()):
         seconds = float(value.strip())
     elif isinstance(value, str):
         try:
@@ -184,7 +187,7 @@ def _encode(field_name: str, spec: ExportField, value: Any) -> Any:
             raise FeishuVCConfigError(field_name, f"must be {kind.value}, got {value!r}")
         return value
     if kind is FieldType.INT:
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and _ASCII_INTEGER.fullmatch(value) and not value.startswith("-"):
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             raise FeishuVCConfigError(field_name, f"must be {kind.value}, got {value!r}")

@@ -181,7 +181,7 @@ def parse_envelope(response: HttpResponse, *, quote_body: bool = True) -> HttpRe
     retry_after = rate_limit_reset(response.headers)
     window_cap = rate_limit_cap(response.headers)
     try:
-        payload = json.loads(response.body)
+        payload = json.loads(response.body, parse_constant=_refuse_constant, parse_float=_finite_float)
         if not isinstance(payload, dict):
             raise ValueError("not a JSON object")
         code = int(payload.get("code", -1))
@@ -227,6 +227,20 @@ def parse_envelope(response: HttpResponse, *, quote_body: bool = True) -> HttpRe
         retry_after=retry_after,
         window_cap=window_cap,
     )
+
+
+def _refuse_constant(name: str) -> float:
+    """``Infinity``, ``-Infinity``, ``NaN``: Python's JSON decoder takes them, JSON does not, and Feishu never sends
+    them (a proxy or a broken gateway might): the answer is no envelope."""
+    raise ValueError(f"{name} is no JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one too large for a float (``1e400``) is refused, not infinite."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
 
 
 #: The most of a message from Feishu an error quotes.

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from airflow_provider_feishu_vc.client.api import ExportTask
     from airflow_provider_feishu_vc.client.async_client import AsyncFeishuVCClient
     from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
-    from airflow_provider_feishu_vc.hooks.landing import UploadJournal
+    from airflow_provider_feishu_vc.hooks.landing import LandingWitness, UploadJournal
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +328,7 @@ class FeishuVCHook(BaseHook):
         overwrite: bool = False,
         fallback_name: str = "export.xlsx",
         upload_journal: UploadJournal | None = None,
+        landing_witness: LandingWitness | None = None,
     ) -> ObjectStoragePath:
         """Stream an export file to ``destination`` in constant memory; return where it landed.
 
@@ -337,7 +338,7 @@ class FeishuVCHook(BaseHook):
         key and the upload completes only at the end (and, without ``overwrite``, only if the key is still free);
         elsewhere it is written beside the target and renamed into place (see ``hooks/landing.py``).
         ``upload_journal`` is told when an S3 upload begins and ends, so that a later try can abort what a killed
-        one left open.
+        one left open; ``landing_witness`` what lands where, just before it becomes visible (``hooks/landing.py``).
         """
         from airflow_provider_feishu_vc.hooks.landing import Landing, refuse_existing
         from airflow_provider_feishu_vc.hooks.writing import Progress, write_chunks
@@ -352,7 +353,7 @@ class FeishuVCHook(BaseHook):
             if target_is_folder:
                 target = target / safe_filename(download.info.filename, fallback_name)
                 refuse_existing(target, overwrite)
-            landing = Landing.for_target(target, overwrite, upload_journal)
+            landing = Landing.for_target(target, overwrite, upload_journal, landing_witness)
             try:
                 handle, progress = landing.open(), Progress(self.log.info, download.info.size)
                 received = write_chunks(handle, download.chunks, progress, in_thread=landing.writes_wait)
@@ -376,15 +377,17 @@ class FeishuVCHook(BaseHook):
         timezone: str = "Asia/Shanghai",
         schema: str = "evolve",
         upload_journal: UploadJournal | None = None,
+        landing_witness: LandingWitness | None = None,
     ) -> LandedTable:
         """Download an export file and land it as a typed table (``parquet`` or ``csv``; the ``tables`` extra).
 
         The xlsx goes to a temporary local folder first; the table lands as :meth:`download_export` lands files
         (whole or not at all). In a folder, the table is named after Feishu's file with the format's extension.
         ``timezone`` and ``schema`` are :func:`~airflow_provider_feishu_vc.tables.read_export`'s;
-        ``upload_journal`` is :meth:`download_export`'s.
+        ``upload_journal`` and ``landing_witness`` are :meth:`download_export`'s (the witness's note also holds
+        ``"table": {"format", "rows", "schema_fingerprint"}``).
         """
-        from airflow_provider_feishu_vc.hooks.landing import Landing, refuse_existing
+        from airflow_provider_feishu_vc.hooks.landing import Landing, noting, refuse_existing
         from airflow_provider_feishu_vc.hooks.writing import WRITE_BATCH_BYTES
         from airflow_provider_feishu_vc.tables import TABLE_FORMATS, convert_export, schema_fingerprint
 
@@ -406,7 +409,9 @@ class FeishuVCHook(BaseHook):
                 stem = workbook.name.rsplit(".", 1)[0] if "." in workbook.name else workbook.name
                 target = target / safe_filename(f"{stem}.{output_format}", f"export.{output_format}")
                 refuse_existing(target, overwrite)
-            landing = Landing.for_target(target, overwrite, upload_journal)
+            table = {"format": output_format, "rows": rows, "schema_fingerprint": schema_fingerprint(schema_)}
+            witness = noting(landing_witness, table=table)
+            landing = Landing.for_target(target, overwrite, upload_journal, witness)
             try:
                 with open(converted, "rb") as table_file:
                     shutil.copyfileobj(table_file, landing.open(), WRITE_BATCH_BYTES)

@@ -11,6 +11,10 @@
   then an unlink: the link fails if the target exists, so of two writers to one path (a zombie try and its retry)
   exactly one lands and the other never replaces it. A later download into the same folder removes ``.part`` files
   once they are older than a day (a killed worker's leftovers).
+- Just before a file becomes visible (the move, the completion, the ``PutObject``), a witness, if given, is told
+  where and what: the size and SHA-256 of its bytes, or on S3 the size and the ETag the upload makes. The operators
+  keep that in the task's state, so that a retry after a try that failed or was killed once the file landed knows
+  the file there for its own (:func:`holds`) instead of failing on "already exists".
 - A killed process cannot abort its S3 upload. Each upload's id is handed to a journal as it begins and again (as
   None) when it is completed or aborted; the operators keep it in the task's state, so the next try of the same
   task instance aborts what a killed try left (:func:`.s3_upload.abort_upload`, Airflow 3.3+).
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -32,7 +37,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
-from airflow_provider_feishu_vc.hooks.s3_upload import UPLOAD_PART_BYTES, ParallelS3Upload
+from airflow_provider_feishu_vc.hooks.s3_upload import UPLOAD_PART_BYTES, ParallelS3Upload, call_s3
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -50,6 +55,11 @@ log = logging.getLogger(__name__)
 #: Told ``(target, upload_id)`` when a multipart upload to ``target`` begins, and ``(target, None)`` once it is
 #: completed or aborted: what is left open when a process is killed in between.
 UploadJournal = Callable[["ObjectStoragePath", "str | None"], None]
+#: Told ``(target, note)`` just before a file becomes visible at ``target``; ``note["identity"]`` is what proves
+#: later that the file there is this one (:func:`holds`).
+LandingWitness = Callable[["ObjectStoragePath", dict[str, Any]], None]
+#: Bytes read at once when a file's SHA-256 is computed.
+HASH_READ_BYTES = 4 * 2**20
 
 
 def refuse_existing(target: ObjectStoragePath, overwrite: bool) -> None:
@@ -84,17 +94,29 @@ class Landing:
     """One file on its way into a store: ``open`` it, write, then ``finish`` (the file appears whole) or
     ``abandon`` (nothing appears)."""
 
-    def __init__(self, target: ObjectStoragePath, overwrite: bool, journal: UploadJournal | None = None) -> None:
+    def __init__(
+        self,
+        target: ObjectStoragePath,
+        overwrite: bool,
+        journal: UploadJournal | None = None,
+        witness: LandingWitness | None = None,
+    ) -> None:
         self.target = target
         self.overwrite = overwrite
         self.journal = journal
+        self.witness = witness
         self.handle: IO[bytes] | None = None
         #: Whether a write may wait on a network: then a download writes from a second thread and reads meanwhile.
         self.writes_wait = not _protocols(target) & IN_MEMORY_WRITE_PROTOCOLS
 
     @staticmethod
-    def for_target(target: ObjectStoragePath, overwrite: bool, journal: UploadJournal | None = None) -> Landing:
-        return (ObjectLanding if is_object_store(target) else RenameLanding)(target, overwrite, journal)
+    def for_target(
+        target: ObjectStoragePath,
+        overwrite: bool,
+        journal: UploadJournal | None = None,
+        witness: LandingWitness | None = None,
+    ) -> Landing:
+        return (ObjectLanding if is_object_store(target) else RenameLanding)(target, overwrite, journal, witness)
 
     def open(self) -> IO[bytes]:
         raise NotImplementedError
@@ -131,6 +153,8 @@ class ObjectLanding(Landing):
     def finish(self) -> None:
         assert self.handle is not None
         self.handle.close()  # uploads the last part; nothing is visible yet
+        if self.witness is not None and isinstance(self.handle, ParallelS3Upload):
+            self.witness(self.target, {"identity": self.handle.identity()})
         try:
             self.handle.commit()  # the object appears, whole
         except FileExistsError:  # another writer took the key since the check: theirs stays
@@ -152,8 +176,14 @@ class ObjectLanding(Landing):
 class RenameLanding(Landing):
     """A hidden ``.part`` file beside the target, renamed into place when complete."""
 
-    def __init__(self, target: ObjectStoragePath, overwrite: bool, journal: UploadJournal | None = None) -> None:
-        super().__init__(target, overwrite, journal)
+    def __init__(
+        self,
+        target: ObjectStoragePath,
+        overwrite: bool,
+        journal: UploadJournal | None = None,
+        witness: LandingWitness | None = None,
+    ) -> None:
+        super().__init__(target, overwrite, journal, witness)
         self.partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
 
     def open(self) -> IO[bytes]:
@@ -165,6 +195,8 @@ class RenameLanding(Landing):
     def finish(self) -> None:
         assert self.handle is not None
         self.handle.close()
+        if self.witness is not None:
+            self.witness(self.target, {"identity": content_identity(self.partial)})
         if not self.overwrite and is_local(self.target) and self._link_into_place():
             return
         refuse_existing(self.target, self.overwrite)
@@ -192,6 +224,49 @@ class RenameLanding(Landing):
                 self.handle.close()
         if self.partial.exists():
             self.partial.unlink()
+
+
+def noting(witness: LandingWitness | None, **more: Any) -> LandingWitness | None:
+    """``witness``, told ``more`` in each note besides."""
+    if witness is None:
+        return None
+    tell = witness
+
+    def note_more(target: ObjectStoragePath, note: dict[str, Any]) -> None:
+        tell(target, {**note, **more})
+
+    return note_more
+
+
+def content_identity(path: ObjectStoragePath) -> dict[str, Any]:
+    """The size and SHA-256 of a stored file's bytes."""
+    digest, size = hashlib.sha256(), 0
+    with path.fs.open(path.path, "rb") as handle:
+        while chunk := handle.read(HASH_READ_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def holds(target: ObjectStoragePath, identity: Any) -> bool:
+    """Whether the file at ``target`` is the one ``identity`` (a witness's) describes: the same size and, on S3,
+    the same ETag, or else the same SHA-256 of its bytes. False when there is no file, or nothing proves it."""
+    if not isinstance(identity, dict) or not isinstance(identity.get("size"), int):
+        return False
+    etag, sha256 = identity.get("etag"), identity.get("sha256")
+    try:
+        if ParallelS3Upload.supports(target.fs):
+            bucket, key, _ = target.fs.split_path(target.path)
+            head = call_s3(target.fs, "head_object", Bucket=bucket, Key=key)  # S3 itself, not s3fs's listing cache
+            if head.get("ContentLength") != identity["size"]:
+                return False
+            if isinstance(etag, str) and head.get("ETag") == etag:
+                return True
+        elif target.fs.size(target.path) != identity["size"]:
+            return False
+        return isinstance(sha256, str) and content_identity(target)["sha256"] == sha256
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return False
 
 
 def remove_stale_parts(folder: ObjectStoragePath, older_than: float = STALE_PART_SECONDS) -> list[str]:

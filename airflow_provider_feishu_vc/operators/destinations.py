@@ -11,7 +11,15 @@ from airflow.sdk import Asset
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
 from airflow_provider_feishu_vc.compat import conf
 from airflow_provider_feishu_vc.hooks.feishu_vc import as_storage_path
-from airflow_provider_feishu_vc.operators.tries import abort_left_upload, fail_on_bad_input, upload_journal
+from airflow_provider_feishu_vc.operators.tries import (
+    abort_left_upload,
+    fail_on_bad_input,
+    forget_landing,
+    landed_by_earlier_try,
+    landing_request,
+    landing_witness,
+    upload_journal,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context, ObjectStoragePath
@@ -134,8 +142,16 @@ class LandsExportFiles(OperatorBase):
         target, into_folder = self._target(context)
         fallback = f"{export_task_id}.xlsx" if export_task_id else "feishu_vc_export.xlsx"
         abort_left_upload(context, self.storage_conn_id, self.log)
+        request = landing_request(file_token, export_task_id, export_type, self.destination_parts(context))
+        earlier = landed_by_earlier_try(context, request, self.storage_conn_id, self.log)
+        if earlier is not None:
+            self.log.info(
+                "The file of export %s was landed by an earlier try at %s", export_task_id, landed_uri(earlier)
+            )
+            return self.announce(context, earlier, export_task_id)
         options: dict[str, Any] = {"into_folder": into_folder, "overwrite": self.overwrite, "fallback_name": fallback,
-                                   "upload_journal": upload_journal(context)}  # fmt: skip
+                                   "upload_journal": upload_journal(context),
+                                   "landing_witness": landing_witness(context, request)}  # fmt: skip
         try:
             if self.output_format == "xlsx":
                 landed_file = hook.download_export(file_token, target, **options)
@@ -159,6 +175,11 @@ class LandsExportFiles(OperatorBase):
         self.log.info("Feishu export file is at %s", landed_uri(result))
         self._lineage = (hook.config.base_url, export_task_id, landed_file, schema)
         return self.announce(context, result, export_task_id)
+
+    def post_execute(self, context: Context, result: Any = None) -> None:
+        """The task succeeded: drop the file it kept for later tries (and what the operators below keep)."""
+        forget_landing(context)
+        super().post_execute(context, result)
 
     def still_there(self, landed: Landed | None) -> bool:
         """Whether the file an earlier try landed (its URI, or a table's result) is still there."""

@@ -7,10 +7,17 @@ starting over, and only a retry of the same request.
   destination). A later try whose request differs (a field or the destination changed before a clear) starts anew.
 - The task's state is dropped when the task succeeds (``post_execute``), so clearing a successful task exports
   again, and when Feishu no longer has the export or its file (121004), so the next try does not ask again.
+- Just before a file becomes visible at its destination, the try keeps ``{"request", "uri", "identity"[, "table"]}``
+  under :data:`LANDING_KEY` (``request``: the export's file token and id, kind, and the resolved destination). A
+  later try of the same request whose file is there, the very one (``hooks.landing.holds``: same size and SHA-256,
+  or on S3 the same ETag), takes it as landed, so that a try that failed or was killed after its file landed under
+  a fixed name is retried into success, not into "already exists"; any other file there is still refused. Dropped
+  when the task succeeds, as the export is.
 - What release 0.1.0 kept (an export id without its request) is never resumed, and is deleted when seen.
-- While a file is uploaded to S3, its multipart upload's id is kept under :data:`OPEN_UPLOAD_KEY` until the upload
-  is completed or aborted; a try killed in between (``kill -9``, a lost worker) leaves it, and the next try aborts
-  that upload before it lands the file again, so that no orphaned parts stay in the bucket.
+- While a file is uploaded to S3, its multipart upload's id is kept under ``<OPEN_UPLOAD_KEY>.<try_number>`` (one
+  key per try) until the upload is completed or aborted; a try killed in between (``kill -9``, a lost worker)
+  leaves it, and the next try aborts the uploads every earlier try left before it lands the file again, so that no
+  orphaned parts stay in the bucket. A key per try: a zombie try that ends its upload never drops the retry's.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_feishu_vc.client.api import ExportTask
     from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
-    from airflow_provider_feishu_vc.hooks.landing import UploadJournal
+    from airflow_provider_feishu_vc.hooks.landing import LandingWitness, UploadJournal
 
 
 class TaskLog(Protocol):
@@ -45,6 +52,8 @@ EXPORT_KEY = "feishu_vc_export"
 LEGACY_KEYS = ("feishu_vc_export_task_id", "feishu_vc_landed_file")
 #: The task-state key of an S3 multipart upload begun and not yet completed or aborted: ``{"uri", "upload_id"}``.
 OPEN_UPLOAD_KEY = "feishu_vc_open_upload"
+#: The task-state key of the file a try is landing, written just before it becomes visible.
+LANDING_KEY = "feishu_vc_landing"
 #: Feishu's "data not exist": the export id is unknown, or its file expired.
 EXPORT_GONE_CODE = 121004
 
@@ -138,26 +147,48 @@ def reusable_export(
     return earlier, task
 
 
+def _try_number(context: Context) -> int | None:
+    number = getattr(context.get("ti"), "try_number", None)
+    return number if isinstance(number, int) and not isinstance(number, bool) and number > 0 else None
+
+
+def open_upload_key(try_number: int | None) -> str:
+    """The task-state key of the upload one try keeps open (:data:`OPEN_UPLOAD_KEY` alone when the try is unknown,
+    as release 0.2 kept it)."""
+    return OPEN_UPLOAD_KEY if try_number is None else f"{OPEN_UPLOAD_KEY}.{try_number}"
+
+
 def upload_journal(context: Context) -> UploadJournal | None:
-    """What keeps an upload's id in the task's state while the upload is open (None before Airflow 3.3)."""
+    """What keeps an upload's id in the task's state while the upload is open, under this try's own key (None
+    before Airflow 3.3)."""
     state = task_state(context)
     if state is None:
         return None
+    key = open_upload_key(_try_number(context))
 
     def keep(target: ObjectStoragePath, upload_id: str | None) -> None:
         if upload_id is None:
-            state.delete(OPEN_UPLOAD_KEY)
+            state.delete(key)
         else:
-            state.set(OPEN_UPLOAD_KEY, {"uri": str(target), "upload_id": upload_id})
+            state.set(key, {"uri": str(target), "upload_id": upload_id})
 
     return keep
 
 
 def abort_left_upload(context: Context, storage_conn_id: str | None, log: TaskLog) -> None:
-    """Abort the S3 upload an earlier try of this task instance began and never ended (it was killed)."""
+    """Abort the S3 uploads earlier tries of this task instance began and never ended (they were killed)."""
     state = task_state(context)
-    kept = None if state is None else state.get(OPEN_UPLOAD_KEY)
-    if state is None or kept is None:
+    if state is None:
+        return
+    current = _try_number(context)
+    earlier = [None] if current is None else [None, *range(1, current)]
+    for try_number in earlier:
+        _abort_kept_upload(state, open_upload_key(try_number), storage_conn_id, log)
+
+
+def _abort_kept_upload(state: Any, key: str, storage_conn_id: str | None, log: TaskLog) -> None:
+    kept = state.get(key)
+    if kept is None:
         return
     if isinstance(kept, dict) and isinstance(kept.get("uri"), str) and isinstance(kept.get("upload_id"), str):
         from airflow_provider_feishu_vc.hooks.feishu_vc import as_storage_path
@@ -171,4 +202,53 @@ def abort_left_upload(context: Context, storage_conn_id: str | None, log: TaskLo
             return
         if aborted:
             log.info("Aborted the upload to %s an earlier try began and never ended (it was killed)", kept["uri"])
-    state.delete(OPEN_UPLOAD_KEY)
+    state.delete(key)
+
+
+def landing_request(
+    file_token: str, export_task_id: str | None, export_type: str | None, destination: dict[str, Any]
+) -> str:
+    """The fingerprint of one landing: which export's file, as what, where (``destination_parts``)."""
+    return request_fingerprint(
+        file_token=file_token, export_task_id=export_task_id, export_type=export_type, **destination
+    )
+
+
+def landing_witness(context: Context, request: str) -> LandingWitness | None:
+    """What keeps, in the task's state, the file a try is about to land for ``request`` (None before 3.3)."""
+    state = task_state(context)
+    if state is None:
+        return None
+
+    def witness(target: ObjectStoragePath, note: dict[str, Any]) -> None:
+        state.set(LANDING_KEY, {"request": request, "uri": str(target), **note})
+
+    return witness
+
+
+def landed_by_earlier_try(
+    context: Context, request: str, storage_conn_id: str | None, log: TaskLog
+) -> str | dict[str, Any] | None:
+    """What an earlier try of this task instance landed for this same ``request``, if that file is still there,
+    the very one (the task's result: the URI, or a table's ``{"uri", "format", "rows", "schema_fingerprint"}``)."""
+    state = task_state(context)
+    kept = None if state is None else state.get(LANDING_KEY)
+    if not isinstance(kept, dict) or kept.get("request") != request or not isinstance(kept.get("uri"), str):
+        return None
+    from airflow_provider_feishu_vc.hooks.feishu_vc import as_storage_path
+    from airflow_provider_feishu_vc.hooks.landing import holds
+
+    target = as_storage_path(kept["uri"], conn_id=storage_conn_id)
+    if not holds(target, kept.get("identity")):
+        if target.exists():
+            log.warning("%s is not the file an earlier try landed there (it changed since)", kept["uri"])
+        return None
+    table = kept.get("table")
+    return {"uri": kept["uri"], **table} if isinstance(table, dict) else kept["uri"]
+
+
+def forget_landing(context: Context) -> None:
+    """The task succeeded: drop the file it kept, so that clearing it lands anew."""
+    state = task_state(context)
+    if state is not None:
+        state.delete(LANDING_KEY)

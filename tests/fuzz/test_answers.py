@@ -25,7 +25,7 @@ from airflow_provider_feishu_vc.client.stored_tokens import StoredUserTokens
 from airflow_provider_feishu_vc.client.token_cache import TokenCache
 from tests.client.scripted import FakeClock, Script
 from tests.fuzz.checks import boundary
-from tests.fuzz.strategies import bodies, envelope, headers, json_values, status_data, statuses
+from tests.fuzz.strategies import as_json, bodies, envelope, headers, json_values, status_data, statuses
 
 POLICY = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.05)
 SECRET = "fuzz-app-secret-value"
@@ -35,7 +35,14 @@ LONGEST_SLEEP = 60.0 + 1.0
 
 def answers(data: st.SearchStrategy[object]) -> st.SearchStrategy[list[HttpResponse]]:
     answer = st.builds(lambda status, head, body: HttpResponse(status, head, body), statuses, headers, bodies(data))
-    return st.lists(answer, min_size=4, max_size=4)
+    # A successful envelope whose data is generated: the decoder sees every value of every field of a real answer
+    # (non-finite numbers written as Infinity, NaN or 1e400 included), not only the junk around it.
+    accepted = st.builds(
+        lambda data, huge: HttpResponse(200, {}, as_json({"code": 0, "msg": "ok", "data": data}, huge)),
+        data,
+        st.booleans(),
+    )
+    return st.lists(answer | accepted, min_size=4, max_size=4)
 
 
 def run(script: Script, flow: object) -> object:
@@ -54,6 +61,15 @@ def test_any_status_answer_is_a_typed_task_or_a_typed_error(replies: list[HttpRe
             assert isinstance(task.file_token, str) and task.file_token
         for text in (task.url, task.file_token, task.fail_msg):
             assert text is None or isinstance(text, str)
+
+
+@given(status_data)
+def test_any_decoded_status_data_is_a_typed_task_or_a_typed_error(data: dict[str, object]) -> None:
+    """What a driver decoded may come from anywhere (a test, a cache, another decoder): ``from_payload`` alone holds
+    the boundary too, non-finite numbers included."""
+    with boundary("Feishu answers: decoded export status"):
+        task = api.ExportTask.from_payload("7111", {"code": 0, "data": data})
+        assert isinstance(task.status, api.ExportStatus)
 
 
 @given(answers(status_data))

@@ -144,3 +144,46 @@ def test_a_flipped_bit_in_a_compressed_sheet_is_damage_not_other_rows(tmp_path: 
         FeishuVCTableError, match=r"damaged xlsx workbook: Bad CRC-32 for file 'xl/worksheets/sheet1\.xml'"
     ):
         read_export(bytes(raw), "meeting_list")
+
+
+@pytest.mark.parametrize(
+    "value", ["4⑦", "4⑦\u00a0", "1764000000²", "17640000₀0", "Ⅻ", "--1764000000", "4⑦\u2007", "١٧٦٤⑦"]
+)
+def test_a_time_of_digits_that_are_no_ascii_digits_is_refused_by_name(value: str) -> None:
+    from airflow_provider_feishu_vc.client.exports import to_unix_seconds
+
+    with pytest.raises(FeishuVCConfigError) as raised:
+        to_unix_seconds("start_time", value)
+    assert raised.value.field == "start_time"
+
+
+@pytest.mark.parametrize("value", ["4⑦", "٣", "²", "Ⅻ"])
+def test_a_number_field_of_digits_that_are_no_ascii_digits_is_refused_by_name(value: str) -> None:
+    from airflow_provider_feishu_vc.client.exports import build_export_body
+
+    with pytest.raises(FeishuVCConfigError) as raised:
+        build_export_body("meeting_list", {"start_time": 1764000000, "end_time": 1764003600, "meeting_status": value})
+    assert raised.value.field == "meeting_status"
+
+
+@pytest.mark.parametrize("status", [math.inf, -math.inf, math.nan, 1e300])
+def test_a_status_that_is_not_a_finite_number_is_a_typed_error(status: float) -> None:
+    with pytest.raises(FeishuVCAPIError, match="unknown status"):
+        api.ExportTask.from_payload("7111", {"data": {"status": status}})
+
+
+@pytest.mark.parametrize("token", [b"Infinity", b"-Infinity", b"NaN", b"1e400", b"-1e999"])
+def test_an_answer_carrying_a_non_finite_number_is_not_a_feishu_envelope(token: bytes) -> None:
+    body = b'{"code": 0, "msg": "ok", "data": {"status": ' + token + b', "file_token": "f"}}'
+    with pytest.raises(FeishuVCAPIError, match="not a Feishu JSON envelope"):
+        parse_envelope(HttpResponse(200, {}, body))
+    replies = [HttpResponse(200, {}, body)]
+    clock = FakeClock()
+    with pytest.raises(FeishuVCAPIError):
+        Script(replies, clock=clock).run(api.get_export("7111", POLICY, AppBudgets(100, clock=clock)), max_steps=20)
+
+
+def test_a_time_of_ascii_digits_between_any_white_space_is_still_a_time() -> None:
+    from airflow_provider_feishu_vc.client.exports import to_unix_seconds
+
+    assert to_unix_seconds("start_time", "\u00a01764000000\u2007") == 1764000000

@@ -19,7 +19,7 @@ from airflow_provider_feishu_vc.client.exports import (
     validate_user_id_type,
 )
 from tests.fuzz.checks import boundary
-from tests.fuzz.strategies import json_values
+from tests.fuzz.strategies import digit_strings, json_values
 
 PASSWORD = "fuzz-password-value"
 #: What the fields of a config error may be named after.
@@ -89,7 +89,9 @@ def test_any_connection_uri_airflow_accepts_is_settings_or_an_error_naming_its_f
 identifiers = st.text(max_size=30) | st.sampled_from(
     ["../../auth/v3", "%2e%2e", "?x=1", "7111325589855797267", " 7111 ", "٣٤٥", "１２３", "", "0", "-1", "7" * 40]
 )  # fmt: skip
-field_values = json_values | identifiers | st.datetimes(timezones=st.none() | st.timezones()) | st.dates()
+field_values = (
+    json_values | identifiers | digit_strings | st.datetimes(timezones=st.none() | st.timezones()) | st.dates()
+)
 
 
 @given(st.sampled_from([*EXPORT_KINDS, "meetings", ""]) | st.text(max_size=10),
@@ -111,6 +113,21 @@ def test_any_export_request_is_a_body_or_an_error_naming_a_field(
         json.dumps(body)  # what is sent is plain JSON
         start, end = export_kind.time_range
         assert int(body[end]) > int(body[start])
+
+
+@given(digit_strings | identifiers | st.floats(allow_nan=True, allow_infinity=True))
+def test_any_time_is_unix_seconds_or_an_error_naming_its_field(value: object) -> None:
+    from airflow_provider_feishu_vc.client.exports import to_unix_seconds
+
+    with boundary("users: times"):
+        try:
+            seconds = to_unix_seconds("start_time", value)
+        except FeishuVCConfigError as error:
+            assert error.field == "start_time"
+            raise
+        assert isinstance(seconds, int)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            assert value.strip().isascii(), f"{value!r} read as {seconds}"
 
 
 @given(identifiers | json_values)
