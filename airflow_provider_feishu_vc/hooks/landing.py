@@ -239,7 +239,13 @@ def noting(witness: LandingWitness | None, **more: Any) -> LandingWitness | None
 
 
 def content_identity(path: ObjectStoragePath) -> dict[str, Any]:
-    """The size and SHA-256 of a stored file's bytes."""
+    """What identifies a stored file: on a local disk its size, device, inode and modification time (kept by the
+    rename or hard link that lands it; any later write or replacement changes them), elsewhere its size and the
+    SHA-256 of its bytes. A local file is never read back: that would cost a large download a second pass."""
+    if is_local(path):
+        status = os.stat(path.path)
+        return {"size": status.st_size, "device": status.st_dev, "inode": status.st_ino,
+                "mtime_ns": status.st_mtime_ns}  # fmt: skip
     digest, size = hashlib.sha256(), 0
     with path.fs.open(path.path, "rb") as handle:
         while chunk := handle.read(HASH_READ_BYTES):
@@ -250,7 +256,8 @@ def content_identity(path: ObjectStoragePath) -> dict[str, Any]:
 
 def holds(target: ObjectStoragePath, identity: Any) -> bool:
     """Whether the file at ``target`` is the one ``identity`` (a witness's) describes: the same size and, on S3,
-    the same ETag, or else the same SHA-256 of its bytes. False when there is no file, or nothing proves it."""
+    the same ETag, on a local disk the same inode and modification time, or else the same SHA-256 of its bytes.
+    False when there is no file, or nothing proves it."""
     if not isinstance(identity, dict) or not isinstance(identity.get("size"), int):
         return False
     etag, sha256 = identity.get("etag"), identity.get("sha256")
@@ -262,6 +269,8 @@ def holds(target: ObjectStoragePath, identity: Any) -> bool:
                 return False
             if isinstance(etag, str) and head.get("ETag") == etag:
                 return True
+        elif is_local(target):
+            return "inode" in identity and content_identity(target) == identity
         elif target.fs.size(target.path) != identity["size"]:
             return False
         return isinstance(sha256, str) and content_identity(target)["sha256"] == sha256
