@@ -1,0 +1,100 @@
+"""Issue 36, findings 1 and 2: a grant lost when a save fails and the process ends, and two holders of the refresh
+lease. Each schedule below was the smallest one that broke the code before the fix; they run the real flows in the
+deterministic simulation of :mod:`tests.client.grant_sim` (fake store, fake Feishu, a clock per process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+from airflow_provider_feishu_vc.client.protocol import Sleep, Step
+from tests.client.grant_sim import Feishu, Process, Program, Simulation, Store, fetches
+
+
+def once() -> Program:
+    return fetches(1, lambda: 1.0)
+
+
+def after(seconds: float, program: Program) -> Program:
+    def delayed(process: Process, caller: int) -> Generator[Step, Any, None]:
+        yield Sleep(seconds)
+        yield from program(process, caller)
+
+    return delayed
+
+
+def first_time(process: str, action: str, latency: float, delay: float) -> Callable[[str, str, int], Any]:
+    """A store plan: ``process``'s first ``action`` takes ``latency`` and lands ``delay`` late; all else is quick."""
+    done: set[str] = set()
+
+    def plan(who: str, what: str, index: int) -> tuple[float, float, str]:
+        if who == process and what == action and what not in done:
+            done.add(what)
+            return latency, delay, "ok"
+        return 0.01, 0.0, "ok"
+
+    return plan
+
+
+def test_1_a_successor_whose_saves_failed_is_saved_when_the_process_closes_and_the_store_is_back() -> None:
+    """The store goes down the moment Feishu answers the refresh and stays down 40 s: every save of the refresh
+    fails, the task finishes meanwhile. Its close must keep offering the new tokens until the store is back."""
+    store = Store()
+    feishu = Feishu()
+
+    def outage(now: float) -> None:
+        if not store.outages:
+            store.outages.append((now, now + 40.0))
+
+    feishu.on_issue = outage
+    sim = Simulation(store, feishu)
+    sim.add("A", [once()])
+    sim.run()
+    assert feishu.chain == ["r-0", "r-1"]
+    assert sim.violations() == []
+    assert store.tokens.final().refresh_token == "r-1"
+
+
+def test_2a_a_lease_write_landing_late_never_gives_two_holders() -> None:
+    """A's lease write takes 1 s and lands 1.5 s late (well inside the 10 s the docs allow): B, reading the lease
+    meanwhile, finds it free. Only one of them may refresh (Feishu takes 5 s to answer each)."""
+    feishu = Feishu(latency=lambda process, index: 5.0)
+    sim = Simulation(Store(plan=first_time("A", "save_lease", latency=1.0, delay=1.5)), feishu)
+    sim.add("A", [once()])
+    sim.add("B", [once()], at=0.1)
+    sim.run()
+    assert [token for _, token in feishu.sent] == ["r-0"]
+    assert sim.violations() == []
+
+
+def test_2b_a_host_whose_clock_is_minutes_ahead_respects_a_live_lease() -> None:
+    """B holds the lease and waits 10 s for Feishu's answer; A's wall clock runs 5 minutes ahead of B's."""
+    feishu = Feishu(latency=lambda process, index: 10.0 if process == "B" else 0.2)
+    sim = Simulation(feishu=feishu)
+    sim.add("B", [once()])
+    sim.add("A", [once()], at=2.0, wall_skew=300.0, origin=-5000.0)
+    sim.run()
+    assert [token for _, token in feishu.sent] == ["r-0"]
+    assert sim.violations() == []
+
+
+def test_2c_a_sync_and_an_async_caller_of_one_process_share_its_lease() -> None:
+    """Two callers of one process (a task's thread and an event loop): the second asks while the first's refresh is
+    under way. It must wait for the first, not take the lease over and refresh the same token."""
+    feishu = Feishu(latency=lambda process, index: 10.0)
+    sim = Simulation(feishu=feishu)
+    sim.add("A", [once(), after(3.0, once())])
+    sim.run()
+    assert [token for _, token in feishu.sent] == ["r-0"]
+    assert sim.violations() == []
+
+
+def test_2d_a_holder_releases_the_lease_only_while_it_is_still_its_own() -> None:
+    """A's refresh takes 100 s; B arrives at 65 s. Whatever B does, A's release must not overwrite a lease B took."""
+    feishu = Feishu(latency=lambda process, index: 100.0 if process == "A" else 0.2)
+    sim = Simulation(feishu=feishu)
+    sim.add("A", [once()])
+    sim.add("B", [once()], at=65.0)
+    sim.run()
+    assert sim.store.foreign_releases == 0
+    assert sim.violations() == []
