@@ -7,7 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any
 
+import pytest
+
+from airflow_provider_feishu_vc.client import user_grant
+from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
 from airflow_provider_feishu_vc.client.protocol import Sleep, Step
+from airflow_provider_feishu_vc.client.stored_tokens import LEASE_SECONDS
 from tests.client.grant_sim import Feishu, Process, Program, Simulation, Store, fetches
 
 
@@ -98,3 +103,28 @@ def test_2d_a_holder_releases_the_lease_only_while_it_is_still_its_own() -> None
     sim.run()
     assert sim.store.foreign_releases == 0
     assert sim.violations() == []
+
+
+def test_the_stated_bounds_fit_together() -> None:
+    """docs/connections.md: a holder sends its refresh within REFRESH_DEADLINE of writing its lease, Feishu answers
+    within MAX_REFRESH_ANSWER, the save's retries and its landing follow; all of it must be over before another
+    process, having aged the lease out, settles its own and reads the tokens again (the fencing read)."""
+    save_retries = sum(user_grant.STORE_RETRY_WAITS)
+    assert (
+        user_grant.REFRESH_DEADLINE + user_grant.MAX_REFRESH_ANSWER + save_retries + 10.0
+        < LEASE_SECONDS + user_grant.lease_bounds(10.0)[1]
+    )
+    assert user_grant.lease_bounds(10.0) == (2.0, 23.0)
+    assert user_grant.REFRESH_DEADLINE > user_grant.lease_bounds(10.0)[1] + 2 * user_grant.MAX_CLAIM_GAP
+
+
+def test_a_write_delay_from_the_environment_must_be_a_sane_number_of_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    read = user_grant._seconds_from_environment
+    monkeypatch.setenv("FEISHU_VC_MAX_STORE_WRITE_DELAY", " 2.5 ")
+    assert read("FEISHU_VC_MAX_STORE_WRITE_DELAY", 10.0) == 2.5
+    monkeypatch.setenv("FEISHU_VC_MAX_STORE_WRITE_DELAY", "")
+    assert read("FEISHU_VC_MAX_STORE_WRITE_DELAY", 10.0) == 10.0
+    for junk in ("0", "-1", "nan", "inf", "ten", "1e9"):
+        monkeypatch.setenv("FEISHU_VC_MAX_STORE_WRITE_DELAY", junk)
+        with pytest.raises(FeishuVCConfigError, match=r"^FEISHU_VC_MAX_STORE_WRITE_DELAY: must be"):
+            read("FEISHU_VC_MAX_STORE_WRITE_DELAY", 10.0)
