@@ -375,6 +375,7 @@ def _claim_lease(grant: GrantInProcess) -> Flow[tuple[RefreshLease | None, Refre
     holder = yield from _store("load_lease", waits=STORE_RETRY_WAITS[:2])
     if holder == mine:
         return mine, holder
+    grant.lease = None
     if holder is not None:
         grant.age(holder)  # its age counts from now
     return None, holder

@@ -234,6 +234,8 @@ class Simulation:
         self.stepping = Process("nobody")
         self._queue: list[tuple[float, int, _Caller]] = []
         self._seq = itertools.count()
+        #: How often a flow handed an unsaved successor to its driver's background saver.
+        self.kept_saving = 0
         #: Refresh tokens that left Feishu for a process that was killed before any write of them was issued.
         self.lost_by_kill: set[str] = set()
 
@@ -330,6 +332,7 @@ class Simulation:
             return step.seconds
         if isinstance(step, SharedUserTokens):
             if step.action == "keep_saving":
+                self.kept_saving += 1
                 background = getattr(user_grant, "save_in_background", None)
                 if background is not None:
                     self._start(process, background(step.value), self.now, background=True)

@@ -39,6 +39,8 @@ def schedules(draw: st.DrawFn) -> dict[str, object]:
         "late_rate": draw(st.sampled_from([0.0, 0.1, 0.5, 1.0])),
         "kill_rate": draw(st.sampled_from([0.0, 0.0, 0.005, 0.02])),
         "outages": draw(st.lists(st.tuples(st.floats(0, 500), st.floats(1, 30)), max_size=2)),
+        # The store going down the moment Feishu answers the n-th refresh (every save of it fails for a while).
+        "outage_on_answer": draw(st.none() | st.tuples(st.integers(1, 3), st.floats(1, 30))),
         "feishu_latency": draw(st.floats(0.05, 8.0)),
     }
 
@@ -57,6 +59,15 @@ def simulate(schedule: dict[str, object]) -> Simulation:
     top = float(schedule["feishu_latency"])  # type: ignore[arg-type]
     store = Store(plan=plan, outages=[(start, start + length) for start, length in schedule["outages"]])  # type: ignore[attr-defined]
     feishu = Feishu(latency=lambda process, index: rng.uniform(0.01, top))
+    if schedule["outage_on_answer"] is not None:
+        nth, length = schedule["outage_on_answer"]  # type: ignore[misc]
+        answers = iter(range(1, 10**6))
+
+        def outage(now: float) -> None:
+            if next(answers) == nth:
+                store.outages.append((now, now + length))
+
+        feishu.on_issue = outage
     kill_rate = float(schedule["kill_rate"])  # type: ignore[arg-type]
 
     def kill(process: Process, step: Step) -> bool:
