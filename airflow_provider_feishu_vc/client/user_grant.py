@@ -552,9 +552,10 @@ def save_in_background(grant: GrantInProcess) -> Flow[None]:
         yield from _offer_unsaved(grant)
 
 
-def flush_unsaved(grant: GrantInProcess, seconds: float = CLOSE_FLUSH_SECONDS) -> Flow[bool]:
-    """Offer the set this process could not save for up to ``seconds`` (a client closing, the interpreter exiting);
-    True when nothing is left unsaved."""
+def flush_unsaved(grant: GrantInProcess, seconds: float | None = None) -> Flow[bool]:
+    """Offer the set this process could not save for up to ``seconds`` (default :data:`CLOSE_FLUSH_SECONDS`: a
+    client closing, the interpreter exiting); True when nothing is left unsaved."""
+    seconds = CLOSE_FLUSH_SECONDS if seconds is None else seconds
     waited, polls = 0.0, 0
     while not (yield from _offer_unsaved(grant)):
         if waited >= seconds:

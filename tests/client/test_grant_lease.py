@@ -4,15 +4,20 @@ deterministic simulation of :mod:`tests.client.grant_sim` (fake store, fake Feis
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
 
-from airflow_provider_feishu_vc.client import user_grant
-from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
+from airflow_provider_feishu_vc.client import unsaved_tokens, user_grant
+from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCTokenStoreError
 from airflow_provider_feishu_vc.client.protocol import Sleep, Step
-from airflow_provider_feishu_vc.client.stored_tokens import LEASE_SECONDS
+from airflow_provider_feishu_vc.client.stored_tokens import LEASE_SECONDS, RefreshLease, StoredUserTokens
+from airflow_provider_feishu_vc.client.user_grant import GrantInProcess
 from tests.client.grant_sim import Feishu, Process, Program, Simulation, Store, fetches
 
 
@@ -128,3 +133,91 @@ def test_a_write_delay_from_the_environment_must_be_a_sane_number_of_seconds(mon
         monkeypatch.setenv("FEISHU_VC_MAX_STORE_WRITE_DELAY", junk)
         with pytest.raises(FeishuVCConfigError, match=r"^FEISHU_VC_MAX_STORE_WRITE_DELAY: must be"):
             read("FEISHU_VC_MAX_STORE_WRITE_DELAY", 10.0)
+
+
+class MemoryStore:
+    """A user-token store in memory whose first ``failures`` saves of the tokens fail; its async calls never block."""
+
+    key = "feishu_vc_user_tokens__memory"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.tokens: StoredUserTokens | None = None
+        self.lease: RefreshLease | None = None
+
+    def load(self) -> StoredUserTokens | None:
+        return self.tokens
+
+    def save(self, tokens: StoredUserTokens) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise FeishuVCTokenStoreError("the store is down")
+        self.tokens = tokens
+
+    def load_lease(self) -> RefreshLease | None:
+        return self.lease
+
+    def save_lease(self, lease: RefreshLease) -> None:
+        self.lease = lease
+
+    async def aload(self) -> StoredUserTokens | None:
+        return self.load()
+
+    async def asave(self, tokens: StoredUserTokens) -> None:
+        self.save(tokens)
+
+    async def aload_lease(self) -> RefreshLease | None:
+        return self.load_lease()
+
+    async def asave_lease(self, lease: RefreshLease) -> None:
+        self.save_lease(lease)
+
+
+def unsaved_grant() -> GrantInProcess:
+    grant = GrantInProcess("proc")
+    grant.unsaved = StoredUserTokens("u-2", time.time() + 7200, 7200, "r-2", None, 2, "r-0")
+    grant.lease = RefreshLease.new("proc")
+    return grant
+
+
+def test_1_an_event_loop_offers_an_unsaved_set_in_a_task_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the triggerer: the background saver is a task on the loop, which goes on serving others meanwhile."""
+    monkeypatch.setattr(user_grant, "BACKGROUND_WAITS", (0.001,))
+    store, grant = MemoryStore(failures=3), unsaved_grant()
+    store.lease = grant.lease
+
+    async def main() -> int:
+        unsaved_tokens.keep_saving(grant, store, on_loop=True)
+        turns = 0
+        while grant.unsaved is not None:
+            turns += 1  # the loop is free: this coroutine keeps running while the saver waits between attempts
+            await asyncio.sleep(0.001)
+        return turns
+
+    assert asyncio.run(main()) > 0
+    assert store.tokens is not None and store.tokens.generation == 2
+    assert store.lease is not None and store.lease.released  # given back once the set was saved
+
+
+def test_1_a_blocking_process_offers_an_unsaved_set_from_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(user_grant, "BACKGROUND_WAITS", (0.001,))
+    store, grant = MemoryStore(failures=3), unsaved_grant()
+    unsaved_tokens.keep_saving(grant, store, on_loop=False)
+    savers = [t for t in threading.enumerate() if t.name == "feishu-vc-unsaved"]
+    for saver in savers:
+        saver.join(timeout=60)
+    assert store.tokens is not None and store.tokens.generation == 2 and grant.unsaved is None
+
+
+def test_1_a_set_that_stays_unsaved_on_close_is_logged_loudly_without_a_token(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(user_grant, "STORE_RETRY_WAITS", (0.001,))
+    monkeypatch.setattr(user_grant, "CLOSE_FLUSH_SECONDS", 0.01)
+    store, grant = MemoryStore(failures=10**6), unsaved_grant()
+    with caplog.at_level(logging.ERROR):
+        assert unsaved_tokens.flush(grant, store) is False
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    text = record.getMessage()
+    assert "could NOT be saved" in text and "LOST" in text and user_grant.REGRANT_COMMAND in text
+    assert store.key in text and "r-2" not in text and "u-2" not in text
