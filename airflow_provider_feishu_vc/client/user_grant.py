@@ -323,6 +323,8 @@ def _fetch_in_turn(
             return (yield from _keep_while_the_store_is_down(current, stale))
         if mine is not None:
             return (yield from _refresh_holding(config, policy, newest, current, stale, grant, mine))
+        if holder is None:
+            continue  # this process's lease write did not land (the store failed it): look and claim again
         # Another process is refreshing: wait for its tokens, as long as its lease (a slow save included) lasts.
         newer = yield from _wait_for_newer(newest, grant, lease=holder)
         grant.know(newer)
