@@ -202,9 +202,9 @@ def test_1_an_event_loop_offers_an_unsaved_set_in_a_task_of_its_own(monkeypatch:
 def test_1_a_blocking_process_offers_an_unsaved_set_from_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(user_grant, "BACKGROUND_WAITS", (0.001,))
     store, grant = MemoryStore(failures=3), unsaved_grant()
+    before = set(threading.enumerate())
     unsaved_tokens.keep_saving(grant, store, on_loop=False)
-    savers = [t for t in threading.enumerate() if t.name == "feishu-vc-unsaved"]
-    for saver in savers:
+    for saver in set(threading.enumerate()) - before:  # none left if it is done already
         saver.join(timeout=60)
     assert store.tokens is not None and store.tokens.generation == 2 and grant.unsaved is None
 
