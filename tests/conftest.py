@@ -12,6 +12,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 else:
     os.environ.setdefault("AIRFLOW_HOME", _home)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# The store here is a local SQLite file: writes land at once, so the refresh lease settles in 2 s, not 23 s.
+os.environ.setdefault("FEISHU_VC_MAX_STORE_WRITE_DELAY", "0.5")
 # The dags folder holds copies of the example DAG and of the tests' DAGs: dag.test() needs a DAG's file to be
 # in the dags folder, and the repository root cannot be one (the virtualenv lies below it).
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +46,10 @@ UNPACED = {"rate_limit_per_minute": 60_000}
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> Iterator[None]:
+    from airflow_provider_feishu_vc.client import user_grant
+
     TOKEN_CACHE.clear()
+    user_grant.PROCESS = user_grant.ProcessGrants()  # what this "process" knows of each grant, as a new process
     yield
     TOKEN_CACHE.clear()
 

@@ -165,3 +165,114 @@ def test_the_test_button_refreshes_a_user_connection_and_shares_what_it_rotated(
     refreshes = emulator.count(OAUTH_PATH)
     FeishuVCHook(CONN_ID).get_conn().access_token()
     assert emulator.count(OAUTH_PATH) == refreshes  # it used what the Test button saved, no refresh of a spent seed
+
+
+# -- issue 36, finding 1: a successor whose save failed is saved before the process ends -------------------------
+
+FILE_STORE = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from airflow_provider_feishu_vc.client.errors import FeishuVCTokenStoreError
+    from airflow_provider_feishu_vc.client.stored_tokens import StoredUserTokens
+
+    class FileStore:
+        '''The shared store as a JSON file; its first `failures` writes of the tokens fail (an outage).'''
+
+        key = "feishu_vc_user_tokens__file"
+
+        def __init__(self, path, failures):
+            self.path, self.failures = Path(path), failures
+
+        def load(self):
+            return StoredUserTokens.from_json(self.path.read_text()) if self.path.exists() else None
+
+        def save(self, tokens):
+            if self.failures > 0:
+                self.failures -= 1
+                raise FeishuVCTokenStoreError("Could not write the shared user tokens: the store is down")
+            self.path.write_text(tokens.to_json())
+
+        lease = None
+
+        def load_lease(self):
+            return self.lease
+
+        def save_lease(self, lease):
+            self.lease = lease
+    """
+)
+
+ENDS_WITHOUT_CLOSE = FILE_STORE + textwrap.dedent(
+    """
+    from airflow_provider_feishu_vc.client import user_grant
+    from airflow_provider_feishu_vc.client.config import ClientConfig
+    from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+
+    user_grant.STORE_RETRY_WAITS = (0.01,) * 4
+    user_grant.LEASE_SETTLE = 0.01
+    user_grant.BACKGROUND_WAITS = (3600.0,)  # the subject is the exit, not the background saver
+    user_grant.CLOSE_FLUSH_SECONDS = 0.5
+    base_url, app_id, app_secret, seed, path, failures = sys.argv[1:]
+    config = ClientConfig(base_url=base_url, app_id=app_id, app_secret=app_secret, refresh_token=seed)
+    client = FeishuVCClient(config, token_store=FileStore(path, int(failures)))
+    client.access_token()
+    print("refreshed; exiting without closing the client")
+    """
+)
+
+
+def _end_without_close(emulator: FeishuVCEmulator, path: Path, failures: int) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", ENDS_WITHOUT_CLOSE, emulator.url, APP_ID, APP_SECRET,
+               emulator.options.refresh_token, str(path), str(failures)]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_36_1_a_successor_whose_saves_failed_is_saved_at_exit_when_the_store_is_back(
+    emulator: FeishuVCEmulator, tmp_path: Path
+) -> None:
+    """Five saves fail during the refresh (the store is down), the process ends without closing its client: the
+    interpreter's exit offers the tokens again and the store, back by then, keeps the live refresh token."""
+    path = tmp_path / "store.json"
+    done = _end_without_close(emulator, path, failures=6)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads(path.read_text())
+    assert saved["generation"] == 1 and not emulator.state.refresh_token_spent(saved["refresh_token"])
+    assert "could NOT be saved" not in done.stderr
+
+
+def test_36_1_a_successor_that_cannot_be_saved_at_exit_is_reported_loudly_with_the_regrant_command(
+    emulator: FeishuVCEmulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "store.json"
+    done = _end_without_close(emulator, path, failures=10**6)
+    assert not path.exists()
+    assert "ERROR" in done.stderr or "could NOT be saved" in done.stderr
+    assert "LOST" in done.stderr and "python -m airflow_provider_feishu_vc.user_tokens" in done.stderr
+    [issued] = [t for t in emulator.state._refresh_tokens if not emulator.state.refresh_token_spent(t)]
+    assert issued not in done.stderr + done.stdout  # the log names no token
+
+
+def test_36_1_closing_the_client_saves_a_successor_whose_saves_failed(
+    emulator: FeishuVCEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_feishu_vc.client import user_grant
+    from airflow_provider_feishu_vc.client.config import ClientConfig
+    from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+
+    namespace: dict[str, object] = {}
+    exec(compile(FILE_STORE, "file_store", "exec"), namespace)  # the same store as the subprocesses use
+    monkeypatch.setattr(user_grant, "STORE_RETRY_WAITS", (0.01,) * 4)
+    monkeypatch.setattr(user_grant, "LEASE_SETTLE", 0.01)
+    monkeypatch.setattr(user_grant, "BACKGROUND_WAITS", (3600.0,))
+    path = tmp_path / "store.json"
+    store = namespace["FileStore"](path, 7)  # type: ignore[operator]
+    config = ClientConfig(
+        base_url=emulator.url, app_id=APP_ID, app_secret=APP_SECRET, refresh_token=emulator.options.refresh_token
+    )
+    client = FeishuVCClient(config, token_store=store)
+    client.access_token()
+    assert not path.exists()  # all five saves of the refresh failed
+    client.close()
+    saved = json.loads(path.read_text())
+    assert saved["generation"] == 1 and not emulator.state.refresh_token_spent(saved["refresh_token"])

@@ -286,9 +286,14 @@ class AsyncFeishuVCClient(ExportCalls):
         self._open = True
 
     async def aclose(self) -> None:
-        """Leave the shared session (the last client to leave closes the pool); later calls do nothing."""
+        """Leave the shared session (the last client to leave closes the pool); later calls do nothing. User
+        tokens this process could not save yet are offered to the store first."""
         if self._open:
             self._open = False
+            if self.token_store is not None:
+                from airflow_provider_feishu_vc.client import unsaved_tokens, user_grant
+
+                await unsaved_tokens.aflush(user_grant.PROCESS.find(self.config), self.token_store)
             await self._session.leave()
 
     if TYPE_CHECKING:  # what the shared calls of ExportCalls return when this driver runs them
@@ -362,5 +367,9 @@ class AsyncFeishuVCClient(ExportCalls):
     async def _shared_tokens(self, step: protocol.SharedUserTokens) -> Any:
         if self.token_store is None:
             raise FeishuVCTokenStoreError("this client has no shared user-token store")
+        if step.action == "keep_saving":
+            from airflow_provider_feishu_vc.client import unsaved_tokens
+
+            return unsaved_tokens.keep_saving(step.value, self.token_store, on_loop=True)
         use = getattr(self.token_store, f"a{step.action}")
         return await (use(step.value) if step.action.startswith("save") else use())

@@ -11,11 +11,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-#: How long one process may hold the right to refresh a grant: the refresh request and a slow save included.
-LEASE_SECONDS = 60.0
-#: This process's name in refresh leases: a lease of its own that is still live is one of its earlier attempts
-#: (token fetches are serialised per app within a process), which it may take over.
-_PROCESS_LEASE_PREFIX = uuid.uuid4().hex[:12]
+#: How long a lease holds, measured by each reader with its own monotonic clock from the moment it first saw that
+#: lease (never by comparing wall clocks of two hosts): the settle, the refresh request and a slow save fit in it.
+LEASE_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -75,29 +73,36 @@ class StoredUserTokens:
 
 @dataclass(frozen=True)
 class RefreshLease:
-    """Which process may refresh a grant now (``holder``), until when (wall-clock epoch seconds)."""
+    """Which process may refresh a grant now. ``holder`` is ``<process id>-<nonce>``, new for every claim, so that
+    two leases are told apart by value alone; ``until`` is the writer's wall clock plus :data:`LEASE_SECONDS`, for
+    people and older releases only (no reader of this release compares it with its own clock); ``released`` marks
+    a lease its holder gave back."""
 
     holder: str
     until: float
+    released: bool = False
 
     @classmethod
-    def new(cls) -> RefreshLease:
-        return cls(f"{_PROCESS_LEASE_PREFIX}-{uuid.uuid4().hex[:12]}", time.time() + LEASE_SECONDS)
+    def new(cls, process_id: str) -> RefreshLease:
+        return cls(f"{process_id}-{uuid.uuid4().hex[:12]}", time.time() + LEASE_SECONDS)
 
-    def live(self) -> bool:
-        return self.until > time.time()
+    @property
+    def process_id(self) -> str:
+        return self.holder.rsplit("-", 1)[0]
 
-    def taken_by_this_process(self) -> bool:
-        return self.holder.startswith(f"{_PROCESS_LEASE_PREFIX}-")
+    def given_back(self) -> RefreshLease:
+        """The same lease, released (an older release reads ``until`` 0 as released too)."""
+        return RefreshLease(self.holder, 0.0, released=True)
 
     def to_json(self) -> str:
-        return json.dumps({"holder": self.holder, "until": self.until})
+        return json.dumps({"holder": self.holder, "until": self.until, "released": self.released})
 
     @classmethod
     def from_json(cls, text: str | None) -> RefreshLease | None:
         try:
             data = json.loads(text or "")
-            return cls(str(data["holder"]), float(data["until"]))
+            released = data.get("released", False)
+            return cls(str(data["holder"]), float(data["until"]), released is True or float(data["until"]) == 0.0)
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 

@@ -80,6 +80,11 @@ class FeishuVCClient(ExportCalls):
             answer.stream.close()
 
     def close(self) -> None:
+        """Close the connections; first, offer the store any user tokens this process could not save yet."""
+        if self.token_store is not None:
+            from airflow_provider_feishu_vc.client import unsaved_tokens, user_grant
+
+            unsaved_tokens.flush(user_grant.PROCESS.find(self.config), self.token_store)
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -139,5 +144,9 @@ class FeishuVCClient(ExportCalls):
     def _shared_tokens(self, step: protocol.SharedUserTokens) -> Any:
         if self.token_store is None:
             raise FeishuVCTokenStoreError("this client has no shared user-token store")
+        if step.action == "keep_saving":
+            from airflow_provider_feishu_vc.client import unsaved_tokens
+
+            return unsaved_tokens.keep_saving(step.value, self.token_store, on_loop=False)
         use = getattr(self.token_store, step.action)
         return use(step.value) if step.action.startswith("save") else use()

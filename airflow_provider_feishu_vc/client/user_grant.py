@@ -4,11 +4,19 @@
 
 - every saved set of tokens carries a *generation*, one more than the set it was refreshed from; a process that
   holds a newer set than the store (its save failed) refreshes with its own and offers it to the store again, so a
-  failed write never loses the grant;
+  failed write never loses the grant. A set this process could not save is offered again in the background while
+  the process lives, and on close and at exit (the drivers run :func:`save_in_background` and
+  :func:`flush_unsaved`);
 - one process refreshes at a time: it takes a short *lease* in the store first. The store has no compare-and-set,
-  so a process writes its lease, waits until any other writer's lease would have landed too, and reads back who
-  holds it: the last writer wins and every writer sees the same winner. The others wait, looking at the store,
-  until the winner's tokens appear or its lease runs out (a slow write included);
+  so a process writes its lease, waits until any lease another process could have written meanwhile has landed
+  (:data:`LEASE_SETTLE`, twice the longest write delay the lease is built for) and reads back who holds it: the
+  last writer wins and every writer sees the same winner. No wall clocks are compared: a reader measures a lease's
+  age with its own monotonic clock from when it first saw that lease. A holder releases the lease only while it is
+  still its own;
+- the refresh token is the fencing token: right before refreshing, the holder reads the stored set again and
+  adopts it when someone saved a newer one; and a process never sends a refresh token Feishu already answered for;
+- within one process every caller (threads, event loops) takes its turn per grant (:class:`GrantInProcess`): one
+  claims the lease, the others wait for its tokens;
 - each process calls a user token stale at a moment of its own within the last minutes of its life, so the first
   process's save is usually in the store before the others look;
 - new tokens are registered with the secret masker before anything (a failing save's error) can quote them;
@@ -18,13 +26,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
+import threading
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_feishu_vc.client.config import ClientConfig
-from airflow_provider_feishu_vc.client.errors import REFRESH_TOKEN_USED_CODE, FeishuVCAPIError, FeishuVCTokenStoreError
+from airflow_provider_feishu_vc.client.errors import (
+    REFRESH_TOKEN_USED_CODE,
+    FeishuVCAPIError,
+    FeishuVCConfigError,
+    FeishuVCTokenStoreError,
+)
 from airflow_provider_feishu_vc.client.protocol import Flow, RetryPolicy, SharedUserTokens, Sleep
 from airflow_provider_feishu_vc.client.stored_tokens import LEASE_SECONDS, RefreshLease, StoredUserTokens
 from airflow_provider_feishu_vc.client.tokens import (
@@ -37,20 +54,146 @@ from airflow_provider_feishu_vc.client.tokens import (
 
 USER_TOKEN_PATH = "/open-apis/authen/v2/oauth/token"
 
+
+def _seconds_from_environment(name: str, default: float) -> float:
+    """A positive, finite number of seconds from the environment variable ``name``, else ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 3600:
+        raise FeishuVCConfigError(name, f"must be a number of seconds above 0 and below 3600, got {raw[:40]!r}")
+    return value
+
+
 #: Waits between the attempts of one read or write of the shared store (it is usually back within seconds).
 STORE_RETRY_WAITS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-#: After writing its lease a process waits this long at least, and twice as long as its write took, before it
-#: reads who holds the lease: long enough for a lease written at the same moment by another process to land.
-LEASE_SETTLE = 1.0
+#: The latest a write to the store may land after it was sent (a slow store, its own retries, a stall of the
+#: writing process included): the lease gives one holder for writes up to this late. 10 s unless the environment
+#: variable FEISHU_VC_MAX_STORE_WRITE_DELAY says otherwise (the same in every process of a deployment).
+MAX_WRITE_DELAY = _seconds_from_environment("FEISHU_VC_MAX_STORE_WRITE_DELAY", 10.0)
+
+
+def lease_bounds(max_write_delay: float) -> tuple[float, float]:
+    """(the longest from the start of a process's look at the lease to its lease write, beyond which it looks
+    again; how long it waits after writing its lease before it reads who holds it). A lease written by a process
+    that found the lease free before this one's write landed has landed by then: two write delays, a claim gap and
+    a margin (see docs/connections.md)."""
+    gap = min(2.0, max_write_delay)
+    return gap, 2 * max_write_delay + gap + min(1.0, max_write_delay)
+
+
+MAX_CLAIM_GAP, LEASE_SETTLE = lease_bounds(MAX_WRITE_DELAY)
+#: A holder sends its refresh only within this many seconds of writing its lease (its own clock); later, it stops.
+REFRESH_DEADLINE = 40.0
+#: The longest Feishu may take to answer a refresh for the lease to cover the refresh and its save.
+MAX_REFRESH_ANSWER = 60.0
 #: How often a process waiting for another one's refresh looks at the store (the last figure repeats).
 WAIT_POLLS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+#: How often a caller waiting for another caller of the same process looks at what that one fetched.
+TURN_POLL = 0.25
 #: Rounds of "take the lease or wait for its holder" before a process gives up for now (a retryable error).
 LEASE_ROUNDS = 3
 #: A token this process could not save (or, with the store down, an older one it still holds) counts as fresh for
 #: this long only, so that the store is tried again soon.
 RECHECK_SECONDS = 30.0
+#: Waits between the background attempts at saving a set this process could not save (the last one repeats, for as
+#: long as the process lives).
+BACKGROUND_WAITS: tuple[float, ...] = (1.0, 2.0, 4.0, 5.0)
+#: How long closing a client, and the interpreter's exit, keep offering an unsaved set to the store.
+CLOSE_FLUSH_SECONDS = 60.0
 #: Where in the last minutes of a user token's life this process calls it stale: a fraction of its own, drawn once.
 _PROCESS_SPREAD = random.random()
+#: The command that gives a connection a new grant when one is lost.
+REGRANT_COMMAND = "python -m airflow_provider_feishu_vc.user_tokens <conn_id> <code> <redirect_uri>"
+
+
+class GrantInProcess:
+    """What one process knows of one grant beyond the store, shared by all its callers (threads and event loops):
+    whose turn it is, the lease it holds, the lease it watches, the newest tokens it knows, the set it could not
+    save yet, and the refresh tokens Feishu already answered it for."""
+
+    def __init__(self, process_id: str) -> None:
+        self.process_id = process_id
+        self._guard = threading.Lock()
+        self._turn: object | None = None
+        #: The lease this process wrote last, and when it began writing it (monotonic).
+        self.lease: RefreshLease | None = None
+        self.lease_since = 0.0
+        self._watched: RefreshLease | None = None
+        self._watched_since = 0.0
+        #: The newest set this process knows (saved or not), and the one only it knows (its saves failed).
+        self.latest: StoredUserTokens | None = None
+        self.unsaved: StoredUserTokens | None = None
+        #: Whether a driver is offering ``unsaved`` in the background.
+        self.saving_in_background = False
+        self._answered: set[str] = set()
+
+    def take_turn(self) -> object | None:
+        """A turn at fetching this grant's tokens, or None while another caller of this process has it."""
+        with self._guard:
+            if self._turn is not None:
+                return None
+            self._turn = object()
+            return self._turn
+
+    def end_turn(self, turn: object) -> None:
+        with self._guard:
+            if self._turn is turn:
+                self._turn = None
+
+    def age(self, lease: RefreshLease) -> float:
+        """Seconds since this process first saw ``lease`` (by value), on its own monotonic clock."""
+        now = time.monotonic()
+        with self._guard:
+            if lease != self._watched:
+                self._watched, self._watched_since = lease, now
+            return now - self._watched_since
+
+    def know(self, tokens: StoredUserTokens | None) -> None:
+        if tokens is not None and (self.latest is None or tokens.generation >= self.latest.generation):
+            self.latest = tokens
+
+    def saved(self, tokens: StoredUserTokens) -> None:
+        with self._guard:
+            if self.unsaved is not None and self.unsaved.generation <= tokens.generation:
+                self.unsaved = None
+
+    def answered(self, refresh_token: str) -> None:
+        """Feishu answered a refresh with ``refresh_token``: it is spent, and never sent again by this process."""
+        self._answered.add(hashlib.sha256(refresh_token.encode()).hexdigest())
+
+    def was_answered(self, refresh_token: str) -> bool:
+        return hashlib.sha256(refresh_token.encode()).hexdigest() in self._answered
+
+
+class ProcessGrants:
+    """This process's :class:`GrantInProcess` of every grant it uses, and its id in refresh leases."""
+
+    def __init__(self) -> None:
+        self.process_id = uuid.uuid4().hex[:12]
+        self._guard = threading.Lock()
+        self._grants: dict[str, GrantInProcess] = {}
+
+    @staticmethod
+    def _key(config: ClientConfig) -> str:
+        seed = "\n".join((*config.app_key, config.refresh_token or config.user_access_token or ""))
+        return hashlib.sha256(seed.encode()).hexdigest()
+
+    def of(self, config: ClientConfig) -> GrantInProcess:
+        with self._guard:
+            return self._grants.setdefault(self._key(config), GrantInProcess(self.process_id))
+
+    def find(self, config: ClientConfig) -> GrantInProcess | None:
+        with self._guard:
+            return self._grants.get(self._key(config))
+
+
+#: The grants of this process (a simulation of many processes swaps it per process).
+PROCESS = ProcessGrants()
 
 
 def refresh_margin(lifetime: float, spread: float = _PROCESS_SPREAD) -> float:
@@ -98,6 +241,18 @@ def _newer(stored: StoredUserTokens | None, held: StoredUserTokens | None) -> St
     return stored
 
 
+def _supersedes(latest: StoredUserTokens | None, base: StoredUserTokens | None) -> bool:
+    """Whether ``latest`` (just read) replaces ``base``: a later generation, or the same one with another refresh
+    token (saved by a process that refreshed ``base``'s predecessor)."""
+    if latest is None:
+        return False
+    if base is None:
+        return True
+    return latest.generation > base.generation or (
+        latest.generation == base.generation and latest.refresh_token != base.refresh_token
+    )
+
+
 def _reusable(tokens: StoredUserTokens | None, rejected: str | None) -> Flow[AccessToken | None]:
     """The access token of ``tokens`` while it is fresh for this process and not the one Feishu rejected."""
     token = fresh_access(tokens) if tokens is not None else None
@@ -120,16 +275,42 @@ def fetch_user_token(
     ``stale`` is a token Feishu just rejected; ``shared`` False means there is no store (this process only)."""
     if not shared:
         return (yield from _refresh_alone(config, policy, current, stale))
-    held = current.shared if current is not None else None
+    grant = PROCESS.of(config)
+    turn = grant.take_turn()
+    waited = 0.0
+    while turn is None:
+        # Another caller of this process (a thread, an event loop) is at it: what it fetches serves this one too.
+        if waited >= LEASE_ROUNDS * (LEASE_SECONDS + LEASE_SETTLE):
+            raise FeishuVCTokenStoreError(
+                "Gave up waiting for another caller in this process to fetch the user tokens; the next attempt tries "
+                "again"
+            )
+        yield Sleep(TURN_POLL)
+        waited += TURN_POLL
+        token = yield from _reusable(grant.latest, stale)
+        if token is not None:
+            return token
+        turn = grant.take_turn()
+    try:
+        return (yield from _fetch_in_turn(config, policy, current, stale, grant))
+    finally:
+        grant.end_turn(turn)
+
+
+def _fetch_in_turn(
+    config: ClientConfig, policy: RetryPolicy, current: AccessToken | None, stale: str | None, grant: GrantInProcess
+) -> Flow[AccessToken]:
+    held = _newer(current.shared if current is not None else None, grant.latest)
     for _ in range(LEASE_ROUNDS):
         try:
             stored: StoredUserTokens | None = yield from _store("load")
         except FeishuVCTokenStoreError:
             return (yield from _keep_while_the_store_is_down(current, stale))
         newest = _newer(stored, held)
+        grant.know(newest)
         if newest is not None and newest is held and newest is not stored:
             # This process holds a newer set than the store (its save failed): offer it again.
-            if not (yield from _save(newest)):
+            if not (yield from _save(newest, grant)):
                 return (yield from _keep_while_the_store_is_down(current, stale))
         token = yield from _reusable(newest, stale)
         if token is not None:
@@ -137,18 +318,20 @@ def fetch_user_token(
         if newest is None and current is None and config.user_access_token:
             return (yield from _connection_user_token(config.user_access_token))
         try:
-            mine, holder = yield from _claim_lease()
+            mine, holder = yield from _claim_lease(grant)
         except FeishuVCTokenStoreError:
             return (yield from _keep_while_the_store_is_down(current, stale))
-        if mine is not None and holder == mine:
-            return (yield from _refresh_holding(config, policy, newest, current, stale, mine))
+        if mine is not None:
+            return (yield from _refresh_holding(config, policy, newest, current, stale, grant, mine))
+        if holder is None:
+            continue  # this process's lease write did not land (the store failed it): look and claim again
         # Another process is refreshing: wait for its tokens, as long as its lease (a slow save included) lasts.
-        until = holder.until if holder is not None else time.time()
-        newer = yield from _wait_for_newer(newest, until, lease=holder)
+        newer = yield from _wait_for_newer(newest, grant, lease=holder)
+        grant.know(newer)
         token = yield from _reusable(newer, stale)
         if token is not None:
             return token
-        held = newer or held
+        held = _newer(newer, held)
     raise FeishuVCTokenStoreError(
         "Gave up waiting for another process to refresh the user tokens (its refresh lease ran out without new "
         "tokens in the store); the next attempt tries again"
@@ -167,66 +350,97 @@ def _keep_while_the_store_is_down(current: AccessToken | None, stale: str | None
     )
 
 
-def _claim_lease() -> Flow[tuple[RefreshLease | None, RefreshLease | None]]:
-    """Try to take the grant's refresh lease: return (the lease written by this process or None, the lease that
-    holds). The store has no compare-and-set: of several processes writing at once the last one wins, so each
-    waits long enough for the others' writes to land before it reads who holds the lease."""
-    holder: RefreshLease | None = yield from _store("load_lease", waits=STORE_RETRY_WAITS[:2])
-    if holder is not None and holder.live() and not holder.taken_by_this_process():
-        return None, holder
-    mine = RefreshLease.new()
-    began = time.monotonic()
-    yield from _store("save_lease", mine, waits=STORE_RETRY_WAITS[:2])
-    yield Sleep(max(LEASE_SETTLE, 2 * (time.monotonic() - began)))
+def _claim_lease(grant: GrantInProcess) -> Flow[tuple[RefreshLease | None, RefreshLease | None]]:
+    """Try to take the grant's refresh lease: return (the lease written by this process, or None; the lease that
+    holds). The store has no compare-and-set: of several processes writing at once the last one to land wins, so
+    each waits until every lease written by a process that saw the lease free has landed before it reads who holds
+    it. Another process's lease holds until it is released or this process has seen it for LEASE_SECONDS; a lease
+    of this process's own (an earlier fetch kept it when its save failed) is this caller's to take over."""
+    for _ in range(3):
+        looked = time.monotonic()
+        holder: RefreshLease | None = yield from _store("load_lease", waits=STORE_RETRY_WAITS[:2])
+        if (
+            holder is not None
+            and not holder.released
+            and holder.process_id != grant.process_id
+            and grant.age(holder) < LEASE_SECONDS
+        ):
+            return None, holder
+        if time.monotonic() - looked <= MAX_CLAIM_GAP:
+            break
+    else:
+        raise FeishuVCTokenStoreError("The store answers too slowly to take the refresh lease safely; not refreshing")
+    mine = RefreshLease.new(grant.process_id)
+    grant.lease, grant.lease_since = mine, time.monotonic()
+    yield from _store("save_lease", mine, waits=())  # no retry: a later write would land later than settled for
+    yield Sleep(LEASE_SETTLE)
     holder = yield from _store("load_lease", waits=STORE_RETRY_WAITS[:2])
-    return mine, holder
+    if holder == mine:
+        return mine, holder
+    grant.lease = None
+    if holder is not None:
+        grant.age(holder)  # its age counts from now
+    return None, holder
 
 
-def _release(lease: RefreshLease) -> Flow[None]:
+def _release(grant: GrantInProcess, lease: RefreshLease) -> Flow[None]:
+    """Give ``lease`` back, only while the store still holds it (another process may have taken it over after it
+    ran out); a lease not given back runs out on its own."""
     try:
-        yield from _store("save_lease", RefreshLease(lease.holder, 0.0), waits=())
+        holder = yield from _store("load_lease", waits=())
+        if holder == lease:
+            yield from _store("save_lease", lease.given_back(), waits=())
     except FeishuVCTokenStoreError:
-        pass  # it runs out on its own
+        pass
+    if grant.lease == lease:
+        grant.lease = None
 
 
-def _save(tokens: StoredUserTokens) -> Flow[bool]:
+def _save(tokens: StoredUserTokens, grant: GrantInProcess) -> Flow[bool]:
     """Save ``tokens`` for every process, retried while the store is out of reach; False when it stayed out."""
     try:
         yield from _store("save", tokens)
     except FeishuVCTokenStoreError:
         return False
+    grant.saved(tokens)
     return True
 
 
 def _wait_for_newer(
     than: StoredUserTokens | None,
-    until: float,
+    grant: GrantInProcess,
     *,
     spent: str | None = None,
     lease: RefreshLease | None = None,
+    seconds: float = LEASE_SECONDS,
 ) -> Flow[StoredUserTokens | None]:
-    """Look at the store until it holds a newer set than ``than`` (or one whose refresh token is not ``spent``), for
-    as long as ``until`` (epoch seconds) leaves, plus one look; None if none appeared. With ``lease`` (another
-    process's), the wait also ends when that lease is released or taken over."""
-    budget = max(0.0, until - time.time())
-    waited, polls = 0.0, 0
+    """Look at the store until it holds a newer set than ``than`` (or one whose refresh token is not ``spent``);
+    None if none appeared. With ``lease`` (another process's), for as long as that lease holds: until it is released
+    or replaced, or this process has seen it for LEASE_SECONDS; without, for ``seconds`` (this process's clock)."""
+    started = time.monotonic()
+    waited, polls = 0.0, 0  # the sum of this wait's sleeps: no more than the time it took, whatever the clock
     while True:
         pause = WAIT_POLLS[min(polls, len(WAIT_POLLS) - 1)]
-        polls += 1
         yield Sleep(pause)
         waited += pause
+        polls += 1
+        holder: RefreshLease | None = lease
         try:
             stored: StoredUserTokens | None = yield SharedUserTokens("load")
-            holder: RefreshLease | None = (yield SharedUserTokens("load_lease")) if lease is not None else None
+            if lease is not None:
+                holder = yield SharedUserTokens("load_lease")
         except FeishuVCTokenStoreError:
-            continue
+            stored = None
         if stored is not None and (
             than is None
             or stored.generation > than.generation
             or (spent is not None and stored.refresh_token not in (None, spent, than.refresh_token))
         ):
             return stored
-        if waited >= budget or (lease is not None and (holder != lease or not lease.live())):
+        if lease is not None:
+            if holder != lease or max(waited, grant.age(lease)) >= LEASE_SECONDS:
+                return None
+        elif max(waited, time.monotonic() - started) >= seconds:
             return None
 
 
@@ -236,49 +450,143 @@ def _refresh_holding(
     base: StoredUserTokens | None,
     current: AccessToken | None,
     stale: str | None,
+    grant: GrantInProcess,
     lease: RefreshLease,
 ) -> Flow[AccessToken]:
     """Refresh the grant while holding its lease; save the successor for every process, then let the lease go."""
     try:
         latest = yield from _store("load", waits=())
     except FeishuVCTokenStoreError:
-        latest = None
-    if latest is not None and (base is None or latest.generation > base.generation):
-        base = latest  # saved by a process whose lease ran out just before this one took it
+        yield from _release(grant, lease)
+        return (yield from _keep_while_the_store_is_down(current, stale))
+    if _supersedes(latest, base):
+        # The fencing check: a process whose lease ran out before this one took it saved a newer set.
+        base = latest
+        grant.know(latest)
         token = yield from _reusable(base, stale)
         if token is not None:
-            yield from _release(lease)
+            yield from _release(grant, lease)
             return token
     refresh_token = (
         (base.refresh_token if base else None) or (current.refresh_token if current else None) or config.refresh_token
     )
     if not refresh_token:
-        yield from _release(lease)
+        yield from _release(grant, lease)
         raise _no_refresh_token()
+    if grant.was_answered(refresh_token) or time.monotonic() - grant.lease_since > REFRESH_DEADLINE:
+        yield from _release(grant, lease)
+        raise FeishuVCTokenStoreError(
+            "Not refreshing the user tokens now: "
+            + (
+                "Feishu already answered this process for the refresh token at hand, and its successor is not in "
+                "the store yet"
+                if grant.was_answered(refresh_token)
+                else "taking the refresh lease took too long (a slow store or a stalled process)"
+            )
+            + "; the next attempt looks at the store again"
+        )
     try:
         payload = yield from _refresh(config, refresh_token, policy)
     except FeishuVCAPIError as error:
+        grant.answered(refresh_token)
         if error.code != REFRESH_TOKEN_USED_CODE:
-            yield from _release(lease)
+            yield from _release(grant, lease)
             raise
         # Spent outside the lease (an older release, a process that could not read the lease): take what it saved.
-        newer = yield from _wait_for_newer(base, time.time() + LEASE_SECONDS, spent=refresh_token)  # lease: ours
-        yield from _release(lease)
+        newer = yield from _wait_for_newer(base, grant, spent=refresh_token)
+        yield from _release(grant, lease)
+        grant.know(newer)
         token = yield from _reusable(newer, stale)
         if token is None:
             raise
         return token
+    grant.answered(refresh_token)
+    # From Feishu's answer on, this process holds the only copy of the successor until its save lands: the window
+    # docs/connections.md states (a kill -9 in it loses the grant).
     received = yield from _user_token_from(payload)
-    grant = (base.grant if base else None) or config.refresh_token
-    tokens = _to_store(received, payload, generation=(base.generation if base else 0) + 1, grant=grant)
-    saved = yield from _save(tokens)
+    grant_seed = (base.grant if base else None) or config.refresh_token
+    tokens = _to_store(received, payload, generation=(base.generation if base else 0) + 1, grant=grant_seed)
+    grant.unsaved = tokens
+    grant.know(tokens)
+    saved = yield from _save(tokens, grant)
     token = as_access_token(tokens)
     if not saved:
-        # Only this process knows the successor now: it keeps it, and offers it to the store again soon (the
-        # lease stays taken meanwhile, so that no other process refreshes with the spent refresh token).
+        # Only this process knows the successor now: it keeps it and the lease (so that no other process refreshes
+        # with the spent refresh token meanwhile), and its driver offers it to the store in the background.
+        yield SharedUserTokens("keep_saving", grant)
         return token.fresh_for(RECHECK_SECONDS)
-    yield from _release(lease)
+    yield from _release(grant, lease)
     return token
+
+
+def _offer_unsaved(grant: GrantInProcess) -> Flow[bool]:
+    """One attempt at saving the set this process could not save (unless the store holds as new a set by now);
+    True when nothing is left unsaved. Done in a turn of its own, so that no fetch of this process saves a newer set
+    in between."""
+    turn = grant.take_turn()
+    if turn is None:
+        return False  # a fetch is under way: it offers the set itself
+    try:
+        tokens = grant.unsaved
+        if tokens is None:
+            return True
+        try:
+            stored: StoredUserTokens | None = yield SharedUserTokens("load")
+            if stored is None or stored.generation < tokens.generation:
+                yield SharedUserTokens("save", tokens)
+        except FeishuVCTokenStoreError:
+            return False
+        grant.saved(tokens)
+        if grant.lease is not None:
+            yield from _release(grant, grant.lease)
+        return True
+    finally:
+        grant.end_turn(turn)
+
+
+def save_in_background(grant: GrantInProcess) -> Flow[None]:
+    """Offer the set this process could not save to the store until it is saved: a driver runs this while the
+    process lives (a thread, or a task on the event loop)."""
+    polls = 0
+    while grant.unsaved is not None:
+        yield Sleep(BACKGROUND_WAITS[min(polls, len(BACKGROUND_WAITS) - 1)])
+        polls += 1
+        yield from _offer_unsaved(grant)
+
+
+def flush_unsaved(grant: GrantInProcess, seconds: float | None = None) -> Flow[bool]:
+    """Offer the set this process could not save for up to ``seconds`` (default :data:`CLOSE_FLUSH_SECONDS`: a
+    client closing, the interpreter exiting); True when nothing is left unsaved."""
+    seconds = CLOSE_FLUSH_SECONDS if seconds is None else seconds
+    waited, polls = 0.0, 0
+    while not (yield from _offer_unsaved(grant)):
+        if waited >= seconds:
+            return False
+        pause = STORE_RETRY_WAITS[min(polls, len(STORE_RETRY_WAITS) - 1)]
+        polls += 1
+        yield Sleep(pause)
+        waited += pause
+    return True
+
+
+def flush_on_close(config: ClientConfig) -> Flow[bool]:
+    """:func:`flush_unsaved` for the grant ``config`` acts with, if this process holds a set of it unsaved."""
+    grant = PROCESS.find(config)
+    if grant is None or grant.unsaved is None:
+        return True
+    return (yield from flush_unsaved(grant))
+
+
+def unsaved_warning(grant: GrantInProcess, where: str) -> str:
+    """What to log (at error level) when a set this process could not save may be lost. Names no token."""
+    generation = grant.unsaved.generation if grant.unsaved is not None else "?"
+    return (
+        f"The user's new tokens (generation {generation}) could NOT be saved to the shared store ({where}). Feishu "
+        "has already spent the previous refresh token: if this process ends before the store is back, the grant is "
+        "LOST and every task acting as this user fails with code 20064. This process keeps offering them while it "
+        "lives. If they are lost, re-grant: have the user sign in again, then run "
+        f"`{REGRANT_COMMAND}` where the metadata DB is reachable (docs/connections.md, 'Acting as a user')."
+    )
 
 
 def _refresh_alone(

@@ -55,6 +55,8 @@ class Script:
     saved: list[Any] = field(default_factory=list)
     #: Every refresh lease written to the store; a read answers the last one.
     leases: list[Any] = field(default_factory=list)
+    #: The grants the flow asked the driver to keep offering to the store in the background.
+    kept_saving: list[Any] = field(default_factory=list)
     #: How many times each store action ("load", "save", "load_lease", "save_lease") fails before it works.
     store_failures: dict[str, int] = field(default_factory=dict)
 
@@ -96,7 +98,9 @@ class Script:
         if self.store_failures.get(step.action, 0) > 0:
             self.store_failures[step.action] -= 1
             return FeishuVCTokenStoreError(f"scripted: the store refused {step.action}")
-        if step.action == "save":
+        if step.action == "keep_saving":
+            self.kept_saving.append(step.value)
+        elif step.action == "save":
             self.saved.append(step.value)
         elif step.action == "save_lease":
             self.leases.append(step.value)
