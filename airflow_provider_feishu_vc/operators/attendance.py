@@ -325,9 +325,10 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             write_whole(side, json.dumps(unexported, ensure_ascii=False, indent=1).encode())
             self.log.warning("%d meetings could not be exported; listed in %s", len(unexported), side)
         total_calls = sum(outcome.calls.values())
-        result = {
+        fingerprint = schema_fingerprint(schema)
+        result: dict[str, Any] = {
             "uri": str(target), "format": self.output_format, "rows": rows,
-            "schema_fingerprint": schema_fingerprint(schema), "meetings": len(outcome.exports),
+            "schema_fingerprint": fingerprint, "meetings": len(outcome.exports),
             "landed_meetings": len(landed), "unexported": unexported, "calls": outcome.calls,
             "calls_per_exported_meeting": round(total_calls / len(landed), 3) if landed else None,
             "seconds": round(outcome.seconds, 3),
@@ -339,7 +340,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra = {
                     "uri": str(target), "format": self.output_format, "rows": rows,
-                    "schema_fingerprint": result["schema_fingerprint"], "meetings": len(outcome.exports),
+                    "schema_fingerprint": fingerprint, "meetings": len(outcome.exports),
                 }  # fmt: skip
         _remove(parts)
         return result

@@ -25,3 +25,5 @@ def attendance_dag(dag_id: str, **options: object) -> DAG:
 parquet_dag = attendance_dag("feishu_vc_test_attendance")
 csv_dag = attendance_dag("feishu_vc_test_attendance_csv", output_format="csv")
 partial_dag = attendance_dag("feishu_vc_test_attendance_partial", allow_partial=True)
+# The meeting list comes from upstream: a file's URI (here from the run's conf).
+upstream_dag = attendance_dag("feishu_vc_test_attendance_upstream", meetings="{{ dag_run.conf['meetings'] }}")
