@@ -261,3 +261,21 @@ def test_the_table_lands_as_csv_with_the_meeting_columns(
     assert list(rows[0])[: len(MEETING_COLUMNS)] == list(MEETING_COLUMNS)
     assert len(rows) == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
     assert rows[0]["meeting_start_time"].endswith("Z") and os.path.basename(table_file) == "participants.csv"
+
+
+def test_deferrable_one_trigger_waits_for_every_export(
+    dags: ModuleType, emulator: FeishuVCEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = dags.deferrable_dag.test()
+    output = "".join(capfd.readouterr())
+    assert run.state == "success", output[-5000:]
+    assert output.count(f"Deferring: one trigger waits for {MEETINGS} exports") == 1
+    assert emulator.count(PARTICIPANTS_CREATE) == MEETINGS and emulator.count(DOWNLOAD) == MEETINGS + 1
+    [table_file] = landed(tmp_path, dags.deferrable_dag.dag_id)
+    table = pq.read_table(table_file)
+    assert table.num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+    result = xcoms(dags.deferrable_dag.dag_id, run.run_id)["participants"]
+    assert isinstance(result, dict) and result["landed_meetings"] == MEETINGS
+    # the trigger's status queries are counted with the worker's calls
+    assert sum(result["calls"].values()) == emulator.stats()["requests"]
+    assert emulator.stats()["requests"] / MEETINGS <= 3.5

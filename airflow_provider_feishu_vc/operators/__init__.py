@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
     from airflow_provider_feishu_vc.operators.feishu_vc import (
         FeishuVCCreateExportOperator,
         FeishuVCDownloadExportOperator,
         FeishuVCExportOperator,
     )
-    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
 
 __all__ = [
     "FeishuVCCreateExportOperator",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
-from airflow_provider_feishu_vc.compat import mask_secret
+from airflow_provider_feishu_vc.compat import conf, mask_secret
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook, as_storage_path
 from airflow_provider_feishu_vc.hooks.user_token_store import VariableUserTokenStore
 from airflow_provider_feishu_vc.operators.attendance_run import (
@@ -74,7 +74,9 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
     and lands no part twice; the folder is removed once the table has landed. The log reports created / ready /
     landed of N, calls spent and the expected finish every ``progress_interval`` seconds and at the end.
 
-    The task waits in its worker slot (it has no deferrable mode yet).
+    ``deferrable=True``: the worker creates every export, then ONE trigger waits for them all (no worker slot while
+    Feishu builds the files), and the resumed task downloads them; polling in the worker (the default) also
+    downloads while later exports are still being built.
 
     :param destination: The table's path or URI (templated). Default:
         ``<[feishu_vc] storage_base>/<dag_id>/<run_id>/<task_id>/participants.<format>``.
@@ -96,7 +98,8 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
     :param max_poll_interval: Longest pause between status queries of one export (default 60).
     :param export_attempts: Exports per meeting at most, when Feishu reports them failed (default 3).
     :param progress_interval: Seconds between progress lines in the log (default 30).
-    :param timeout: Seconds the whole task may take (default 6 hours); then it fails, and a retry resumes.
+    :param timeout: Seconds the waits may take (default 6 hours); then the try fails, and a retry resumes.
+    :param deferrable: Wait for the exports in the triggerer (default ``[operators] default_deferrable``).
     :param feishu_vc_conn_id: The ``feishu_vc`` connection.
     """
 
@@ -123,6 +126,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         export_attempts: int = 3,
         progress_interval: float = 30.0,
         timeout: float | None = 6 * 3600.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         feishu_vc_conn_id: str = FeishuVCHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -154,6 +158,8 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         self.export_attempts = export_attempts
         self.progress_interval = float(progress_interval)
         self.timeout = timeout
+        self.deferrable = deferrable
+        self._table: IncrementalTable | None = None
         self.feishu_vc_conn_id = feishu_vc_conn_id
         if not self.outlets:
             in_dag = self.has_dag()  # type: ignore[no-untyped-call,unused-ignore]  # not annotated in Airflow
@@ -200,12 +206,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             except FeishuVCConfigError as error:
                 fail_on_bad_input(error)
             parts = target.parent / f".{target.name}.parts"
-            request = request_fingerprint(
-                meeting_list=list_request, meetings=_source_text(self.meetings), user_id_type=self.user_id_type,
-                target=str(target), output_format=self.output_format, timezone=self.table_timezone,
-                schema=self.table_schema,
-            )  # fmt: skip
-            manifest = Manifest(parts, request)
+            manifest = Manifest(parts, self._request(target, list_request))
             if manifest.load():
                 self.log.info("Resuming from %s: %d exports kept by an earlier try", manifest.path,
                               len(manifest.exports))  # fmt: skip
@@ -213,21 +214,103 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 self.log.info("Removing %s: an earlier try's parts for another request", parts)
                 _remove(parts)
             client = hook.get_conn()
-            timing = PollTiming(self.poll_interval, min(1.0, self.poll_interval), self.max_poll_interval)
+            timing = self._timing()
             deadline = None if self.timeout is None else time.monotonic() + float(self.timeout)
             if manifest.meetings is None:
                 manifest.meetings = self.read_meetings(hook, client, manifest, list_request, timing, deadline)
                 manifest.save()
             self.log.info("%d meetings to export the participants of", len(manifest.meetings))
-            outcome = ParticipantsPipeline(
-                client, manifest, self._landed_parts(parts), lambda export, token: self._land_part(
-                    hook, parts, export, token),
-                user_id_type=self.user_id_type, timing=timing, export_attempts=self.export_attempts,
-                progress_every=self.progress_interval, log=self.log,
-            ).run()  # fmt: skip
+            pipeline = self._pipeline(hook, client, manifest, parts, timing, poll=not self.deferrable)
+            outcome = pipeline.run()
+            waiting = pipeline.waiting()
+            if waiting:  # deferrable: every export is created; one trigger waits for them all
+                self.log.info("Deferring: one trigger waits for %d exports", len(waiting))
+                from airflow_provider_feishu_vc.triggers.attendance import FeishuVCExportsTrigger
+
+                manifest.spent = {"calls": outcome.calls, "seconds": outcome.seconds, "deferred_at": time.time()}
+                manifest.save()
+                self.defer(
+                    trigger=FeishuVCExportsTrigger(
+                        exports=waiting, feishu_vc_conn_id=self.feishu_vc_conn_id, poll_interval=self.poll_interval,
+                        max_poll_interval=self.max_poll_interval, learned=timing.learned[-64:],
+                        deadline=None if self.timeout is None else time.time() + float(self.timeout),
+                    ),
+                    method_name="execute_complete",
+                )  # fmt: skip
             return self.finish(context, hook, target, parts, outcome)
         finally:
             hook.close()
+            self._drop_table()
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired: download every export it saw done, export again those it saw fail."""
+        from airflow_provider_feishu_vc.triggers.feishu_vc import SUCCESS
+
+        if not isinstance(event, dict) or event.get("status") != SUCCESS:
+            message = event.get("message") if isinstance(event, dict) else event
+            raise FeishuVCError(f"Waiting for the participant exports failed: {message}")
+        hook = ParticipantsHook(self.feishu_vc_conn_id)
+        try:
+            target = self.target(context)
+            list_request = None
+            if self.meetings is None:
+                list_request = hook.resolve_export("meeting_list", **self.meeting_list_fields(context))
+            parts = target.parent / f".{target.name}.parts"
+            manifest = Manifest(parts, self._request(target, list_request))
+            if not manifest.load() or manifest.meetings is None:
+                raise FeishuVCError(f"the manifest {manifest.path} of the exports is gone; a retry starts afresh")
+            spent = manifest.spent
+            earlier = dict(spent.get("calls") or {})
+            earlier["status"] = earlier.get("status", 0) + int(event.get("polls") or 0)
+            timing = self._timing()
+            timing.learned.extend(float(seconds) for seconds in event.get("learned") or [])
+            pipeline = self._pipeline(
+                hook, hook.get_conn(), manifest, parts, timing, poll=True, done=dict(event.get("done") or {}),
+                failed=dict(event.get("failed") or {}), earlier_calls=earlier,
+            )  # fmt: skip
+            outcome = pipeline.run()
+            deferred_at = float(spent.get("deferred_at") or time.time())
+            outcome.seconds = float(spent.get("seconds") or 0.0) + (time.time() - deferred_at)
+            return self.finish(context, hook, target, parts, outcome)
+        finally:
+            hook.close()
+            self._drop_table()
+
+    def _drop_table(self) -> None:
+        """Discard the table being written when the try ends without landing it."""
+        table, self._table = self._table, None
+        if table is not None:
+            table.discard()
+
+    def _request(self, target: ObjectStoragePath, list_request: dict[str, Any] | None) -> str:
+        """What tells this run's exports from another's: a retry of the same request resumes them."""
+        return request_fingerprint(
+            meeting_list=list_request, meetings=_source_text(self.meetings), user_id_type=self.user_id_type,
+            target=str(target), output_format=self.output_format, timezone=self.table_timezone,
+            schema=self.table_schema,
+        )  # fmt: skip
+
+    def _timing(self) -> PollTiming:
+        return PollTiming(self.poll_interval, min(1.0, self.poll_interval), self.max_poll_interval)
+
+    def _pipeline(
+        self, hook: ParticipantsHook, client: CountingClient, manifest: Manifest, parts: ObjectStoragePath,
+        timing: PollTiming, **options: Any,
+    ) -> ParticipantsPipeline:  # fmt: skip
+        landed_parts = self._landed_parts(parts)
+        if options.get("poll", True):
+            self._table = IncrementalTable(self.output_format)
+            assert manifest.meetings is not None
+            for meeting in manifest.meetings:
+                if meeting.meeting_no in landed_parts:
+                    with (parts / f"{meeting.meeting_no}.parquet").open("rb") as handle:
+                        self._table.add_file(handle, meeting)
+        return ParticipantsPipeline(
+            client, manifest, landed_parts,
+            lambda export, token: self._land_part(hook, parts, export, token),
+            user_id_type=self.user_id_type, timing=timing, export_attempts=self.export_attempts,
+            progress_every=self.progress_interval, log=self.log, **options,
+        )  # fmt: skip
 
     def read_meetings(
         self,
@@ -298,6 +381,8 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             rows, _ = convert_export(workbook.path, "participant_list", f"{folder}/part.parquet", "parquet",
                                      timezone=self.table_timezone, schema=self.table_schema)  # fmt: skip
             copy_whole(f"{folder}/part.parquet", parts / f"{export.meeting.meeting_no}.parquet")
+            if self._table is not None:
+                self._table.add_file(f"{folder}/part.parquet", export.meeting)
             return rows
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -319,7 +404,13 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 f"{len(unexported)} of {len(outcome.exports)} meetings could not be exported: {listed}"
                 f"{' ...' if len(unexported) > 20 else ''}. Pass allow_partial=True to land the table without them."
             )
-        rows, schema = self._merge(target, parts, landed)
+        table, self._table = self._table, None
+        if table is not None and table.holds({export.meeting.meeting_no for export in landed}):
+            rows, schema = table.land(target, self.overwrite)
+        else:  # a part with columns the contract does not know: merge the parts again, in a schema for all
+            if table is not None:
+                table.discard()
+            rows, schema = self._merge(target, parts, landed)
         if unexported:
             side = target.parent / f"{target.name}{UNEXPORTED_SUFFIX}"
             write_whole(side, json.dumps(unexported, ensure_ascii=False, indent=1).encode())
@@ -396,6 +487,78 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         return OperatorLineage(
             inputs=inputs, outputs=[Dataset(*lineage_name(target), facets={"schema": schema_facet(schema)})]
         )
+
+
+class IncrementalTable:
+    """The table, written while the parts land (one at a time, in landing order), in the contract's schema; a part
+    with other columns stops it (the parts are then merged at the end in a schema that holds them all)."""
+
+    def __init__(self, output_format: str) -> None:
+        import threading
+
+        import pyarrow as pa
+
+        from airflow_provider_feishu_vc.tables.writers import open_writer
+
+        self.schema = pa.schema([*meeting_fields(), *participant_schema()])
+        self.folder = tempfile.mkdtemp(prefix="feishu-vc-participants-")
+        self.path = f"{self.folder}/table.{output_format}"
+        self._writing = open_writer(output_format, self.path, self.schema)
+        self._write = self._writing.__enter__()
+        self._closed = False
+        self.rows = 0
+        self.fits = True
+        self.meetings: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add_file(self, source: Any, meeting: Meeting) -> None:
+        """Append one meeting's part (a local path or an open binary file)."""
+        import pyarrow.parquet as pq
+
+        part = pq.read_table(source)
+        with self._lock:
+            if not self.fits or self._closed or meeting.meeting_no in self.meetings:
+                return
+            if not set(part.column_names) <= set(self.schema.names):
+                self.fits = False
+                return
+            self._write(with_meeting(part, meeting, self.schema))
+            self.rows += part.num_rows
+            self.meetings.add(meeting.meeting_no)
+
+    def holds(self, meeting_numbers: set[str]) -> bool:
+        return self.fits and self.meetings == meeting_numbers
+
+    def _close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._writing.__exit__(None, None, None)
+
+    def land(self, target: ObjectStoragePath, overwrite: bool) -> tuple[int, pa.Schema]:
+        """Close the file and land it at ``target``, whole or not at all."""
+        from airflow_provider_feishu_vc.hooks.landing import Landing
+        from airflow_provider_feishu_vc.hooks.writing import WRITE_BATCH_BYTES
+
+        try:
+            self._close()
+            landing = Landing.for_target(target, overwrite)
+            try:
+                with open(self.path, "rb") as table_file:
+                    shutil.copyfileobj(table_file, landing.open(), WRITE_BATCH_BYTES)
+                landing.finish()
+            except BaseException:
+                landing.abandon()
+                raise
+        finally:
+            self.discard()
+        return self.rows, self.schema
+
+    def discard(self) -> None:
+        try:
+            self._close()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _source_text(meetings: Any) -> Any:

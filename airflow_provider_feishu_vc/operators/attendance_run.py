@@ -113,6 +113,10 @@ class Manifest:
         self.meeting_list_export: str | None = None
         self.meetings: list[Meeting] | None = None
         self.exports: dict[str, str] = {}
+        #: How many exports each meeting has had, over every try and deferral (bounds ``export_attempts``).
+        self.attempts: dict[str, int] = {}
+        #: Calls spent by API, and seconds, before the task deferred (kept here: a deferral's kwargs may be lost).
+        self.spent: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def load(self) -> bool:
@@ -129,6 +133,8 @@ class Manifest:
         meetings = kept.get("meetings")
         self.meetings = None if meetings is None else [Meeting(**meeting) for meeting in meetings]
         self.exports = {str(k): str(v) for k, v in (kept.get("exports") or {}).items()}
+        self.attempts = {str(k): int(v) for k, v in (kept.get("attempts") or {}).items()}
+        self.spent = dict(kept.get("spent") or {})
         return True
 
     def save(self) -> None:
@@ -139,6 +145,8 @@ class Manifest:
                 "meeting_list_export": self.meeting_list_export,
                 "meetings": None if self.meetings is None else [asdict(meeting) for meeting in self.meetings],
                 "exports": dict(self.exports),
+                "attempts": dict(self.attempts),
+                "spent": dict(self.spent),
             }
             write_whole(self.path, json.dumps(document, ensure_ascii=False).encode())
 
@@ -148,6 +156,7 @@ class Manifest:
                 self.exports.pop(meeting_no, None)
             else:
                 self.exports[meeting_no] = export_task_id
+                self.attempts[meeting_no] = self.attempts.get(meeting_no, 0) + 1
         self.save()
 
 
@@ -230,6 +239,10 @@ class ParticipantsPipeline:
         progress_every: float,
         log: Any,
         workers: int = 2,
+        poll: bool = True,
+        done: dict[str, str] | None = None,
+        failed: dict[str, str] | None = None,
+        earlier_calls: dict[str, int] | None = None,
     ) -> None:
         self.client = client
         self.manifest = manifest
@@ -240,6 +253,10 @@ class ParticipantsPipeline:
         self.progress_every = progress_every
         self.log = log
         self.workers = workers
+        #: False: only create (a trigger waits for the exports, see ``triggers/attendance.py``).
+        self.poll = poll
+        self.earlier_calls = earlier_calls or {}
+        done, failed = done or {}, failed or {}
         assert manifest.meetings is not None
         self.exports = [MeetingExport(meeting) for meeting in manifest.meetings]
         self._changed = threading.Condition()
@@ -254,22 +271,32 @@ class ParticipantsPipeline:
             meeting_no = export.meeting.meeting_no
             if meeting_no in landed_parts:
                 export.stage = "landed"
+            elif manifest.exports.get(meeting_no) in done:  # the trigger saw it done
+                export.export_task_id, export.stage = manifest.exports[meeting_no], "ready"
+                export.file_token = done[manifest.exports[meeting_no]]
+                self._to_download.append(export)
+            elif manifest.exports.get(meeting_no) in failed:  # the trigger saw it fail: create it anew
+                export.creates = manifest.attempts.get(meeting_no, 1)
+                self._again(export, failed[manifest.exports[meeting_no]])
             elif meeting_no in manifest.exports:  # created by an earlier try: ask about it now
                 export.export_task_id, export.stage = manifest.exports[meeting_no], "created"
                 export.created_at = self._started - timing.first()
-                self._to_poll.append((self._started, next(self._order), export))
+                if poll:
+                    self._to_poll.append((self._started, next(self._order), export))
             else:
                 self._to_create.append(export)
+            export.creates = max(export.creates, manifest.attempts.get(meeting_no, 0))
         heapq.heapify(self._to_poll)
 
     # -- running ---------------------------------------------------------------------------------------------
 
     def run(self) -> RunOutcome:
+        works = (self._create_one, self._poll_one, self._download_one) if self.poll else (self._create_one,)
         threads = [
             threading.Thread(
                 target=self._guarded, args=(work,), name=f"feishu-vc-{work.__name__}-{number}", daemon=True
             )
-            for work in (self._create_one, self._poll_one, self._download_one)
+            for work in works
             for number in range(self.workers)
         ]
         for thread in threads:
@@ -294,7 +321,17 @@ class ParticipantsPipeline:
         return RunOutcome(self.exports, self.calls(), time.monotonic() - self._started)
 
     def _finished(self) -> bool:
-        return all(export.stage in ("landed", "unexportable", "failed") for export in self.exports)
+        ends = ("landed", "unexportable", "failed") if self.poll else ("created", "landed", "unexportable", "failed")
+        return all(export.stage in ends for export in self.exports)
+
+    def waiting(self) -> dict[str, float]:
+        """The exports created and not yet done, with their create times (wall clock): what a trigger waits for."""
+        offset = time.time() - time.monotonic()
+        return {
+            export.export_task_id: export.created_at + offset
+            for export in self.exports
+            if export.stage == "created" and export.export_task_id is not None
+        }
 
     def _guarded(self, work: Callable[[], bool]) -> None:
         """Run ``work`` until the run stops; the first error stops the run and is raised by :meth:`run`."""
@@ -350,7 +387,8 @@ class ParticipantsPipeline:
         with self._changed:
             export.export_task_id, export.stage, export.polls = export_task_id, "created", 0
             export.created_at = time.monotonic()
-            heapq.heappush(self._to_poll, (export.created_at + self.timing.first(), next(self._order), export))
+            if self.poll:
+                heapq.heappush(self._to_poll, (export.created_at + self.timing.first(), next(self._order), export))
             self._changed.notify_all()
         return True
 
@@ -358,13 +396,16 @@ class ParticipantsPipeline:
         """The export failed or its file is gone: create another, unless the meeting had its attempts."""
         self.manifest.keep_export(export.meeting.meeting_no, None)
         with self._changed:
-            if export.creates >= self.export_attempts:
-                export.stage, export.problem = "failed", f"{why} (after {export.creates} exports)"
-            else:
-                self.log.warning("Meeting %s: %s; exporting it again", export.meeting.meeting_no, why)
-                export.stage, export.export_task_id = "pending", None
-                self._to_create.append(export)
+            self._again(export, why)
             self._changed.notify_all()
+
+    def _again(self, export: MeetingExport, why: str) -> None:
+        if export.creates >= self.export_attempts:
+            export.stage, export.problem = "failed", f"{why} (after {export.creates} exports)"
+        else:
+            self.log.warning("Meeting %s: %s; exporting it again", export.meeting.meeting_no, why)
+            export.stage, export.export_task_id = "pending", None
+            self._to_create.append(export)
 
     # -- status queries --------------------------------------------------------------------------------------
 
@@ -429,7 +470,7 @@ class ParticipantsPipeline:
 
     def calls(self) -> dict[str, int]:
         with self.client._counting:
-            return {kind: self.client.calls.get(kind, 0) for kind in CALL_KINDS}
+            return {kind: self.client.calls.get(kind, 0) + self.earlier_calls.get(kind, 0) for kind in CALL_KINDS}
 
     def report(self) -> None:
         """Log created / ready / landed of N, the calls spent, and when the run should end at its current pace."""

@@ -27,3 +27,5 @@ csv_dag = attendance_dag("feishu_vc_test_attendance_csv", output_format="csv")
 partial_dag = attendance_dag("feishu_vc_test_attendance_partial", allow_partial=True)
 # The meeting list comes from upstream: a file's URI (here from the run's conf).
 upstream_dag = attendance_dag("feishu_vc_test_attendance_upstream", meetings="{{ dag_run.conf['meetings'] }}")
+# One deferral for all the exports: the worker creates them, one trigger waits, the resumed task downloads.
+deferrable_dag = attendance_dag("feishu_vc_test_attendance_deferrable", deferrable=True)
