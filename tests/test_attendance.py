@@ -4,6 +4,7 @@ meeting of its meeting lists."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -22,7 +23,8 @@ from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.emulator import data
 from airflow_provider_feishu_vc.testing.emulator.faults import Fault
 from airflow_provider_feishu_vc.testing.emulator.state import FIRST_TASK_ID
-from tests.conftest import DAGS_FOLDER, load_dag_file
+from tests.conftest import DAGS_FOLDER, S3_CONN_ID, load_dag_file
+from tests.s3 import S3Server
 from tests.tables.test_table_operators import asset_extras, xcoms
 
 EXPORTS = "/open-apis/vc/v1/exports/"
@@ -279,3 +281,19 @@ def test_deferrable_one_trigger_waits_for_every_export(
     # the trigger's status queries are counted with the worker's calls
     assert sum(result["calls"].values()) == emulator.stats()["requests"]
     assert emulator.stats()["requests"] / MEETINGS <= 3.5
+
+
+def test_the_table_lands_in_s3_with_no_part_manifest_or_upload_left(
+    dags: ModuleType, emulator: FeishuVCEmulator, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("AIRFLOW__FEISHU_VC__STORAGE_BASE", f"s3://{S3_CONN_ID}@{bucket}/attendance")
+    run = dags.parquet_dag.test()
+    assert run.state == "success", "".join(capfd.readouterr())[-5000:]
+    [key] = s3_server.keys(bucket)  # the parts and the manifest were there while the task ran, and are gone
+    assert key == f"attendance/{dags.parquet_dag.dag_id}/{run.run_id}/participants/participants.parquet"
+    table = pq.read_table(io.BytesIO(s3_server.read(bucket, key)))
+    assert table.num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+    assert s3_server.pending_uploads(bucket) == []
+    touched = s3_server.touched_keys(bucket)
+    assert any(".participants.parquet.parts/manifest.json" in touched_key for touched_key in touched)

@@ -297,7 +297,8 @@ class ParticipantsPipeline:
                 target=self._guarded, args=(work,), name=f"feishu-vc-{work.__name__}-{number}", daemon=True
             )
             for work in works
-            for number in range(self.workers)
+            # downloads overlap their HTTP with the typing of the file before (one sheet reader serves them all)
+            for number in range(self.workers * (2 if work == self._download_one else 1))
         ]
         for thread in threads:
             thread.start()
