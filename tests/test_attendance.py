@@ -297,3 +297,30 @@ def test_the_table_lands_in_s3_with_no_part_manifest_or_upload_left(
     assert s3_server.pending_uploads(bucket) == []
     touched = s3_server.touched_keys(bucket)
     assert any(".participants.parquet.parts/manifest.json" in touched_key for touched_key in touched)
+
+
+def test_the_exports_trigger_checks_its_arguments_by_name_and_serializes_whole() -> None:
+    from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
+    from airflow_provider_feishu_vc.triggers.attendance import FeishuVCExportsTrigger
+
+    with pytest.raises(FeishuVCConfigError, match="exports: must map export ids"):
+        FeishuVCExportsTrigger(exports={})
+    with pytest.raises(FeishuVCConfigError, match="max_poll_interval: must be a positive number"):
+        FeishuVCExportsTrigger(exports={str(FIRST_TASK_ID): 1.0}, max_poll_interval=0)
+    trigger = FeishuVCExportsTrigger(exports={str(FIRST_TASK_ID): 1.5}, learned=[2.0], deadline=9.0)
+    path, kwargs = trigger.serialize()
+    assert path == "airflow_provider_feishu_vc.triggers.attendance.FeishuVCExportsTrigger"
+    assert FeishuVCExportsTrigger(**kwargs).serialize() == (path, kwargs)
+    assert kwargs["exports"] == {str(FIRST_TASK_ID): 1.5} and kwargs["learned"] == [2.0]
+
+
+def test_operator_options_are_checked_by_name() -> None:
+    from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+
+    with pytest.raises(FeishuVCConfigError, match="output_format: is 'xlsx'; allowed: parquet, csv"):
+        FeishuVCMeetingParticipantsOperator(task_id="p", output_format="xlsx")
+    with pytest.raises(FeishuVCConfigError, match="export_attempts: must be a whole number of at least 1"):
+        FeishuVCMeetingParticipantsOperator(task_id="p", export_attempts=0)
+    with pytest.raises(FeishuVCConfigError, match="poll_interval: must be a positive number of seconds"):
+        FeishuVCMeetingParticipantsOperator(task_id="p", poll_interval=-1)

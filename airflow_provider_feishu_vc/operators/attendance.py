@@ -234,6 +234,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                         exports=waiting, feishu_vc_conn_id=self.feishu_vc_conn_id, poll_interval=self.poll_interval,
                         max_poll_interval=self.max_poll_interval, learned=timing.learned[-64:],
                         deadline=None if self.timeout is None else time.time() + float(self.timeout),
+                        progress_interval=self.progress_interval,
                     ),
                     method_name="execute_complete",
                 )  # fmt: skip

@@ -45,6 +45,7 @@ class FeishuVCExportsTrigger(BaseTrigger):
         max_poll_interval: float = 60.0,
         learned: list[float] | None = None,
         deadline: float | None = None,
+        progress_interval: float = 30.0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call,unused-ignore]  # BaseTrigger has no annotations
         if not isinstance(exports, dict) or not exports:
@@ -55,6 +56,7 @@ class FeishuVCExportsTrigger(BaseTrigger):
         self.max_poll_interval = _positive("max_poll_interval", max_poll_interval)
         self.learned = [float(seconds) for seconds in (learned or [])]
         self.deadline = None if deadline is None else float(deadline)
+        self.progress_interval = _positive("progress_interval", progress_interval)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -66,6 +68,7 @@ class FeishuVCExportsTrigger(BaseTrigger):
                 "max_poll_interval": self.max_poll_interval,
                 "learned": self.learned,
                 "deadline": self.deadline,
+                "progress_interval": self.progress_interval,
             },
         )
 
@@ -78,6 +81,7 @@ class FeishuVCExportsTrigger(BaseTrigger):
         polls = 0
         due = [(created + self._first(), export_task_id) for export_task_id, created in self.exports.items()]
         heapq.heapify(due)
+        next_report = time.monotonic() + self.progress_interval
         try:
             client = await FeishuVCHook(self.feishu_vc_conn_id).aopen_client()
         except FeishuVCError as error:
@@ -88,6 +92,10 @@ class FeishuVCExportsTrigger(BaseTrigger):
                 if self.deadline is not None and time.time() >= self.deadline:
                     yield self._event(TIMEOUT, "not every export was done by the deadline", done, failed, polls)
                     return
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + self.progress_interval
+                    self.log.info("Exports: ready %d / failed %d of %d; %d status queries spent", len(done),
+                                  len(failed), len(self.exports), polls)  # fmt: skip
                 at, export_task_id = heapq.heappop(due)
                 await asyncio.sleep(max(0.0, at - time.time()))
                 polls += 1
