@@ -324,3 +324,61 @@ def test_operator_options_are_checked_by_name() -> None:
         FeishuVCMeetingParticipantsOperator(task_id="p", export_attempts=0)
     with pytest.raises(FeishuVCConfigError, match="poll_interval: must be a positive number of seconds"):
         FeishuVCMeetingParticipantsOperator(task_id="p", poll_interval=-1)
+
+
+CHILD = """
+import sys
+from collections import defaultdict
+from types import SimpleNamespace
+from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+operator = FeishuVCMeetingParticipantsOperator(
+    task_id="participants", destination=sys.argv[1], start_time=int(sys.argv[2]), end_time=int(sys.argv[3]),
+    poll_interval=0.5, max_poll_interval=2.0, progress_interval=1.0,
+)
+result = operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})
+print("RESULT", result["rows"], result["landed_meetings"])
+"""
+
+
+def test_a_try_killed_mid_run_is_resumed_without_a_second_create_or_download(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    emulator.configure(known_meetings_only=True, export_delay=0.3)
+    emulator.inject(Fault.LATENCY, path=DOWNLOAD, times=10_000, seconds=0.4)  # slow files: the kill finds some left
+    target = tmp_path / "participants.parquet"
+    parts = tmp_path / ".participants.parquet.parts"
+    command = [sys.executable, "-c", CHILD, target.as_uri(), str(DAY_START), str(DAY_START + 86_400)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    try:
+        while True:  # every export created, a few parts landed: kill -9
+            assert child.poll() is None and time.monotonic() < deadline, "the first try ended before it was killed"
+            manifest = parts / "manifest.json"
+            kept = json.loads(manifest.read_text()) if manifest.exists() else {}
+            if len(kept.get("exports") or {}) == MEETINGS and len(list(parts.glob("*.parquet"))) >= 3:
+                break
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    landed_before = {path.stem for path in parts.glob("*.parquet")}
+    downloads_before = emulator.count(DOWNLOAD)
+    assert not target.exists() and 3 <= len(landed_before) < MEETINGS
+    emulator.clear_faults()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"{MEETINGS} exports kept by an earlier try" in again.stdout + again.stderr
+    assert emulator.count(MEETINGS_CREATE) == 1 and emulator.count(PARTICIPANTS_CREATE) == MEETINGS  # none twice
+    # each meeting not landed before the kill was downloaded once more; the landed ones were not fetched again
+    assert emulator.count(DOWNLOAD) - downloads_before == MEETINGS - len(landed_before)
+    table = pq.read_table(target)
+    assert set(table.column("meeting_no").to_pylist()) == {meeting_of_the_day(i).meeting_no for i in range(MEETINGS)}
+    assert table.num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+    assert not parts.exists()
