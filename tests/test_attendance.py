@@ -382,3 +382,28 @@ def test_a_try_killed_mid_run_is_resumed_without_a_second_create_or_download(
     assert set(table.column("meeting_no").to_pylist()) == {meeting_of_the_day(i).meeting_no for i in range(MEETINGS)}
     assert table.num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
     assert not parts.exists()
+
+
+def test_exports_that_outlast_the_timeout_fail_the_try_and_leave_the_manifest(
+    emulator: FeishuVCEmulator, connection_env: str, config: object, tmp_path: Path
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from airflow_provider_feishu_vc.client.errors import FeishuVCError
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+
+    with FeishuVCClient(config) as client:  # type: ignore[arg-type]
+        export_task_id = client.create_export("meeting_list", start_time=DAY_START, end_time=DAY_START + 7200)
+        emulator.finish_now()
+        with client.open_download(str(client.get_export(export_task_id).file_token)) as download:
+            (tmp_path / "meetings.xlsx").write_bytes(b"".join(download.chunks))
+    emulator.configure(known_meetings_only=True, export_delay=3600)  # the participant exports never finish
+    operator = FeishuVCMeetingParticipantsOperator(
+        task_id="participants", destination=(tmp_path / "p.parquet").as_uri(),
+        meetings=(tmp_path / "meetings.xlsx").as_uri(), poll_interval=0.2, max_poll_interval=0.5, timeout=2,
+    )  # fmt: skip
+    with pytest.raises(FeishuVCError, match="were not all landed before the timeout"):
+        operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})  # type: ignore[arg-type]
+    kept = json.loads((tmp_path / ".p.parquet.parts" / "manifest.json").read_text())
+    assert len(kept["exports"]) == 2 and not (tmp_path / "p.parquet").exists()  # a retry resumes both exports

@@ -98,7 +98,8 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
     :param max_poll_interval: Longest pause between status queries of one export (default 60).
     :param export_attempts: Exports per meeting at most, when Feishu reports them failed (default 3).
     :param progress_interval: Seconds between progress lines in the log (default 30).
-    :param timeout: Seconds the waits may take (default 6 hours); then the try fails, and a retry resumes.
+    :param timeout: Seconds a try may wait for Feishu (default 6 hours; each resumption after a deferral anew); then
+        the try fails, and a retry resumes.
     :param deferrable: Wait for the exports in the triggerer (default ``[operators] default_deferrable``).
     :param feishu_vc_conn_id: The ``feishu_vc`` connection.
     """
@@ -220,7 +221,9 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 manifest.meetings = self.read_meetings(hook, client, manifest, list_request, timing, deadline)
                 manifest.save()
             self.log.info("%d meetings to export the participants of", len(manifest.meetings))
-            pipeline = self._pipeline(hook, client, manifest, parts, timing, poll=not self.deferrable)
+            pipeline = self._pipeline(
+                hook, client, manifest, parts, timing, poll=not self.deferrable, deadline=deadline
+            )
             outcome = pipeline.run()
             waiting = pipeline.waiting()
             if waiting:  # deferrable: every export is created; one trigger waits for them all
@@ -268,6 +271,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             pipeline = self._pipeline(
                 hook, hook.get_conn(), manifest, parts, timing, poll=True, done=dict(event.get("done") or {}),
                 failed=dict(event.get("failed") or {}), earlier_calls=earlier,
+                deadline=None if self.timeout is None else time.monotonic() + float(self.timeout),
             )  # fmt: skip
             outcome = pipeline.run()
             deferred_at = float(spent.get("deferred_at") or time.time())

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import statistics
-import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -100,6 +99,11 @@ class CountingClient(FeishuVCClient):
         with self._counting:
             self.calls[kind] += 1
         return super()._send(request)
+
+    def spent(self) -> dict[str, int]:
+        """Requests sent so far, by API (every one of :data:`CALL_KINDS`)."""
+        with self._counting:
+            return {kind: self.calls.get(kind, 0) for kind in CALL_KINDS}
 
 
 class Manifest:
@@ -243,6 +247,7 @@ class ParticipantsPipeline:
         done: dict[str, str] | None = None,
         failed: dict[str, str] | None = None,
         earlier_calls: dict[str, int] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.client = client
         self.manifest = manifest
@@ -256,6 +261,8 @@ class ParticipantsPipeline:
         #: False: only create (a trigger waits for the exports, see ``triggers/attendance.py``).
         self.poll = poll
         self.earlier_calls = earlier_calls or {}
+        #: ``time.monotonic()`` after which the run gives up (the try fails; a retry resumes).
+        self.deadline = deadline
         done, failed = done or {}, failed or {}
         assert manifest.meetings is not None
         self.exports = [MeetingExport(meeting) for meeting in manifest.meetings]
@@ -310,6 +317,8 @@ class ParticipantsPipeline:
                     if time.monotonic() >= next_report:
                         self.report()
                         next_report = time.monotonic() + self.progress_every
+                    if self.deadline is not None and time.monotonic() > self.deadline:
+                        self._error = FeishuVCError("the participant exports were not all landed before the timeout")
         finally:
             with self._changed:
                 self._stop = True
@@ -470,8 +479,8 @@ class ParticipantsPipeline:
     # -- progress --------------------------------------------------------------------------------------------
 
     def calls(self) -> dict[str, int]:
-        with self.client._counting:
-            return {kind: self.client.calls.get(kind, 0) + self.earlier_calls.get(kind, 0) for kind in CALL_KINDS}
+        spent = self.client.spent()
+        return {kind: spent[kind] + self.earlier_calls.get(kind, 0) for kind in CALL_KINDS}
 
     def report(self) -> None:
         """Log created / ready / landed of N, the calls spent, and when the run should end at its current pace."""
@@ -495,7 +504,3 @@ class ParticipantsPipeline:
             created, ready, stages["landed"], total, stages["unexportable"], stages["failed"], sum(calls.values()),
             ", ".join(f"{kind} {count}" for kind, count in calls.items()), expected,
         )  # fmt: skip
-
-
-def temporary_folder() -> str:
-    return tempfile.mkdtemp(prefix="feishu-vc-participants-")
