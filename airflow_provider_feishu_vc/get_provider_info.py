@@ -103,7 +103,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_feishu_vc.sensors.feishu_vc"]}
         ],
         "triggers": [
-            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_feishu_vc.triggers.feishu_vc"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_feishu_vc.triggers.feishu_vc",
+                    "airflow_provider_feishu_vc.triggers.attendance",
+                ],
+            }
         ],
         "filesystems": ["airflow_provider_feishu_vc.fs.memory"],
         "connection-types": [
