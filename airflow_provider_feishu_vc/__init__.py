@@ -15,6 +15,7 @@ __version__ = "1.0.0"
 
 if TYPE_CHECKING:
     from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
     from airflow_provider_feishu_vc.operators.feishu_vc import (
         FeishuVCCreateExportOperator,
         FeishuVCDownloadExportOperator,
@@ -29,6 +30,7 @@ _LAZY = {
     "FeishuVCExportOperator": "airflow_provider_feishu_vc.operators.feishu_vc",
     "FeishuVCCreateExportOperator": "airflow_provider_feishu_vc.operators.feishu_vc",
     "FeishuVCDownloadExportOperator": "airflow_provider_feishu_vc.operators.feishu_vc",
+    "FeishuVCMeetingParticipantsOperator": "airflow_provider_feishu_vc.operators.attendance",
     "FeishuVCExportSensor": "airflow_provider_feishu_vc.sensors.feishu_vc",
     "FeishuVCExportTrigger": "airflow_provider_feishu_vc.triggers.feishu_vc",
 }
@@ -40,6 +42,7 @@ __all__ = [
     "FeishuVCExportSensor",
     "FeishuVCExportTrigger",
     "FeishuVCHook",
+    "FeishuVCMeetingParticipantsOperator",
     "__version__",
 ]
 

@@ -91,13 +91,25 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["airflow_provider_feishu_vc.hooks.feishu_vc"]}],
         "operators": [
-            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_feishu_vc.operators.feishu_vc"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_feishu_vc.operators.feishu_vc",
+                    "airflow_provider_feishu_vc.operators.attendance",
+                ],
+            }
         ],
         "sensors": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_feishu_vc.sensors.feishu_vc"]}
         ],
         "triggers": [
-            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_feishu_vc.triggers.feishu_vc"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "airflow_provider_feishu_vc.triggers.feishu_vc",
+                    "airflow_provider_feishu_vc.triggers.attendance",
+                ],
+            }
         ],
         "filesystems": ["airflow_provider_feishu_vc.fs.memory"],
         "connection-types": [

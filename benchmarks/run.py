@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from airflow_provider_feishu_vc.hooks import s3_upload
-from benchmarks import download, imports, sharing, tables, waiting
+from benchmarks import attendance, download, imports, sharing, tables, waiting
 
 ROWS: list[tuple[str, str, str, str, str]] = []
 #: Half of the 50 ms a triggerer's loop may stand still, so that a machine twice as slow still holds 50 ms.
@@ -259,6 +259,23 @@ def bench_tables(sizes: list[int], repeats: int, large_repeats: int) -> None:
                 ours.median_peak_mib < 1024)  # fmt: skip
 
 
+def bench_attendance(sizes: list[int], window: float) -> None:
+    """A day's participants from one task (issue #38): wall time against the rate-limit bound, calls per exported
+    meeting, peak memory growth; 100 calls per ``window`` seconds per API (6 s: Feishu's minute, ten times faster)."""
+    for meetings in sizes:
+        case = attendance.run_case(meetings, window)
+        section = f"attendance N={meetings} ({100} calls / {window:g} s per API, builds {attendance.BUILD_SECONDS:g} s)"
+        times = case["wall_s"] / case["bound_s"]
+        row(section, "wall time / rate-limit bound (goal <= 1.2x)",
+            f"{case['wall_s']:.1f} s / {case['bound_s']:.1f} s = {times:.2f}x", "", times <= 1.2)  # fmt: skip
+        row(section, "API calls per exported meeting, tokens included (goal <= 3.5)",
+            f"{case['calls_per_meeting']:.2f} ({case['requests']} calls, {case['refused']} refused)", "",
+            case["calls_per_meeting"] <= 3.5)  # fmt: skip
+        if meetings >= 1000:
+            row(section, "peak memory growth of the task (goal < 256 MiB)", f"{case['peak_rss_growth_mib']:.0f} MiB",
+                "", case["peak_rss_growth_mib"] < 256)  # fmt: skip
+
+
 def bench_imports() -> None:
     measured = imports.run()
     row(
@@ -309,6 +326,9 @@ def main() -> int:
     parser.add_argument(
         "--baseline-sizes", default="100", help="sizes that also run the baseline once (3000: ~15 min, 5 GB)"
     )
+    parser.add_argument(
+        "--attendance", default="300,1000", help="meetings of the one-task attendance cases; empty to skip"
+    )
     parser.add_argument("--load-one-core", action="store_true", help="keep one core busy with a CPU-bound process")
     parser.add_argument("--skip-waiting", action="store_true")
     parser.add_argument("--skip-sharing", action="store_true", help="skip two processes on one limit (~6 min)")
@@ -334,6 +354,8 @@ def main() -> int:
             bench_downloads([int(x) for x in args.downloads.split(",") if x])
         if args.tables:
             bench_tables([int(x) for x in args.tables.split(",") if x], args.repeats, args.large_table_repeats)
+        if args.attendance:
+            bench_attendance([int(x) for x in args.attendance.split(",") if x], 6.0)
     finally:
         if load is not None:
             load.kill()

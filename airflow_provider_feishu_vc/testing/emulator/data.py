@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 HEADER_STYLES = ("documented", "newer", "english")
@@ -175,17 +176,34 @@ def rows(
         yield [record.get(field, "") for field in fields]
 
 
-def _meeting(index: int, start: int, body: Mapping[str, Any], every: int, english: bool) -> dict[str, str]:
+@dataclass(frozen=True)
+class ListedMeeting:
+    """A meeting a meeting_list export holds: what a participant_list export of it must name, and its attendance."""
+
+    meeting_no: str
+    start: int
+    end: int
+    participants: int
+
+
+def listed_meeting(index: int, start: int, body: Mapping[str, Any], every: int) -> ListedMeeting:
+    """Row ``index`` of a meeting_list export of ``body`` (the one place its number, times and head count are made)."""
     begins = start + index * every
     length = 1800 + (index % 5) * 600
     meeting_no = str(body.get("meeting_no") or _number(str(begins)))
+    return ListedMeeting(meeting_no, begins, begins + length, 3 + index % 9)
+
+
+def _meeting(index: int, start: int, body: Mapping[str, Any], every: int, english: bool) -> dict[str, str]:
+    listed = listed_meeting(index, start, body, every)
+    begins, length, meeting_no = listed.start, listed.end - listed.start, listed.meeting_no
     return {
         "meeting_id": meeting_no, "is_external": _yes(index % 7 == 0, english),
         "meeting_topic": f"周例会 #{index + 1}", "meeting_type": "视频会议", "organizer": f"用户 {index % 7}",
         "department": "研发部", "user_id": f"ou_{_number(str(index), 12)}", "employee_id": _number(f"e{index}", 6),
         "email": f"user{index % 7}@example.com", "mobile": f"+86 138{_number(f'm{index}', 8)}",
         "meeting_start_time": feishu_time(begins), "meeting_end_time": feishu_time(begins + length),
-        "meeting_duration": feishu_duration(length), "number_of_participants": str(3 + index % 9),
+        "meeting_duration": feishu_duration(length), "number_of_participants": str(listed.participants),
         "number_of_devices": str(4 + index % 9), "audio": _yes(True, english), "video": _yes(index % 2 == 0, english),
         "sharing": _yes(index % 3 == 0, english), "recording": _yes(index % 4 == 0, english),
         "telephone": _yes(False, english),

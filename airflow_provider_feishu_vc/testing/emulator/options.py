@@ -36,6 +36,14 @@ class EmulatorOptions:
     authorization_code: str = _option("emulator-auth-code", "the authorization code a user's login hands out (once)")
     meeting_every: int = _option(3600, "a meeting_list export holds one meeting every this many seconds")
     rows: int | None = _option(None, "force the data rows of every export")
+    known_meetings_only: bool = _option(
+        False,
+        "a participant_list export is only for a meeting a meeting_list export listed, at its times (else 121004, as "
+        "Feishu answers for a meeting it does not have); off: any meeting number is served",
+    )
+    failing_meetings: str = _option(
+        "", "meetings whose participant_list create fails: 'meeting_no:code,...' with code 121004 or 121005"
+    )
     header_style: str = _option(
         "documented",
         "headers of the files: documented (Chinese, as Feishu documents them), newer, english (Lark's labels)",

@@ -108,6 +108,8 @@ class TenantState:
             self._by_file_token: dict[str, ExportJob] = {}
             self._windows: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
             self._task_ids = itertools.count(FIRST_TASK_ID)
+            #: Every meeting a meeting_list export listed, by meeting number: what participant_list exports find.
+            self.meetings: dict[str, data.ListedMeeting] = {}
         for leftover in self._files.iterdir():
             leftover.unlink()
 
@@ -230,6 +232,10 @@ class TenantState:
 
     def create_export(self, kind: str, body: dict[str, Any]) -> ExportJob:
         check_export(kind, body)
+        if kind == "meeting_list":
+            self._list_meetings(body)
+        elif kind == "participant_list":
+            self._check_meeting(body)
         seconds = self.options.export_seconds(random.uniform)
         with self._lock:
             task_id = str(next(self._task_ids))
@@ -244,6 +250,43 @@ class TenantState:
             self.exports[task_id] = job
             self._by_file_token[job.file_token] = job
         return job
+
+    def _list_meetings(self, body: dict[str, Any]) -> None:
+        """Remember the meetings this meeting_list export holds (a filtered list names no new meeting)."""
+        if body.get("meeting_no") or body.get("user_id") or body.get("room_id") or body.get("meeting_type"):
+            return
+        every = self.options.meeting_every
+        count = self.options.rows if self.options.rows is not None else data.row_count("meeting_list", body, every)
+        listed = [data.listed_meeting(index, int(body["start_time"]), body, every) for index in range(count)]
+        with self._lock:
+            self.meetings.update((meeting.meeting_no, meeting) for meeting in listed)
+
+    def failing_meetings(self) -> dict[str, int]:
+        """``failing_meetings`` as {meeting_no: code}; a code other than 121004 / 121005 is refused."""
+        failing: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in self.options.failing_meetings.split(","))):
+            meeting_no, _, code = item.partition(":")
+            if code not in ("121004", "121005"):
+                raise ValueError(f"failing_meetings: {item!r} is not 'meeting_no:121004' or 'meeting_no:121005'")
+            failing[meeting_no.strip()] = int(code)
+        return failing
+
+    def _check_meeting(self, body: dict[str, Any]) -> None:
+        """Refuse a participant_list export of a meeting the tenant does not have (121004) or may not read (121005):
+        with ``known_meetings_only``, one no meeting list named, or at other times than it had."""
+        meeting_no = str(body["meeting_no"])
+        code = self.failing_meetings().get(meeting_no)
+        if code == 121005:
+            raise FeishuError(403, 121005, "no permission")
+        if code == 121004:
+            raise FeishuError(404, 121004, "data not exist")
+        if not self.options.known_meetings_only:
+            return
+        with self._lock:
+            meeting = self.meetings.get(meeting_no)
+        begins, ends = int(body["meeting_start_time"]), int(body["meeting_end_time"])
+        if meeting is None or begins > meeting.start or ends < meeting.end:
+            raise FeishuError(404, 121004, "data not exist")
 
     def status(self, task_id: str, origin: str) -> dict[str, Any]:
         if not task_id.isdigit():
@@ -276,6 +319,9 @@ class TenantState:
             if job.path is not None:
                 return job.path
             count = self.options.rows
+            listed = self.meetings.get(str(job.body.get("meeting_no"))) if job.kind == "participant_list" else None
+            if count is None and listed is not None and not (job.body.get("user_id") or job.body.get("room_id")):
+                count = listed.participants
             if count is None:
                 count = data.row_count(job.kind, job.body, self.options.meeting_every)
             path = self._files / f"{job.task_id}.xlsx"

@@ -1,0 +1,409 @@
+"""Every meeting's participants of a day as one table, from one task (FeishuVCMeetingParticipantsOperator), run as
+real DAG runs (dag.test) against the emulator over HTTP; and the emulator's participant lists that must name a
+meeting of its meeting lists."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError
+from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+from airflow_provider_feishu_vc.operators.attendance import MEETING_COLUMNS, participant_schema
+from airflow_provider_feishu_vc.tables import read_export
+from airflow_provider_feishu_vc.testing import FeishuVCEmulator
+from airflow_provider_feishu_vc.testing.emulator import data
+from airflow_provider_feishu_vc.testing.emulator.faults import Fault
+from airflow_provider_feishu_vc.testing.emulator.state import FIRST_TASK_ID
+from tests.conftest import DAGS_FOLDER, S3_CONN_ID, load_dag_file
+from tests.s3 import S3Server
+from tests.tables.test_table_operators import asset_extras, xcoms
+
+EXPORTS = "/open-apis/vc/v1/exports/"
+PARTICIPANTS_CREATE = EXPORTS + "participant_list"
+MEETINGS_CREATE = EXPORTS + "meeting_list"
+DOWNLOAD = EXPORTS + "download"
+#: 2026-11-23 00:00 in Shanghai: the DAGs' day, one meeting an hour in the emulator.
+DAY_START = 1_795_363_200
+MEETINGS = 24
+
+
+def meeting_of_the_day(index: int) -> data.ListedMeeting:
+    return data.listed_meeting(index, DAY_START, {}, 3600)
+
+
+@pytest.fixture
+def dags(
+    airflow_db: str, emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ModuleType:
+    monkeypatch.setenv("AIRFLOW__FEISHU_VC__STORAGE_BASE", tmp_path.as_uri())
+    emulator.configure(known_meetings_only=True, export_delay=0.3)
+    shutil.copy(Path(__file__).parent / "dags" / "attendance_test_dags.py", DAGS_FOLDER)
+    return load_dag_file("attendance_test_dags.py")
+
+
+def landed(tmp_path: Path, dag_id: str) -> list[Path]:
+    return sorted(path for path in (tmp_path / dag_id).rglob("*") if path.is_file())
+
+
+def participant_exports(emulator: FeishuVCEmulator) -> dict[str, str]:
+    """meeting_no -> the id of the participant_list export of that meeting (the last one, if several)."""
+    return {
+        job.body["meeting_no"]: task_id
+        for task_id, job in emulator.state.exports.items()
+        if job.kind == "participant_list"
+    }
+
+
+# -- the emulator --------------------------------------------------------------------------------------------
+
+
+def test_the_emulator_serves_participants_only_of_meetings_its_meeting_lists_hold(
+    emulator: FeishuVCEmulator, config: object
+) -> None:
+    emulator.configure(known_meetings_only=True, export_delay=0)
+    first = meeting_of_the_day(0)
+    meeting = {"meeting_no": first.meeting_no, "meeting_start_time": first.start, "meeting_end_time": first.end}
+    with FeishuVCClient(config) as client:  # type: ignore[arg-type]
+        with pytest.raises(FeishuVCAPIError) as unknown:  # no meeting list named it yet
+            client.create_export("participant_list", **meeting)
+        assert unknown.value.code == 121004
+        client.create_export("meeting_list", start_time=DAY_START, end_time=DAY_START + 86_400)
+        export_task_id = client.create_export("participant_list", **meeting)
+        with pytest.raises(FeishuVCAPIError) as elsewhen:  # the same number at other times is no meeting
+            client.create_export("participant_list", **{**meeting, "meeting_start_time": first.start + 60})
+        assert elsewhen.value.code == 121004
+        emulator.configure(failing_meetings=f"{first.meeting_no}:121005")
+        with pytest.raises(FeishuVCAPIError) as refused:
+            client.create_export("participant_list", **meeting)
+        assert refused.value.code == 121005
+        task = client.get_export(export_task_id)
+        with client.open_download(str(task.file_token)) as download:
+            workbook = b"".join(download.chunks)
+    table = read_export(workbook, "participant_list")
+    assert table.num_rows == first.participants  # as many as the meeting list says
+    joined = table.column("join_time").to_pylist()
+    assert all(first.start <= moment.timestamp() <= first.end for moment in joined)
+
+
+def test_each_export_api_has_its_own_rate_window(emulator: FeishuVCEmulator, config: object) -> None:
+    emulator.configure(rate_limit=2, rate_window=60, export_delay=0)
+    with FeishuVCClient(config, policy=None) as client:  # type: ignore[arg-type]
+        client.create_export("meeting_list", start_time=DAY_START, end_time=DAY_START + 86_400)
+        client.create_export("meeting_list", start_time=DAY_START, end_time=DAY_START + 86_400)
+        first = meeting_of_the_day(0)
+        # the participant create, the status query and the download each still have their 2 of the window
+        export_task_id = client.create_export(
+            "participant_list", meeting_no=first.meeting_no, meeting_start_time=first.start,
+            meeting_end_time=first.end,
+        )  # fmt: skip
+        client.get_export(export_task_id)
+    assert emulator.count(status=429) == 0
+    import httpx
+
+    token = client.access_token()
+    answer = httpx.post(
+        emulator.url + MEETINGS_CREATE, headers={"Authorization": f"Bearer {token}"},
+        json={"start_time": str(DAY_START), "end_time": str(DAY_START + 3600)},
+    )  # fmt: skip
+    assert answer.status_code == 429 and answer.json()["code"] == 99991400
+    assert float(answer.headers["x-ogw-ratelimit-reset"]) > 0
+
+
+# -- the operator --------------------------------------------------------------------------------------------
+
+
+def test_one_task_lands_the_union_of_every_meetings_participants(
+    dags: ModuleType, emulator: FeishuVCEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = dags.parquet_dag.test()
+    output = "".join(capfd.readouterr())
+    assert run.state == "success", output[-5000:]
+    [table_file] = landed(tmp_path, dags.parquet_dag.dag_id)  # the table alone: no part, manifest or temporary file
+    assert table_file.name == "participants.parquet"
+    table = pq.read_table(table_file)
+    exports = participant_exports(emulator)
+    assert len(exports) == MEETINGS and emulator.count(PARTICIPANTS_CREATE) == MEETINGS
+    # Types: the meeting's columns, then the participant contract's, as a typed participant table has them.
+    expected_schema = pa.schema([*[table.schema.field(name) for name in MEETING_COLUMNS], *participant_schema()])
+    assert table.schema.names == [*MEETING_COLUMNS, *participant_schema().names]
+    assert table.schema.equals(expected_schema) and str(table.schema.field("meeting_start_time").type) == (
+        "timestamp[us, tz=UTC]"
+    )
+    # Rows: exactly each meeting's own file, read on its own, with that meeting's numbers and times in front.
+    total = 0
+    for index in range(MEETINGS):
+        meeting = meeting_of_the_day(index)
+        own = read_export(emulator.export(exports[meeting.meeting_no]).path, "participant_list")
+        rows = table.filter(pa.compute.equal(table.column("meeting_no"), meeting.meeting_no))
+        assert rows.drop_columns(list(MEETING_COLUMNS)).to_pylist() == own.cast(participant_schema()).to_pylist()
+        assert rows.num_rows == meeting.participants
+        assert {r["meeting_id"] for r in rows.to_pylist()} == {meeting.meeting_no}
+        assert {r["meeting_topic"] for r in rows.to_pylist()} == {f"周例会 #{index + 1}"}
+        assert {r["meeting_start_time"].timestamp() for r in rows.to_pylist()} == {meeting.start}
+        assert {r["meeting_end_time"].timestamp() for r in rows.to_pylist()} == {meeting.end}
+        total += rows.num_rows
+    assert total == table.num_rows
+    result = xcoms(dags.parquet_dag.dag_id, run.run_id)["participants"]
+    assert isinstance(result, dict)
+    assert result["rows"] == table.num_rows and result["meetings"] == result["landed_meetings"] == MEETINGS
+    assert result["unexported"] == []
+    [extra] = asset_extras(dags.parquet_dag.dag_id)
+    assert extra["uri"] == result["uri"] == f"file://{table_file}" and extra["rows"] == table.num_rows
+    assert f"landed {MEETINGS} of {MEETINGS} meetings" in output  # the progress line at the end
+
+
+def test_calls_per_exported_meeting_are_counted_and_at_most_three_and_a_half(
+    dags: ModuleType, emulator: FeishuVCEmulator
+) -> None:
+    run = dags.parquet_dag.test()
+    assert run.state == "success"
+    result = xcoms(dags.parquet_dag.dag_id, run.run_id)["participants"]
+    assert isinstance(result, dict)
+    # Every request the emulator saw (tokens, the meeting list, creates, status queries, downloads) is counted.
+    assert sum(result["calls"].values()) == emulator.stats()["requests"]
+    assert result["calls"]["create"] == MEETINGS + 1 and result["calls"]["download"] == MEETINGS + 1
+    assert emulator.stats()["requests"] / MEETINGS <= 3.5
+    assert result["calls_per_exported_meeting"] == pytest.approx(emulator.stats()["requests"] / MEETINGS, abs=1e-3)
+
+
+def test_a_retry_reuses_every_export_and_part_an_earlier_try_left(
+    dags: ModuleType, emulator: FeishuVCEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The first try dies at the tenth participant export's first status query (a refusal no retry fixes), after
+    # it created exports and landed parts; the retry must create none of them again, nor download a part again.
+    tenth = str(FIRST_TASK_ID + 10)
+    emulator.inject(Fault.HTTP_ERROR, path=EXPORTS + tenth, status=400, code=121002)
+    run = dags.parquet_dag.test()
+    output = "".join(capfd.readouterr())
+    assert run.state == "success", output[-5000:]
+    assert "Resuming from" in output  # a second try ran, from the manifest
+    assert emulator.count(MEETINGS_CREATE) == 1
+    assert emulator.count(PARTICIPANTS_CREATE) == MEETINGS  # no export created twice
+    assert emulator.count(DOWNLOAD) == MEETINGS + 1  # no file downloaded twice
+    [table_file] = landed(tmp_path, dags.parquet_dag.dag_id)
+    table = pq.read_table(table_file)
+    assert set(table.column("meeting_no").to_pylist()) == {meeting_of_the_day(i).meeting_no for i in range(MEETINGS)}
+    assert table.num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+
+
+def test_a_failed_export_is_created_again_within_the_run_and_a_given_meeting_list_is_used(
+    dags: ModuleType, emulator: FeishuVCEmulator, config: object, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The meeting list comes from upstream (a file Feishu exported earlier), so the task exports no list itself.
+    with FeishuVCClient(config) as client:  # type: ignore[arg-type]
+        export_task_id = client.create_export("meeting_list", start_time=DAY_START, end_time=DAY_START + 86_400)
+        emulator.finish_now()
+        with client.open_download(str(client.get_export(export_task_id).file_token)) as download:
+            (tmp_path / "meetings.xlsx").write_bytes(b"".join(download.chunks))
+    emulator.state.fail_next = ["export failed: internal error"]  # the first participant export fails
+    run = dags.upstream_dag.test(run_conf={"meetings": (tmp_path / "meetings.xlsx").as_uri()})
+    output = "".join(capfd.readouterr())
+    assert run.state == "success", output[-5000:]
+    assert "failed: export failed: internal error; exporting it again" in output
+    assert emulator.count(MEETINGS_CREATE) == 1  # the upstream one only
+    assert emulator.count(PARTICIPANTS_CREATE) == MEETINGS + 1  # the failed one, once more
+    [table_file] = landed(tmp_path, dags.upstream_dag.dag_id)
+    assert pq.read_table(table_file).num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+
+
+@pytest.mark.parametrize("allow_partial", [False, True])
+def test_a_meeting_feishu_cannot_export_fails_the_task_unless_partial_tables_are_allowed(
+    dags: ModuleType,
+    emulator: FeishuVCEmulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    allow_partial: bool,
+) -> None:
+    refused, missing = meeting_of_the_day(2), meeting_of_the_day(5)
+    emulator.configure(failing_meetings=f"{refused.meeting_no}:121005,{missing.meeting_no}:121004")
+    dag = dags.partial_dag if allow_partial else dags.parquet_dag
+    run = dag.test()
+    output = "".join(capfd.readouterr())
+    files = landed(tmp_path, dag.dag_id)
+    if not allow_partial:
+        assert run.state == "failed"
+        assert "2 of 24 meetings could not be exported" in output and refused.meeting_no in output
+        assert not [path for path in files if path.name == "participants.parquet"]  # no table without them
+        # every other meeting was exported once: both tries created no export twice
+        assert len(set(participant_exports(emulator))) == MEETINGS - 2
+        assert emulator.count(PARTICIPANTS_CREATE, status=200) == MEETINGS - 2
+        return
+    assert run.state == "success", output[-5000:]
+    table_file, unexported_file = files
+    assert unexported_file.name == "participants.parquet.unexported.json"
+    listed = {item["meeting_no"]: item["code"] for item in json.loads(unexported_file.read_text())}
+    assert listed == {refused.meeting_no: 121005, missing.meeting_no: 121004}
+    table = pq.read_table(table_file)
+    assert set(table.column("meeting_no").to_pylist()) == {
+        meeting_of_the_day(i).meeting_no for i in range(MEETINGS) if i not in (2, 5)
+    }
+    result = xcoms(dag.dag_id, run.run_id)["participants"]
+    assert isinstance(result, dict) and {item["meeting_no"] for item in result["unexported"]} == set(listed)
+
+
+def test_the_table_lands_as_csv_with_the_meeting_columns(
+    dags: ModuleType, emulator: FeishuVCEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    run = dags.csv_dag.test()
+    assert run.state == "success", "".join(capfd.readouterr())[-5000:]
+    [table_file] = landed(tmp_path, dags.csv_dag.dag_id)
+    with open(table_file, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[: len(MEETING_COLUMNS)] == list(MEETING_COLUMNS)
+    assert len(rows) == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+    assert rows[0]["meeting_start_time"].endswith("Z") and os.path.basename(table_file) == "participants.csv"
+
+
+def test_deferrable_one_trigger_waits_for_every_export(
+    dags: ModuleType, emulator: FeishuVCEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = dags.deferrable_dag.test()
+    output = "".join(capfd.readouterr())
+    assert run.state == "success", output[-5000:]
+    assert output.count(f"Deferring: one trigger waits for {MEETINGS} exports") == 1
+    assert emulator.count(PARTICIPANTS_CREATE) == MEETINGS and emulator.count(DOWNLOAD) == MEETINGS + 1
+    [table_file] = landed(tmp_path, dags.deferrable_dag.dag_id)
+    table = pq.read_table(table_file)
+    assert table.num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+    result = xcoms(dags.deferrable_dag.dag_id, run.run_id)["participants"]
+    assert isinstance(result, dict) and result["landed_meetings"] == MEETINGS
+    # the trigger's status queries are counted with the worker's calls
+    assert sum(result["calls"].values()) == emulator.stats()["requests"]
+    assert emulator.stats()["requests"] / MEETINGS <= 3.5
+
+
+def test_the_table_lands_in_s3_with_no_part_manifest_or_upload_left(
+    dags: ModuleType, emulator: FeishuVCEmulator, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("AIRFLOW__FEISHU_VC__STORAGE_BASE", f"s3://{S3_CONN_ID}@{bucket}/attendance")
+    run = dags.parquet_dag.test()
+    assert run.state == "success", "".join(capfd.readouterr())[-5000:]
+    [key] = s3_server.keys(bucket)  # the parts and the manifest were there while the task ran, and are gone
+    assert key == f"attendance/{dags.parquet_dag.dag_id}/{run.run_id}/participants/participants.parquet"
+    table = pq.read_table(io.BytesIO(s3_server.read(bucket, key)))
+    assert table.num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+    assert s3_server.pending_uploads(bucket) == []
+    touched = s3_server.touched_keys(bucket)
+    assert any(".participants.parquet.parts/manifest.json" in touched_key for touched_key in touched)
+
+
+def test_the_exports_trigger_checks_its_arguments_by_name_and_serializes_whole() -> None:
+    from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
+    from airflow_provider_feishu_vc.triggers.attendance import FeishuVCExportsTrigger
+
+    with pytest.raises(FeishuVCConfigError, match="exports: must map export ids"):
+        FeishuVCExportsTrigger(exports={})
+    with pytest.raises(FeishuVCConfigError, match="max_poll_interval: must be a positive number"):
+        FeishuVCExportsTrigger(exports={str(FIRST_TASK_ID): 1.0}, max_poll_interval=0)
+    trigger = FeishuVCExportsTrigger(exports={str(FIRST_TASK_ID): 1.5}, learned=[2.0], deadline=9.0)
+    path, kwargs = trigger.serialize()
+    assert path == "airflow_provider_feishu_vc.triggers.attendance.FeishuVCExportsTrigger"
+    assert FeishuVCExportsTrigger(**kwargs).serialize() == (path, kwargs)
+    assert kwargs["exports"] == {str(FIRST_TASK_ID): 1.5} and kwargs["learned"] == [2.0]
+
+
+def test_operator_options_are_checked_by_name() -> None:
+    from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+
+    with pytest.raises(FeishuVCConfigError, match="output_format: is 'xlsx'; allowed: parquet, csv"):
+        FeishuVCMeetingParticipantsOperator(task_id="p", output_format="xlsx")
+    with pytest.raises(FeishuVCConfigError, match="export_attempts: must be a whole number of at least 1"):
+        FeishuVCMeetingParticipantsOperator(task_id="p", export_attempts=0)
+    with pytest.raises(FeishuVCConfigError, match="poll_interval: must be a positive number of seconds"):
+        FeishuVCMeetingParticipantsOperator(task_id="p", poll_interval=-1)
+
+
+CHILD = """
+import sys
+from collections import defaultdict
+from types import SimpleNamespace
+from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+operator = FeishuVCMeetingParticipantsOperator(
+    task_id="participants", destination=sys.argv[1], start_time=int(sys.argv[2]), end_time=int(sys.argv[3]),
+    poll_interval=0.5, max_poll_interval=2.0, progress_interval=1.0,
+)
+result = operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})
+print("RESULT", result["rows"], result["landed_meetings"])
+"""
+
+
+def test_a_try_killed_mid_run_is_resumed_without_a_second_create_or_download(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    emulator.configure(known_meetings_only=True, export_delay=0.3)
+    emulator.inject(Fault.LATENCY, path=DOWNLOAD, times=10_000, seconds=0.4)  # slow files: the kill finds some left
+    target = tmp_path / "participants.parquet"
+    parts = tmp_path / ".participants.parquet.parts"
+    command = [sys.executable, "-c", CHILD, target.as_uri(), str(DAY_START), str(DAY_START + 86_400)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    try:
+        while True:  # every export created, a few parts landed: kill -9
+            assert child.poll() is None and time.monotonic() < deadline, "the first try ended before it was killed"
+            manifest = parts / "manifest.json"
+            kept = json.loads(manifest.read_text()) if manifest.exists() else {}
+            if len(kept.get("exports") or {}) == MEETINGS and len(list(parts.glob("*.parquet"))) >= 3:
+                break
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    landed_before = {path.stem for path in parts.glob("*.parquet")}
+    downloads_before = emulator.count(DOWNLOAD)
+    assert not target.exists() and 3 <= len(landed_before) < MEETINGS
+    emulator.clear_faults()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"{MEETINGS} exports kept by an earlier try" in again.stdout + again.stderr
+    assert emulator.count(MEETINGS_CREATE) == 1 and emulator.count(PARTICIPANTS_CREATE) == MEETINGS  # none twice
+    # each meeting not landed before the kill was downloaded once more; the landed ones were not fetched again
+    assert emulator.count(DOWNLOAD) - downloads_before == MEETINGS - len(landed_before)
+    table = pq.read_table(target)
+    assert set(table.column("meeting_no").to_pylist()) == {meeting_of_the_day(i).meeting_no for i in range(MEETINGS)}
+    assert table.num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+    assert not parts.exists()
+
+
+def test_exports_that_outlast_the_timeout_fail_the_try_and_leave_the_manifest(
+    emulator: FeishuVCEmulator, connection_env: str, config: object, tmp_path: Path
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from airflow_provider_feishu_vc.client.errors import FeishuVCError
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+
+    with FeishuVCClient(config) as client:  # type: ignore[arg-type]
+        export_task_id = client.create_export("meeting_list", start_time=DAY_START, end_time=DAY_START + 7200)
+        emulator.finish_now()
+        with client.open_download(str(client.get_export(export_task_id).file_token)) as download:
+            (tmp_path / "meetings.xlsx").write_bytes(b"".join(download.chunks))
+    emulator.configure(known_meetings_only=True, export_delay=3600)  # the participant exports never finish
+    operator = FeishuVCMeetingParticipantsOperator(
+        task_id="participants", destination=(tmp_path / "p.parquet").as_uri(),
+        meetings=(tmp_path / "meetings.xlsx").as_uri(), poll_interval=0.2, max_poll_interval=0.5, timeout=2,
+    )  # fmt: skip
+    with pytest.raises(FeishuVCError, match="were not all landed before the timeout"):
+        operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})  # type: ignore[arg-type]
+    kept = json.loads((tmp_path / ".p.parquet.parts" / "manifest.json").read_text())
+    assert len(kept["exports"]) == 2 and not (tmp_path / "p.parquet").exists()  # a retry resumes both exports
