@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -196,7 +196,11 @@ def _encode(field_name: str, spec: ExportField, value: Any) -> Any:
         if not isinstance(value, bool):
             raise FeishuVCConfigError(field_name, f"must be {kind.value}, got {value!r}")
         return value
-    if isinstance(value, (str, bytes)) or not all(isinstance(item, str) and item for item in value):
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Iterable)
+        or not all(isinstance(item, str) and item for item in value)
+    ):
         raise FeishuVCConfigError(field_name, f"must be {kind.value}, got {value!r}")
     return list(value)
 
@@ -210,9 +214,8 @@ def build_export_body(
     and the rules that need them are left for then; everything else is checked now. That is how an operator checks
     a DAG file's literal arguments when the file is parsed (the body it returns then lacks the pending fields)."""
     kind = get_export_kind(export_type)
-    named = {name for name, value in fields.items() if value is not None}
     given = {name: value for name, value in fields.items() if value is not None and name not in pending}
-    unknown = sorted(named - set(kind.fields))
+    unknown = sorted(set(given) - set(kind.fields))
     if unknown:
         raise FeishuVCConfigError(unknown[0], f"is not a field of {kind.name}; allowed: {', '.join(kind.fields)}")
     missing = [
