@@ -162,3 +162,15 @@ def test_a_connection_of_another_type_works_with_a_warning_that_says_how_to_fix_
     assert hook.get_conn().access_token()
     warning = capsys.readouterr().out
     assert "'generic'" in warning and "--conn-type feishu_vc" in warning and APP_SECRET not in warning
+
+
+def test_a_connection_of_another_type_gets_no_hint_about_generic(
+    emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An `http` connection was never a `feishu-vc` one stored as 'generic': that explanation would mislead.
+    connection = {"conn_type": "http", "host": emulator.url, "login": APP_ID, "password": APP_SECRET}
+    monkeypatch.setenv("AIRFLOW_CONN_FEISHU_VC_HTTP", json.dumps(connection))
+    assert FeishuVCHook("feishu_vc_http").get_conn().access_token()
+    warning = capsys.readouterr().out
+    assert "conn_type 'http', not 'feishu_vc'" in warning and "--conn-type feishu_vc" in warning
+    assert "generic" not in warning and "feishu-vc`" not in warning and APP_SECRET not in warning

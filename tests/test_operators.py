@@ -13,7 +13,7 @@ import pendulum
 import pytest
 from airflow.sdk import Asset, ObjectStoragePath
 
-from airflow_provider_feishu_vc.client.errors import FeishuVCError
+from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.compat import AirflowFailException
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.operators.feishu_vc import (
@@ -91,8 +91,12 @@ def test_kinds_without_a_range_default_take_no_interval(emulator: FeishuVCEmulat
 def test_bad_input_fails_the_task_naming_the_field(
     emulator: FeishuVCEmulator, connection_env: str, options: dict, context: dict, message: str
 ) -> None:
-    with pytest.raises(AirflowFailException, match=message):
-        create(**options).execute(context)  # type: ignore[arg-type]
+    if options:  # a literal mistake: the operator is refused as it is built, when its DAG file is parsed
+        with pytest.raises(FeishuVCConfigError, match=message):
+            create(**options)
+    else:
+        with pytest.raises(AirflowFailException, match=message):
+            create(**options).execute(context)  # type: ignore[arg-type]
     assert emulator.count("/open-apis/vc/v1/exports/meeting_list") == 0  # nothing was sent
 
 

@@ -160,9 +160,11 @@ class FeishuVCAPIError(FeishuVCError):
 
     def _describe(self) -> str:
         code = "no code" if self.code is None else f"code {self.code}"
-        text = f"Feishu API error ({code}, HTTP {self.http_status}): {self.msg}"
-        if self.log_id:
-            text += f" [log_id {self.log_id}]"
+        # Feishu's words as they came, less the blanks around them (a message may end in one): the parts after it
+        # would stand apart ("invalid . Feishu rejected ...")
+        text = f"Feishu API error ({code}, HTTP {self.http_status}): {self.msg.strip()}"
+        if self.log_id and self.log_id.strip():
+            text += f" [log_id {self.log_id.strip()}]"
         if self.attempts > 1:
             text += f" after {self.attempts} attempts"
         if self.hint:

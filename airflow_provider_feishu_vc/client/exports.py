@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -199,19 +199,31 @@ def _encode(field_name: str, spec: ExportField, value: Any) -> Any:
         if not isinstance(value, bool):
             raise FeishuVCConfigError(field_name, f"must be {kind.value}, got {value!r}")
         return value
-    if isinstance(value, (str, bytes)) or not all(isinstance(item, str) and item for item in value):
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Iterable)
+        or not all(isinstance(item, str) and item for item in value)
+    ):
         raise FeishuVCConfigError(field_name, f"must be {kind.value}, got {value!r}")
     return list(value)
 
 
-def build_export_body(export_type: str, fields: Mapping[str, Any]) -> tuple[ExportKind, dict[str, Any]]:
-    """Validate ``fields`` for ``export_type`` and return the JSON body Feishu expects (times as strings)."""
+def build_export_body(
+    export_type: str, fields: Mapping[str, Any], pending: Collection[str] = ()
+) -> tuple[ExportKind, dict[str, Any]]:
+    """Validate ``fields`` for ``export_type`` and return the JSON body Feishu expects (times as strings).
+
+    ``pending`` names fields whose values are known only later (templated, or defaulted at run time): their values
+    and the rules that need them are left for then; everything else is checked now. That is how an operator checks
+    a DAG file's literal arguments when the file is parsed (the body it returns then lacks the pending fields)."""
     kind = get_export_kind(export_type)
-    given = {name: value for name, value in fields.items() if value is not None}
+    given = {name: value for name, value in fields.items() if value is not None and name not in pending}
     unknown = sorted(set(given) - set(kind.fields))
     if unknown:
         raise FeishuVCConfigError(unknown[0], f"is not a field of {kind.name}; allowed: {', '.join(kind.fields)}")
-    missing = [name for name, spec in kind.fields.items() if spec.required and name not in given]
+    missing = [
+        name for name, spec in kind.fields.items() if spec.required and name not in given and name not in pending
+    ]
     if missing:
         raise FeishuVCConfigError(missing[0], f"is required for {kind.name}")
     body = {name: _encode(name, kind.fields[name], value) for name, value in given.items()}
@@ -224,7 +236,7 @@ def build_export_body(export_type: str, fields: Mapping[str, Any]) -> tuple[Expo
                 f"cannot be combined with {chosen[0]}: {kind.name} takes at most one of "
                 f"{', '.join(kind.at_most_one_of)}",
             )
-    if kind.exactly_one_of:
+    if kind.exactly_one_of and not set(kind.exactly_one_of) & set(pending):
         chosen = [name for name in kind.exactly_one_of if name in body]
         if len(chosen) != 1:
             raise FeishuVCConfigError(
@@ -232,6 +244,8 @@ def build_export_body(export_type: str, fields: Mapping[str, Any]) -> tuple[Expo
             )
 
     start_name, end_name = kind.time_range
+    if start_name not in body or end_name not in body:
+        return kind, body  # one of them is pending
     start, end = int(body[start_name]), int(body[end_name])
     if end <= start:
         raise FeishuVCConfigError(end_name, f"({_when(end)}) must be after {start_name} ({_when(start)})")

@@ -191,13 +191,16 @@ class FeishuVCHook(BaseHook):
     def _typed(self, connection: Connection) -> Connection:
         """The connection, with a warning when its type is not this provider's (it still works)."""
         if connection.conn_type not in (None, "", self.conn_type):
+            # Only a 'generic' connection may have been meant as this one: `--conn-type feishu-vc` is stored so.
+            why = " (`--conn-type feishu-vc` is stored as 'generic')" if connection.conn_type == "generic" else ""
             self.log.warning(
                 "Connection %r has conn_type %r, not %r: the UI form and `airflow connections test` cannot find "
-                "this provider for it (`--conn-type feishu-vc` is stored as 'generic'). Add it again with "
-                "`airflow connections add %s --conn-type feishu_vc ...` or a feishu-vc:// URI.",
+                "this provider for it%s. Add it again with `airflow connections add %s --conn-type feishu_vc ...` "
+                "or a feishu-vc:// URI.",
                 connection.conn_id,
                 connection.conn_type,
                 self.conn_type,
+                why,
                 connection.conn_id,
             )
         return connection

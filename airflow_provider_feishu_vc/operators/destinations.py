@@ -3,12 +3,15 @@ default storage base (a folder per task instance), the asset event, and the Open
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
+from airflow_provider_feishu_vc.client.exports import get_export_kind
 from airflow_provider_feishu_vc.compat import conf
 from airflow_provider_feishu_vc.hooks.feishu_vc import as_storage_path
 from airflow_provider_feishu_vc.operators.tries import (
@@ -62,6 +65,85 @@ def lineage_name(path: ObjectStoragePath) -> tuple[str, str]:
     return f"{protocol}://{bucket}", key
 
 
+def check_destination(target: ObjectStoragePath, into_folder: bool | None, overwrite: bool) -> None:
+    """Refuse, before an export is spent on it, a destination the file could not land at: a
+    ``FeishuVCConfigError`` naming ``destination`` and what is allowed.
+
+    Everywhere: a file target must not be taken (without ``overwrite``) nor be a folder (``into_folder=False``).
+    A local disk: the folder, or the nearest folder above it that exists, must be a folder (not a regular file)
+    the worker can create files in, tried with a hidden probe file removed at once (permission bits do not tell,
+    e.g. for root or a read-only mount). An object store: the bucket must exist (a bucket this connection may not
+    look at passes: writing may still be allowed); no probe object is written. Other stores: no folder on the way
+    may be a regular file. The landing checks again (the store may change meanwhile) and lands whole or not at all.
+    """
+    from airflow_provider_feishu_vc.hooks.landing import already_exists, is_local, is_object_store
+
+    is_folder = target.is_dir() if into_folder is None else into_folder
+    if not is_folder:
+        if into_folder is False and target.is_dir():
+            raise FeishuVCConfigError(
+                "destination", f"{target} is a folder; name a file, or pass into_folder=True to land inside it"
+            )
+        if not overwrite and target.exists():
+            raise already_exists(target)
+    folder = target if is_folder else target.parent
+    if is_object_store(target):
+        _check_bucket(target)
+    elif is_local(target):
+        _check_local_folder(target, folder.path)
+    else:
+        _check_folders_on_the_way(target, folder)
+
+
+def _check_bucket(target: ObjectStoragePath) -> None:
+    bucket = target.path.lstrip("/").split("/", 1)[0]
+    try:
+        target.fs.info(bucket)
+    except FileNotFoundError:
+        raise FeishuVCConfigError(
+            "destination", f"{target}: bucket {bucket!r} does not exist; create it, or choose an existing bucket"
+        ) from None
+    except OSError:  # e.g. no s3:ListBucket: the writer may still put objects; the landing will tell
+        return
+
+
+def _check_local_folder(target: ObjectStoragePath, folder: str) -> None:
+    existing = folder
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise FeishuVCConfigError(
+            "destination",
+            f"{target}: {existing} is a regular file, not a folder; choose a path whose folders are folders or can "
+            "be created",
+        )
+    try:
+        probe, probe_path = tempfile.mkstemp(prefix=".feishu-vc-probe-", dir=existing)
+    except OSError as error:
+        what = "is a folder this worker cannot create files in" if existing == folder else (
+            f"cannot be created: {existing} is a folder this worker cannot create folders in"
+        )  # fmt: skip
+        raise FeishuVCConfigError(
+            "destination",
+            f"{target}: {folder} {what} ({error.strerror or error}); choose a folder the worker may write to",
+        ) from None
+    os.close(probe)
+    with contextlib.suppress(OSError):
+        os.unlink(probe_path)
+
+
+def _check_folders_on_the_way(target: ObjectStoragePath, folder: ObjectStoragePath) -> None:
+    for step in (folder, *folder.parents):
+        if step.is_dir():
+            return
+        if step.is_file():
+            raise FeishuVCConfigError(
+                "destination",
+                f"{target}: {step} is a regular file, not a folder; choose a path whose folders are folders or "
+                "can be created",
+            )
+
+
 class LandsExportFiles(OperatorBase):
     """Where and how an export's file lands: the download operator's and the one-task operator's destination
     options, the asset event, and the landed file remembered for later tries."""
@@ -85,10 +167,13 @@ class LandsExportFiles(OperatorBase):
         table_schema: str = "evolve",
     ) -> None:
         """Keep the destination options, and make the task's asset its outlet unless it was given others."""
+        task = f"(task {self.task_id!r})"
         if output_format not in OUTPUT_FORMATS:
-            raise FeishuVCConfigError("output_format", f"is {output_format!r}; allowed: {', '.join(OUTPUT_FORMATS)}")
+            raise FeishuVCConfigError(
+                "output_format", f"is {output_format!r}; allowed: {', '.join(OUTPUT_FORMATS)} {task}"
+            )
         if table_schema not in ("evolve", "freeze"):
-            raise FeishuVCConfigError("table_schema", f"is {table_schema!r}; allowed: evolve, freeze")
+            raise FeishuVCConfigError("table_schema", f"is {table_schema!r}; allowed: evolve, freeze {task}")
         self.destination = destination
         self.storage_conn_id = storage_conn_id
         self.overwrite = overwrite
@@ -114,6 +199,15 @@ class LandsExportFiles(OperatorBase):
         if into_folder is None and isinstance(destination, str) and destination.endswith("/"):
             into_folder = True
         return as_storage_path(destination, conn_id=self.storage_conn_id), into_folder
+
+    def check_destination(self, context: Context) -> None:
+        """Refuse a destination the file could not land at, before anything is spent on it (see
+        :func:`check_destination`); bad input fails the task at once."""
+        target, into_folder = self._target(context)
+        try:
+            check_destination(target, into_folder, self.overwrite)
+        except FeishuVCConfigError as error:
+            fail_on_bad_input(error)
 
     def destination_parts(self, context: Context) -> dict[str, Any]:
         """Where this task's file goes, resolved: part of what tells one export request from another."""
@@ -153,6 +247,7 @@ class LandsExportFiles(OperatorBase):
                                    "upload_journal": upload_journal(context),
                                    "landing_witness": landing_witness(context, request)}  # fmt: skip
         try:
+            check_destination(target, into_folder, self.overwrite)  # again: the store may have changed meanwhile
             if self.output_format == "xlsx":
                 landed_file = hook.download_export(file_token, target, **options)
                 result: Landed = str(landed_file)
@@ -163,6 +258,7 @@ class LandsExportFiles(OperatorBase):
                         "export_type",
                         f"is needed to read the file as a typed table (output_format={self.output_format!r})",
                     )
+                get_export_kind(export_type)  # as rendered: checked before the download
                 table = hook.download_table(
                     file_token, target, export_type, self.output_format,
                     timezone=self.table_timezone, schema=self.table_schema, **options,
@@ -172,6 +268,12 @@ class LandsExportFiles(OperatorBase):
                           "schema_fingerprint": table.fingerprint}  # fmt: skip
         except FeishuVCConfigError as error:
             fail_on_bad_input(error)
+        except (PermissionError, NotADirectoryError, IsADirectoryError) as error:  # the store refused after the check
+            fail_on_bad_input(
+                FeishuVCConfigError(
+                    "destination", f"{target} refused the file ({error}); choose a place the worker may write to"
+                )
+            )
         self.log.info("Feishu export file is at %s", landed_uri(result))
         self._lineage = (hook.config.base_url, export_task_id, landed_file, schema)
         return self.announce(context, result, export_task_id)

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCError
-from airflow_provider_feishu_vc.client.exports import EXPORT_KINDS
+from airflow_provider_feishu_vc.client.exports import (
+    EXPORT_KINDS,
+    build_export_body,
+    get_export_kind,
+    validate_file_token,
+    validate_user_id_type,
+)
 from airflow_provider_feishu_vc.compat import conf
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
 from airflow_provider_feishu_vc.operators.destinations import Landed, LandsExportFiles, landed_uri
@@ -37,6 +43,29 @@ EXPORT_FIELDS = tuple(dict.fromkeys(name for kind in EXPORT_KINDS.values() for n
 #: How long FeishuVCExportOperator waits for an export by default: Feishu's exports take seconds to minutes, and a
 #: wait with no bound would retry a network that stays down (DNS, TLS, a proxy) for ever.
 DEFAULT_EXPORT_TIMEOUT = timedelta(hours=6)
+
+
+#: What starts a Jinja template in a string: such a value is known only when the task's fields are rendered.
+JINJA_MARKS = ("{{", "{%", "{#")
+
+
+def is_literal(value: Any) -> bool:
+    """Whether an operator argument is final as written in the DAG file: no template, no XCom, nothing resolved
+    at run time (only such values can be checked when the file is parsed)."""
+    if isinstance(value, str):
+        return not any(mark in value for mark in JINJA_MARKS)
+    if isinstance(value, (list, tuple)):
+        return all(is_literal(item) for item in value)
+    return value is None or isinstance(value, (bool, int, float, date))
+
+
+def check_when_built(task_id: str, check: Any, *args: Any) -> Any:
+    """Run one of the client's validators on literal arguments as the operator is built (the DAG file is parsed):
+    a mistake stops the file from loading, naming the field and the task, instead of failing its first run."""
+    try:
+        return check(*args)
+    except FeishuVCConfigError as error:
+        raise FeishuVCConfigError(error.field, f"{error.problem} (task {task_id!r})") from None
 
 
 class FeishuVCCreateExportOperator(BaseOperator):
@@ -102,6 +131,21 @@ class FeishuVCCreateExportOperator(BaseOperator):
         )  # fmt: skip
         self.user_id_type = user_id_type
         self.feishu_vc_conn_id = feishu_vc_conn_id
+        self.check_literal_fields()
+
+    def check_literal_fields(self) -> None:
+        """Check every export argument given as a literal now, with the same validators a run uses; a templated
+        one (or an XCom) is checked when rendered, before anything is sent. A range that defaults to the data
+        interval is left for the run."""
+        if not is_literal(self.export_type):
+            return
+        fields = {name: getattr(self, name) for name in EXPORT_FIELDS if getattr(self, name) is not None}
+        pending = {name for name, value in fields.items() if not is_literal(value)}
+        if self.export_type in INTERVAL_DEFAULTED_KINDS:
+            pending |= {"start_time", "end_time"} - fields.keys()
+        kind, _ = check_when_built(self.task_id, build_export_body, self.export_type, fields, pending)
+        if is_literal(self.user_id_type):
+            check_when_built(self.task_id, validate_user_id_type, kind, self.user_id_type)
 
     def export_fields(self, context: Context) -> dict[str, Any]:
         """The fields to send: the ones given, plus the data interval where the kind has a range."""
@@ -220,6 +264,15 @@ class FeishuVCDownloadExportOperator(LandsExportFiles, BaseOperator):
         self.take_destination(
             destination, storage_conn_id, overwrite, into_folder, output_format, table_timezone, table_schema
         )
+        if isinstance(file_token, str) and is_literal(file_token):
+            check_when_built(self.task_id, validate_file_token, file_token)
+        if export_type is not None and is_literal(export_type):
+            check_when_built(self.task_id, get_export_kind, export_type)
+        elif export_type is None and output_format != "xlsx":
+            raise FeishuVCConfigError(
+                "export_type", f"is needed to read the file as a typed table (output_format={output_format!r}); "
+                f"allowed: {', '.join(EXPORT_KINDS)} (task {self.task_id!r})",
+            )  # fmt: skip
 
     def execute(self, context: Context) -> Landed:
         file_token, export_task_id = self.file_token, self.export_task_id
@@ -313,6 +366,7 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
                     )
                     return self.announce(context, earlier.landed, export_task_id)
             else:
+                self.check_destination(context)  # before Feishu builds an export for a file that cannot land
                 export_task_id = self.start_export(context, hook, fields, request)
                 # deferrable: one look, the trigger does the retrying
                 task = hook.check_export(export_task_id, retries=0 if self.deferrable else None)

@@ -184,3 +184,10 @@ def test_long_ranges_are_sent_as_given_feishu_documents_no_limit() -> None:
         "resource_reservation_list", {"room_level_id": "omb_1", "start_time": START, "end_time": END + dt.timedelta(6)}
     )
     assert int(week["end_time"]) - int(week["start_time"]) == 7 * 86_400
+
+
+def test_a_list_field_given_a_single_value_is_refused_by_name() -> None:
+    # Found by tests/fuzz/test_parse_time.py: a datetime for room_ids was a TypeError, not a typed error.
+    fields = {"room_level_id": "omb_1", "start_time": 1795363200, "end_time": 1795449600, "room_ids": dt.datetime.now()}
+    with pytest.raises(FeishuVCConfigError, match="room_ids: must be a list of strings"):
+        build_export_body("resource_reservation_list", fields)

@@ -114,12 +114,19 @@ def test_a_table_without_its_export_type_fails_the_task_saying_so(
     from tests.test_operators import done_export, download_context
 
     _, file_token = done_export(emulator)
-    operator = FeishuVCDownloadExportOperator(
-        task_id="d", file_token=file_token, destination=f"{tmp_path}/", output_format="parquet"
-    )
-    with pytest.raises(AirflowFailException, match="export_type: is needed to read the file as a typed table"):
-        operator.execute(download_context())  # type: ignore[arg-type]
-    assert list(tmp_path.iterdir()) == []
+    missing = "export_type: is needed to read the file as a typed table"
+    with pytest.raises(FeishuVCConfigError, match=missing):  # left out: refused when the DAG file is parsed
+        FeishuVCDownloadExportOperator(task_id="d", file_token=file_token, destination=f"{tmp_path}/",
+                                       output_format="parquet")  # fmt: skip
+    for rendered, message in (("", missing), ("meetings", "export_type: is 'meetings'; allowed: meeting_list")):
+        operator = FeishuVCDownloadExportOperator(
+            task_id="d", file_token=file_token, destination=f"{tmp_path}/", output_format="parquet",
+            export_type=f"{{{{ '{rendered}' }}}}",
+        )  # fmt: skip
+        operator.render_template_fields({})  # type: ignore[arg-type]
+        with pytest.raises(AirflowFailException, match=message):
+            operator.execute(download_context())  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == [] and emulator.count("/open-apis/vc/v1/exports/download") == 0
 
 
 def test_without_the_extra_tables_raise_airflows_optional_feature_error_naming_it(

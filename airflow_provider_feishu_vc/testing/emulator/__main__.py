@@ -1,4 +1,4 @@
-"""``python -m airflow_provider_feishu_vc.testing.emulator --port 8999 --app-id cli_x --app-secret s``"""
+"""``python -m airflow_provider_feishu_vc.testing.emulator --port 8999 --app-id cli_x --app-secret s [-v]``"""
 
 from __future__ import annotations
 
@@ -20,8 +20,15 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     EmulatorOptions.add_arguments(parser)
-    options = EmulatorOptions.from_arguments(parser.parse_args(argv))
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="print a line per request: time, method, path, status (query values and tokens shown as ***)",
+    )  # fmt: skip
+    arguments = parser.parse_args(argv)
+    options = EmulatorOptions.from_arguments(arguments)
     emulator = FeishuVCEmulator(**vars(options))
+    if arguments.verbose:
+        emulator.app.request_log = lambda line: print(line, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly (temporary files) on terminate()
     with emulator:
         print(f"Feishu VC emulator listening on {emulator.url} (app {options.app_id})", flush=True)

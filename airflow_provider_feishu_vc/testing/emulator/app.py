@@ -47,6 +47,16 @@ ADMIN_FINISH_PATH = "/_emulator/finish"
 ADMIN_FAULTS_PATH = "/_emulator/faults"
 
 
+def request_line(record: RequestRecord) -> str:
+    """``<UTC time> <method> <path> <status>``, with every query value and a CDN address's file token shown as
+    ``***``: the headers (the access token) are never shown, and a file token is as good as the file."""
+    path = CDN_PREFIX + "***" if record.path.startswith(CDN_PREFIX) else record.path
+    names = [pair.partition("=")[0] for pair in record.query.split("&") if pair]
+    query = "?" + "&".join(f"{name}=***" for name in names) if names else ""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.at))
+    return f"{when} {record.method} {path}{query} {record.status}"
+
+
 class EmulatorApp:
     """An ASGI application serving one tenant's state; ``origin`` tells it its own URL (for status ``url``)."""
 
@@ -54,6 +64,8 @@ class EmulatorApp:
         self.state = state
         self.faults = faults
         self.origin = origin
+        #: Told one line per answered API request (``-v`` on the command line), as :func:`request_line` shows it.
+        self.request_log: Callable[[str], None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         from starlette.requests import Request
@@ -73,6 +85,8 @@ class EmulatorApp:
         response = await self._cdn(path=request.url.path) if request.url.path.startswith(CDN_PREFIX) else None
         response = response or await self._respond(request, headers)
         record.status = response.status_code
+        if self.request_log is not None:
+            self.request_log(request_line(record))
         response.headers["X-Tt-Logid"] = f"{time.strftime('%Y%m%d%H%M%S')}{secrets.token_hex(8)}"
         await response(scope, receive, _with_header_case(send))
 
