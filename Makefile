@@ -21,8 +21,9 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Two pytest-xdist workers: the suite is CPU-bound in one process, and this machine (and CI's) has two cores.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 # mypy --strict over the package (settings in pyproject.toml).
 typecheck: install

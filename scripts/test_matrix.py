@@ -67,7 +67,7 @@ def run_leg(airflow: str, python: str) -> tuple[bool, str, float]:
         subprocess.run([str(UV), "pip", "install", "-q", "--python", str(leg_python), *args], check=True)
     print(f"== leg Airflow {airflow} / Python {python}: installed in {time.monotonic() - started:.0f} s", flush=True)
     result = subprocess.run(
-        [str(leg_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=REPO, text=True,
+        [str(leg_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2"], cwd=REPO, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     print(result.stdout[-6000:] if result.returncode else "\n".join(result.stdout.splitlines()[-3:]), flush=True)
