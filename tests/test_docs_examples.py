@@ -79,6 +79,9 @@ SHOWN: dict[str, list[tuple[str, str]]] = {
     "docs/operators/download.md": [
         ("example_dags/example_feishu_vc_export.py", "howto_operator_feishu_vc_download_export")
     ],
+    "docs/attendance.md": [
+        ("example_dags/example_feishu_vc_attendance.py", "howto_operator_feishu_vc_attendance")
+    ],
     "docs/testing.md": [("docs/examples/testing/conftest.py", "testing_conftest"),
                         ("docs/examples/testing/test_daily_meetings.py", "testing_test")],
 }  # fmt: skip
