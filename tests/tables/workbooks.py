@@ -5,6 +5,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import xlsxwriter
 
@@ -68,3 +69,30 @@ def sheet_xml(cells: Sequence[tuple[str, str]], dimension: str | None = None) ->
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/'
         f'spreadsheetml/2006/main">{dim}<sheetData>{body}</sheetData></worksheet>'
     )
+
+
+def grid_xml(rows: Iterable[tuple[int, Sequence[tuple[int, str | None]]]]) -> str:
+    """Sheet XML of ``(sheet row, [(0-based column, text)])`` rows, in order: text as inline strings, None as a
+    formatted cell without a value (``<c r="A1" s="1"/>``, what a styled blank row holds)."""
+    body = []
+    for number, cells in rows:
+        xml = "".join(
+            f'<c r="{letters(column)}{number}" s="1"/>'
+            if text is None
+            else f'<c r="{letters(column)}{number}" t="inlineStr"><is><t>{escape(text)}</t></is></c>'
+            for column, text in cells
+        )
+        body.append(f'<row r="{number}">{xml}</row>')
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+        f'spreadsheetml/2006/main"><sheetData>{"".join(body)}</sheetData></worksheet>'
+    )
+
+
+def letters(position: int) -> str:
+    """Spreadsheet letters of a 0-based column position."""
+    text, number = "", position + 1
+    while number:
+        number, remainder = divmod(number - 1, 26)
+        text = chr(ord("A") + remainder) + text
+    return text
