@@ -37,6 +37,8 @@ Bytes = bytes | memoryview
 PIECE_BYTES = 4 * 2**20
 #: A shared-strings table every piece would parse again, up to this size uncompressed.
 MAX_SHARED_STRINGS_BYTES = 16 * 2**20
+#: How many rows from the sheet's first row with a value may hold the header: the first piece holds them all.
+HEADER_SEARCH_ROWS = 10
 READ_BYTES = 8 * 2**20
 #: How far into the sheet its ``<sheetData>`` and first two rows must be found.
 HEAD_BYTES = 4 * 2**20
@@ -135,6 +137,8 @@ class _Cutter:
         #: The number of the last row cut so far (a piece's first row must come after it).
         self.last_row = 0
         self.rest = b""
+        #: Where the first row with a value starts in ``rest``.
+        self.header_at = 0
 
     def start(self) -> bool:
         """Read up to the row after the first row with a value: the head (without ``<dimension>``), that row and its
@@ -156,6 +160,7 @@ class _Cutter:
                 return False
             self.head = DIMENSION.sub(b"", buffer[: opened.end()])
             self.header, self.header_row, self.last_row = header, header_number, header_number
+            self.header_at = buffer.index(header, opened.end()) - opened.end()
             self.rest = buffer[opened.end() :]
             return True
         return False
@@ -180,6 +185,11 @@ class _Cutter:
                     if end < 0:
                         break
                 end += len(ROW_END)
+                if first:  # the first piece holds every row the header may be in
+                    least = _after_rows(text, self.header_at, HEADER_SEARCH_ROWS)
+                    if least is None:
+                        break  # read on
+                    end = max(end, least)
                 yield from self._piece(text, view, offset, end, first)
                 first, offset = False, end
             if ended:
@@ -212,6 +222,17 @@ class _Cutter:
         renumbered = re.sub(rb'(<row\b[^>]*?\sr=")\d+(")', rb"\g<1>%d\g<2>" % above, self.header, count=1)
         renumbered = re.sub(rb'(<c\b[^>]*?\sr="[A-Z]+)\d+(")', rb"\g<1>%d\g<2>" % above, renumbered)
         return above, (renumbered, rows)
+
+
+def _after_rows(text: bytes, start: int, count: int) -> int | None:
+    """Where the ``count``-th row from ``start`` ends in ``text``, or None when it ends beyond."""
+    end = start
+    for _ in range(count):
+        found = text.find(ROW_END, end)
+        if found < 0:
+            return None
+        end = found + len(ROW_END)
+    return end
 
 
 def _valued_rows(text: bytes, start: int, end: int) -> int:

@@ -27,6 +27,7 @@ from airflow_provider_feishu_vc.tables.contract import (
     header_index,
     header_key,
 )
+from airflow_provider_feishu_vc.tables.pieces import HEADER_SEARCH_ROWS
 
 log = logging.getLogger(__name__)
 _header_index = functools.cache(header_index)
@@ -50,8 +51,6 @@ DESCRIBED = {
     ValueKind.FIGURE: "a number with the column's unit",
 }
 _TEXT = Column("text", ValueKind.TEXT, ())
-#: How many rows from the top of a sheet may sit above its header (a title, notes).
-HEADER_SEARCH_ROWS = 10
 #: The share of a header's filled cells that must name columns of the kind asked for.
 MIN_HEADER_MATCH = 0.5
 

@@ -96,3 +96,43 @@ def letters(position: int) -> str:
         number, remainder = divmod(number - 1, 26)
         text = chr(ord("A") + remainder) + text
     return text
+
+
+#: A cell of :func:`write_grid`: ``("s", text)`` a shared string, ``("i", text)`` an inline string, ``("n", "12")``
+#: a number, ``("b", "1")`` a boolean, ``("-", "")`` a formatted cell without a value.
+GridCell = tuple[str, str]
+
+
+def write_grid(path: Path, rows: Iterable[tuple[int, Sequence[tuple[int, GridCell]]]]) -> Path:
+    """A one-sheet workbook of ``(sheet row, [(0-based column, cell)])`` rows, in order, with a shared-strings part
+    when some cell is a shared string (the two ways xlsx writers store text)."""
+    shared: dict[str, int] = {}
+    body = []
+    for number, cells in rows:
+        xml = []
+        for column, (kind, text) in cells:
+            reference = f"{letters(column)}{number}"
+            if kind == "s":
+                xml.append(f'<c r="{reference}" t="s"><v>{shared.setdefault(text, len(shared))}</v></c>')
+            elif kind == "i":
+                xml.append(f'<c r="{reference}" t="inlineStr"><is><t xml:space="preserve">{escape(text)}</t></is></c>')
+            elif kind in ("n", "b"):
+                typed = ' t="b"' if kind == "b" else ""
+                xml.append(f'<c r="{reference}"{typed}><v>{text}</v></c>')
+            else:
+                xml.append(f'<c r="{reference}" s="1"/>')
+        body.append(f'<row r="{number}">{"".join(xml)}</row>')
+    sheet = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+        f'spreadsheetml/2006/main"><sheetData>{"".join(body)}</sheetData></worksheet>'
+    )
+    raw_sheet(path, sheet)
+    if shared:
+        strings = "".join(f'<si><t xml:space="preserve">{escape(text)}</t></si>' for text in shared)
+        with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(
+                "xl/sharedStrings.xml",
+                '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><sst xmlns="http://schemas.openxmlformats.org/'
+                f'spreadsheetml/2006/main" count="{len(shared)}" uniqueCount="{len(shared)}">{strings}</sst>',
+            )
+    return path
