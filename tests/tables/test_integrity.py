@@ -106,3 +106,41 @@ def test_a_sheet_with_no_header_of_any_kind_is_an_error(tmp_path: Path) -> None:
     path = raw_sheet(tmp_path / "none.xlsx", grid_xml([(1, [(0, "name"), (1, "value")]), (2, [(0, "a"), (1, "1")])]))
     with pytest.raises(FeishuVCTableError, match="no header row of a meeting_list export"):
         read_export(path, "meeting_list")
+
+
+def test_a_note_left_of_the_header_in_a_later_piece_only_reads_the_sheet_whole(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = [(1, [(c + 1, h) for c, h in enumerate(MEETING)])]
+    grid += [(n + 1, [(c + 1, v) for c, v in enumerate(meeting(n))]) for n in range(1, ROWS + 1)]
+    grid[1500] = (grid[1500][0], [(0, "a late note"), *grid[1500][1]])
+    path = raw_sheet(tmp_path / "late-note.xlsx", grid_xml(grid))
+    table = read_export(path, "meeting_list")
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1)]
+    assert table.column("column_1").to_pylist()[1499] == "a late note"
+    assert table.equals(read_whole(path, "meeting_list", monkeypatch))
+
+
+def test_a_piece_read_with_another_count_of_rows_than_was_cut_is_an_error(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run-time row count: had the reader lost (or invented) a row of one piece, the read fails."""
+    from airflow_provider_feishu_vc.tables import _sheet_process
+
+    path = tmp_path / "export.xlsx"
+    write_workbook(path, "s", MEETING, (meeting(n) for n in range(1, ROWS + 1)))
+    counted = pieces._valued_rows
+    cut: list[int] = []
+
+    def one_more_in_the_third_piece(text: bytes, start: int, end: int) -> int:
+        cut.append(start)
+        return counted(text, start, end) + (len(cut) == 3)
+
+    monkeypatch.setattr(pieces, "_valued_rows", one_more_in_the_third_piece)
+    request = {"path": str(path), "sheet": 0, "export_type": "meeting_list", "timezone": "Asia/Shanghai",
+               "schema": "evolve", "output": "parquet", "out": str(tmp_path / "out.parquet"),
+               "memory_limit": 2**33, "piece_bytes": small_pieces}  # fmt: skip
+    with pytest.raises(FeishuVCTableError, match=r"sheet rows from \d+ hold (\d+) rows with a value, but \d+ were read"):
+        _sheet_process.convert(request)
+    monkeypatch.setattr(pieces, "_valued_rows", counted)
+    assert _sheet_process.convert(request)["rows"] == ROWS
