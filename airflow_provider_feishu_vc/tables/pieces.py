@@ -91,13 +91,13 @@ def _pieces(path: str, sheet: int | str, piece_bytes: int) -> Iterator[Piece]:
     with zipfile.ZipFile(path) as archive:
         part = _cuttable_sheet(archive, sheet, piece_bytes)
         if part is None:
-            yield Piece(path, sheet, 1, whole=True)
+            yield Piece(path, sheet, _first_valued_row(archive, sheet), whole=True)
             return
         others = [(info, archive.read(info)) for info in archive.infolist() if info.filename != part.filename]
         with archive.open(part) as stream:
             cut = _Cutter(stream, piece_bytes)
             if not cut.start():
-                yield Piece(path, sheet, 1, whole=True)
+                yield Piece(path, sheet, _first_valued_row(archive, sheet), whole=True)
                 return
             for first_row, rows, valued in cut.pieces():
                 workbook = _workbook(others, part.filename, (cut.head, *rows, TAIL))
@@ -106,15 +106,42 @@ def _pieces(path: str, sheet: int | str, piece_bytes: int) -> Iterator[Piece]:
 
 
 def _cuttable_sheet(archive: zipfile.ZipFile, sheet: int | str, piece_bytes: int) -> zipfile.ZipInfo | None:
-    worksheets = [i for i in archive.infolist() if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename)]
-    if len(worksheets) != 1 or worksheets[0].file_size < 2 * piece_bytes:
+    part = _only_sheet(archive, sheet)
+    if part is None or part.file_size < 2 * piece_bytes:
         return None
     shared = [i for i in archive.infolist() if i.filename.lower() == "xl/sharedstrings.xml"]
     if shared and shared[0].file_size > MAX_SHARED_STRINGS_BYTES:
         return None
+    return part
+
+
+def _only_sheet(archive: zipfile.ZipFile, sheet: int | str) -> zipfile.ZipInfo | None:
+    """The worksheet part of a workbook of one worksheet, when it is the sheet asked for."""
+    worksheets = [i for i in archive.infolist() if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename)]
+    if len(worksheets) != 1:
+        return None
     if sheet != 0 and sheet != _only_sheet_name(archive):
         return None  # the reader says what is wrong with the sheet asked for
     return worksheets[0]
+
+
+def _first_valued_row(archive: zipfile.ZipFile, sheet: int | str) -> int:
+    """The sheet row of the first row with a value (where the sheet reader's cell range starts), found in the first
+    :data:`HEAD_BYTES` of the sheet; 1 when it cannot be told (several worksheets, or no such row there)."""
+    part = _only_sheet(archive, sheet)
+    if part is None:
+        return 1
+    with archive.open(part) as stream:
+        head = stream.read(HEAD_BYTES)
+    opened = SHEET_DATA.search(head)
+    number = 0
+    for match in ROW.finditer(head, opened.end() if opened else len(head)):
+        row = match.group(0)
+        written = ROW_NUMBER.match(row)
+        number = int(written.group(1)) if written else number + 1
+        if not VALUELESS_ROW.fullmatch(row):
+            return number
+    return 1
 
 
 def _only_sheet_name(archive: zipfile.ZipFile) -> str | None:

@@ -140,7 +140,21 @@ def test_a_piece_read_with_another_count_of_rows_than_was_cut_is_an_error(
     request = {"path": str(path), "sheet": 0, "export_type": "meeting_list", "timezone": "Asia/Shanghai",
                "schema": "evolve", "output": "parquet", "out": str(tmp_path / "out.parquet"),
                "memory_limit": 2**33, "piece_bytes": small_pieces}  # fmt: skip
-    with pytest.raises(FeishuVCTableError, match=r"sheet rows from \d+ hold (\d+) rows with a value, but \d+ were read"):
+    with pytest.raises(FeishuVCTableError, match=r"sheet rows from \d+ hold \d+ rows with a value, but \d+ were"):
         _sheet_process.convert(request)
     monkeypatch.setattr(pieces, "_valued_rows", counted)
     assert _sheet_process.convert(request)["rows"] == ROWS
+
+
+@pytest.mark.parametrize("rows", [3, ROWS], ids=["whole", "pieces"])
+def test_rows_are_named_by_their_sheet_row_below_formatted_blank_rows(
+    tmp_path: Path, small_pieces: int, caplog: pytest.LogCaptureFixture, rows: int
+) -> None:
+    grid = [(1, [(c, None) for c in range(4)]), (3, [(0, "会议明细")]), (4, list(enumerate(MEETING)))]
+    grid += [(n + 4, list(enumerate(meeting(n)))) for n in range(1, rows + 1)]
+    with caplog.at_level(logging.WARNING):
+        assert read_export(raw_sheet(tmp_path / "blank-above.xlsx", grid_xml(grid)), "meeting_list").num_rows == rows
+    assert any("Sheet rows 3 to 3 sit above the header (sheet row 4)" in r.getMessage() for r in caplog.records)
+    grid[-1] = (grid[-1][0], [(0, "x"), (11, "1h")])
+    with pytest.raises(FeishuVCTableError, match=rf"sheet row {rows + 4} \(cell L{rows + 4}\)"):
+        read_export(raw_sheet(tmp_path / "bad.xlsx", grid_xml(grid)), "meeting_list")
