@@ -160,13 +160,12 @@ def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str
                 rows += typed.num_rows
 
         for cells, piece in reads:
-            first = builder is None
             if builder is None:
                 builder = TableBuilder(cells, request["export_type"], request["timezone"], request["schema"],
                                        piece.first_row)  # fmt: skip
                 write = stack.enter_context(open_writer(request["output"], request["out"], builder.schema))
                 gathered.width = cells.num_columns
-            data, first_row = builder.data_of(cells, piece.first_row, piece.rows, first=first)
+            data, first_row = builder.data_of(cells, piece)
             del cells
             if not gathered.follows(first_row):
                 type_gathered()

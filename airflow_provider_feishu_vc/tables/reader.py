@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCTableError
-from airflow_provider_feishu_vc.tables import values
+from airflow_provider_feishu_vc.tables import pieces, values
 from airflow_provider_feishu_vc.tables.contract import (
     CONTRACT_VERSION,
     CONTRACTS,
@@ -27,7 +27,7 @@ from airflow_provider_feishu_vc.tables.contract import (
     header_index,
     header_key,
 )
-from airflow_provider_feishu_vc.tables.pieces import HEADER_SEARCH_ROWS
+from airflow_provider_feishu_vc.tables.pieces import HEADER_SEARCH_ROWS, Piece, WholeSheetNeeded
 
 log = logging.getLogger(__name__)
 _header_index = functools.cache(header_index)
@@ -199,32 +199,28 @@ class TableBuilder:
         for start in range(0, max(data.num_rows, 1), rows_per_chunk):
             yield data.slice(start, rows_per_chunk), first_row + self.data_start + start
 
-    def data_of(self, cells: pa.Table, first_row: int, rows: int | None, *, first: bool) -> tuple[pa.Table, int]:
-        """The data rows of one piece of the sheet, with the sheet row of the first. ``cells`` start at sheet row
-        ``first_row`` (a later piece's first row is a copy of the sheet's first row with a value); ``rows``: how
-        many rows of the piece hold a value, as counted while cutting (None: not counted). The piece must hold
-        that many, and a later piece's copy must sit in the columns the first piece's row did."""
-        from airflow_provider_feishu_vc.tables.pieces import WholeSheetNeeded
-
-        if not first:
+    def data_of(self, cells: pa.Table, piece: Piece) -> tuple[pa.Table, int]:
+        """The data rows of one piece of the sheet (the first one this builder was made from, or a later one whose
+        first row is a copy of the sheet's first row with a value), with the sheet row of the first. The piece must
+        hold as many rows with a value as were counted in its XML while cutting, and a later piece's copy must sit in
+        the columns the first piece's row did."""
+        if piece.copy:
             cells = self._aligned(cells)
             if self.has_data_outside(cells):
                 raise WholeSheetNeeded("a later piece has data in a column the first did not")
-        read = rows_with_values(cells) - (0 if first else 1)
-        if rows is not None and read != rows:
+        read = rows_with_values(cells) - piece.copy
+        if piece.rows is not None and read != piece.rows and read != (counted := pieces.valued_rows(piece)):
             raise FeishuVCTableError(
-                f"source's sheet rows from {first_row + (0 if first else 1)} hold {rows} rows with a value, but "
+                f"source's sheet rows from {piece.first_row + piece.copy} hold {counted} rows with a value, but "
                 f"{read} were read: the table would not hold exactly the sheet's rows"
             )
-        skip = self.data_start if first else 1
-        return cells.slice(skip), first_row + skip
+        skip = 1 if piece.copy else self.data_start
+        return cells.slice(skip), piece.first_row + skip
 
     def _aligned(self, cells: pa.Table) -> pa.Table:
         """A later piece's cells in the first piece's columns: its first row (the copy of the sheet's first row
         with a value) tells where its cell range starts; a piece that starts k columns right of the first gets k
         empty columns in front."""
-        from airflow_provider_feishu_vc.tables.pieces import WholeSheetNeeded
-
         copy = _trimmed(_rows_as_text(cells.slice(0, 1))[0]) if cells.num_rows else []
         shift = len(self.top_row) - len(copy)
         if shift < 0 or copy != self.top_row[shift:] or any(value is not None for value in self.top_row[:shift]):

@@ -78,8 +78,8 @@ def value(draw: st.DrawFn, column: Column) -> Written:
     return (text, words), words
 
 
-#: A cell that holds no value: none at all, a formatted cell, or whitespace.
-empty = st.sampled_from([None, ("-", ""), ("i", " "), ("s", "  ")])
+#: A cell that holds no value: none at all, a formatted cell, whitespace, or an error value (read as empty).
+empty = st.sampled_from([None, ("-", ""), ("i", " "), ("s", "  "), ("e", "#N/A")])
 
 
 @dataclass
