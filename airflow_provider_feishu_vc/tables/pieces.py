@@ -6,9 +6,9 @@ about :data:`PIECE_BYTES`; each piece becomes a small stored (uncompressed) work
 parts. Every piece after the first starts with a copy of the sheet's first row with a value (the header, or a
 title above it), renumbered to sit just above the piece's first row, so that the reader can check where the piece's
 cell range starts: a piece whose copy is not where the first piece's row was is read shifted into place, or the
-sheet read whole (``reader.TableBuilder.data_of``). While cutting, the rows holding a value are counted in each
-piece, independently of the sheet reader; a piece read with another count is an error, never a table with rows lost
-or invented.
+sheet read whole (``reader.TableBuilder.data_of``). While cutting, each piece's rows are counted from its XML,
+apart from the sheet reader (its row elements: one quick pass; when they differ from the rows read, those holding a
+value, exactly); a piece read with another count is an error, never a table with rows lost or invented.
 
 A sheet is read whole (one piece: the file itself) when cutting it would gain nothing or could differ from reading
 it whole: it is small, the workbook has more than one worksheet, the shared-strings table is large (every piece
@@ -196,8 +196,8 @@ class _Cutter:
         return False
 
     def pieces(self) -> Iterator[tuple[int, tuple[Bytes, ...], int]]:
-        """(sheet row of the piece's first row with a value, the rows' XML in parts, how many rows hold a value) for
-        each piece; later pieces lead with a copy of the sheet's first row with a value (not counted)."""
+        """(sheet row of the piece's first row with a value, the rows' XML in parts, how many row elements it has)
+        for each piece; later pieces lead with a copy of the sheet's first row with a value (not counted)."""
         blocks, size, wanted, ended = [self.rest], len(self.rest), self.piece_bytes, False
         first = True
         while True:
@@ -234,12 +234,12 @@ class _Cutter:
     def _piece(
         self, text: bytes, view: memoryview, start: int, end: int, first: bool
     ) -> Iterator[tuple[int, tuple[Bytes, ...], int]]:
-        """``text[start:end]`` (``view`` is ``text``'s memoryview) as a piece, with its rows holding a value."""
-        rows, valued = view[start:end], _row_elements(text, start, end)
+        """``text[start:end]`` (``view`` is ``text``'s memoryview) as a piece, with its count of row elements."""
+        rows, count = view[start:end], _row_elements(text, start, end)
         if first:
-            yield self.header_row, (rows,), valued
+            yield self.header_row, (rows,), count
         elif ROW_START.search(rows):
-            yield (*self._with_header(rows), valued)
+            yield (*self._with_header(rows), count)
         last = ROW_NUMBER.match(text, max(text.rfind(b"<row", start, end), 0))
         if last is not None:
             self.last_row = int(last.group(1))
