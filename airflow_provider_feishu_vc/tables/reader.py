@@ -231,8 +231,8 @@ class TableBuilder:
         return pa.Table.from_arrays([*blank, *cells.columns], names=[f"c{i}" for i in range(shift + cells.num_columns)])
 
     def has_data_outside(self, cells: pa.Table) -> bool:
-        """Whether a later piece of the sheet (its first row a copy of the headers) has data in a column this
-        layout left out: one with neither a header nor data in the first piece."""
+        """Whether a later piece of the sheet (its first row a copy of the sheet's first row with a value) has data in
+        a column this layout left out: one with neither a header nor data in the first piece."""
         kept = {entry.position for entry in self.layout}
         return any(
             pc.any(pc.fill_null(values.present(cells.column(position).slice(1)), False)).as_py()
