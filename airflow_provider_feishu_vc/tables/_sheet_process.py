@@ -83,13 +83,13 @@ class PieceReads:
         self.readers = stack.enter_context(ThreadPoolExecutor(READS_AT_ONCE, thread_name_prefix="read"))
         self.sheet_pieces, self.path = sheet_pieces, path
         self.upcoming: Future[Piece | None] | None = self.cutter.submit(next, sheet_pieces, None)
-        self.reads: deque[tuple[Future[pa.Table], int]] = deque()
+        self.reads: deque[tuple[Future[pa.Table], Piece]] = deque()
         self.seconds_reading = 0.0
 
-    def __iter__(self) -> Iterator[tuple[pa.Table, int]]:
+    def __iter__(self) -> Iterator[tuple[pa.Table, Piece]]:
         self.top_up(wait=True)
         while self.reads:
-            read, first_row = self.reads[0]
+            read, piece = self.reads[0]
             while not read.done():  # start the next read as soon as its piece is cut
                 cutting = self.upcoming if self.upcoming is not None and len(self.reads) < READS_AT_ONCE else None
                 wait([read] if cutting is None else [read, cutting], return_when=FIRST_COMPLETED)
@@ -97,7 +97,7 @@ class PieceReads:
             self.reads.popleft()
             cells = read.result()
             self.top_up(wait=not self.reads)
-            yield cells, first_row
+            yield cells, piece
 
     def top_up(self, wait: bool = False) -> None:
         """Start reading the pieces cut so far while fewer than :data:`READS_AT_ONCE` are being read (``wait``:
@@ -108,7 +108,7 @@ class PieceReads:
                 self.upcoming = None
                 return
             self.upcoming = self.cutter.submit(next, self.sheet_pieces, None)
-            self.reads.append((self.readers.submit(self._read, piece), piece.first_row))
+            self.reads.append((self.readers.submit(self._read, piece), piece))
             wait = False
 
     def _read(self, piece: Piece) -> pa.Table:
@@ -138,7 +138,6 @@ class PieceReads:
 
 def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str, Any]:
 
-    from airflow_provider_feishu_vc.tables.pieces import WholeSheetNeeded
     from airflow_provider_feishu_vc.tables.reader import TableBuilder
     from airflow_provider_feishu_vc.tables.writers import open_writer
 
@@ -160,17 +159,18 @@ def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str
                 write(typed)
                 rows += typed.num_rows
 
-        for cells, first_row in reads:
+        for cells, piece in reads:
             if builder is None:
-                builder = TableBuilder(cells, request["export_type"], request["timezone"], request["schema"])
+                builder = TableBuilder(cells, request["export_type"], request["timezone"], request["schema"],
+                                       piece.first_row)  # fmt: skip
                 write = stack.enter_context(open_writer(request["output"], request["out"], builder.schema))
                 gathered.width = cells.num_columns
-            elif builder.has_data_outside(cells):
-                raise WholeSheetNeeded("a later piece has data in a column the first did not")
-            if not gathered.follows(first_row + 1):
-                type_gathered()
-            gathered.add(cells.slice(1), first_row + 1)
+            data, first_row = builder.data_of(cells, piece)
             del cells
+            if not gathered.follows(first_row):
+                type_gathered()
+            gathered.add(data, first_row)
+            del data
             while gathered.rows >= ROWS_PER_CHUNK:
                 type_gathered()
             reads.top_up()

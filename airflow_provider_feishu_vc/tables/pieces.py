@@ -3,8 +3,12 @@
 calamine holds a whole sheet's cells at once: about 1.7 GB for a million-row meeting list. Here the sheet's XML is
 inflated as a stream (its CRC-32 checked on the way, as every other part's) and cut at row ends into pieces of
 about :data:`PIECE_BYTES`; each piece becomes a small stored (uncompressed) workbook with the original's other
-parts. Every piece after the first starts with a copy of the header row, renumbered to sit just above its first
-row, so that its cell range starts at the same column as the whole sheet's and no piece is ever read shifted.
+parts. Every piece after the first starts with a copy of the sheet's first row with a value (the header, or a
+title above it), renumbered to sit just above the piece's first row, so that the reader can check where the piece's
+cell range starts: a piece whose copy is not where the first piece's row was is read shifted into place, or the
+sheet read whole (``reader.TableBuilder.data_of``). While cutting, each piece's rows are counted from its XML,
+apart from the sheet reader (its row elements: one quick pass; when they differ from the rows read, those holding a
+value, exactly); a piece read with another count is an error, never a table with rows lost or invented.
 
 A sheet is read whole (one piece: the file itself) when cutting it would gain nothing or could differ from reading
 it whole: it is small, the workbook has more than one worksheet, the shared-strings table is large (every piece
@@ -33,6 +37,8 @@ Bytes = bytes | memoryview
 PIECE_BYTES = 4 * 2**20
 #: A shared-strings table every piece would parse again, up to this size uncompressed.
 MAX_SHARED_STRINGS_BYTES = 16 * 2**20
+#: How many rows from the sheet's first row with a value may hold the header: the first piece holds them all.
+HEADER_SEARCH_ROWS = 10
 READ_BYTES = 8 * 2**20
 #: How far into the sheet its ``<sheetData>`` and first two rows must be found.
 HEAD_BYTES = 4 * 2**20
@@ -42,6 +48,13 @@ ROW = re.compile(rb"<row\b[^>]*?(?:/>|>.*?</row>)", re.DOTALL)
 ROW_NUMBER = re.compile(rb'<row\b[^>]*?\sr="(\d+)"')
 ROW_START = re.compile(rb"<row\b")
 ROW_END = b"</row>"
+#: A row without a value, which the sheet reader leaves out: no cells, or only cells without a value (styled blank
+#: cells, an empty ``<v>``, a formula without a cached value) or holding an error value (``t="e"``, read as empty).
+_NO_VALUE_CELL = (
+    rb'<c\b(?:[^>]*?/>|[^>]*?\bt="e"[^>]*>\s*(?:<f\b[^>]*?(?:/>|>[^<]*</f>))?\s*(?:<v>[^<]*</v>|<v\s*/>)?\s*</c>'
+    rb"|[^>]*>\s*(?:<f\b[^>]*?(?:/>|>[^<]*</f>))?\s*(?:<v\s*/>|<v></v>)?\s*</c>)"
+)
+VALUELESS_ROW = re.compile(rb"<row\b[^>]*?(?:/>|>(?:\s*" + _NO_VALUE_CELL + rb")*\s*</row>)")
 SHEET_DATA_END = b"</sheetData>"
 TAIL = b"</sheetData></worksheet>"
 #: What reading a damaged part raises.
@@ -54,13 +67,18 @@ class WholeSheetNeeded(Exception):
 
 @dataclass(frozen=True)
 class Piece:
-    """A workbook to read: ``source`` (bytes of a piece, or the original file's path), the sheet to read in it, and
-    the sheet row of its first row (its header, or the header's copy above a later piece's rows)."""
+    """A workbook to read: ``source`` (bytes of a piece, or the original file's path), the sheet to read in it, the
+    sheet row of its first row with a value (the sheet's first such row, or its copy above a later piece's rows),
+    and how many row elements the piece has, the copy left out (None: not counted, a sheet read whole; every row
+    of a sheet written by a known writer holds a value, else :func:`valued_rows` counts those that do)."""
 
     source: bytes | str
     sheet: int | str
     first_row: int
     whole: bool
+    rows: int | None = None
+    #: Whether the piece's first row is a copy of the sheet's first row with a value (every piece after the first).
+    copy: bool = False
 
 
 def pieces(path: str, sheet: int | str, piece_bytes: int = PIECE_BYTES) -> Iterator[Piece]:
@@ -76,30 +94,57 @@ def _pieces(path: str, sheet: int | str, piece_bytes: int) -> Iterator[Piece]:
     with zipfile.ZipFile(path) as archive:
         part = _cuttable_sheet(archive, sheet, piece_bytes)
         if part is None:
-            yield Piece(path, sheet, 1, whole=True)
+            yield Piece(path, sheet, _first_valued_row(archive, sheet), whole=True)
             return
         others = [(info, archive.read(info)) for info in archive.infolist() if info.filename != part.filename]
         with archive.open(part) as stream:
             cut = _Cutter(stream, piece_bytes)
             if not cut.start():
-                yield Piece(path, sheet, 1, whole=True)
+                yield Piece(path, sheet, _first_valued_row(archive, sheet), whole=True)
                 return
-            for first_row, rows in cut.pieces():
+            for first_row, rows, count in cut.pieces():
                 workbook = _workbook(others, part.filename, (cut.head, *rows, TAIL))
                 del rows  # the rows' text is freed before the next piece is cut
-                yield Piece(workbook, 0, first_row, whole=False)
+                yield Piece(workbook, 0, first_row, whole=False, rows=count, copy=first_row != cut.header_row)
 
 
 def _cuttable_sheet(archive: zipfile.ZipFile, sheet: int | str, piece_bytes: int) -> zipfile.ZipInfo | None:
-    worksheets = [i for i in archive.infolist() if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename)]
-    if len(worksheets) != 1 or worksheets[0].file_size < 2 * piece_bytes:
+    part = _only_sheet(archive, sheet)
+    if part is None or part.file_size < 2 * piece_bytes:
         return None
     shared = [i for i in archive.infolist() if i.filename.lower() == "xl/sharedstrings.xml"]
     if shared and shared[0].file_size > MAX_SHARED_STRINGS_BYTES:
         return None
+    return part
+
+
+def _only_sheet(archive: zipfile.ZipFile, sheet: int | str) -> zipfile.ZipInfo | None:
+    """The worksheet part of a workbook of one worksheet, when it is the sheet asked for."""
+    worksheets = [i for i in archive.infolist() if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename)]
+    if len(worksheets) != 1:
+        return None
     if sheet != 0 and sheet != _only_sheet_name(archive):
         return None  # the reader says what is wrong with the sheet asked for
     return worksheets[0]
+
+
+def _first_valued_row(archive: zipfile.ZipFile, sheet: int | str) -> int:
+    """The sheet row of the first row with a value (where the sheet reader's cell range starts), found in the first
+    :data:`HEAD_BYTES` of the sheet; 1 when it cannot be told (several worksheets, or no such row there)."""
+    part = _only_sheet(archive, sheet)
+    if part is None:
+        return 1
+    with archive.open(part) as stream:
+        head = stream.read(HEAD_BYTES)
+    opened = SHEET_DATA.search(head)
+    number = 0
+    for match in ROW.finditer(head, opened.end() if opened else len(head)):
+        row = match.group(0)
+        written = ROW_NUMBER.match(row)
+        number = int(written.group(1)) if written else number + 1
+        if not VALUELESS_ROW.fullmatch(row):
+            return number
+    return 1
 
 
 def _only_sheet_name(archive: zipfile.ZipFile) -> str | None:
@@ -119,11 +164,15 @@ class _Cutter:
         self.head = b""
         self.header = b""
         self.header_row = 0
+        #: The number of the last row cut so far (a piece's first row must come after it).
+        self.last_row = 0
         self.rest = b""
+        #: Where the first row with a value starts in ``rest``.
+        self.header_at = 0
 
     def start(self) -> bool:
-        """Read up to the first data row: the head (without ``<dimension>``), the header row and its number.
-        False when the sheet does not look as expected (it is then read whole)."""
+        """Read up to the row after the first row with a value: the head (without ``<dimension>``), that row and its
+        number. False when the sheet does not look as expected (it is then read whole)."""
         buffer = b""
         while len(buffer) < HEAD_BYTES:
             block = self.stream.read(READ_BYTES)
@@ -140,14 +189,15 @@ class _Cutter:
             if header_number is None or data_number is None or data_number <= header_number:
                 return False
             self.head = DIMENSION.sub(b"", buffer[: opened.end()])
-            self.header, self.header_row = header, header_number
+            self.header, self.header_row, self.last_row = header, header_number, header_number
+            self.header_at = buffer.index(header, opened.end()) - opened.end()
             self.rest = buffer[opened.end() :]
             return True
         return False
 
-    def pieces(self) -> Iterator[tuple[int, tuple[Bytes, ...]]]:
-        """(sheet row of the piece's first row, the rows' XML in parts) for each piece; later pieces lead with a
-        copy of the header row."""
+    def pieces(self) -> Iterator[tuple[int, tuple[Bytes, ...], int]]:
+        """(sheet row of the piece's first row with a value, the rows' XML in parts, how many row elements it has)
+        for each piece; later pieces lead with a copy of the sheet's first row with a value (not counted)."""
         blocks, size, wanted, ended = [self.rest], len(self.rest), self.piece_bytes, False
         first = True
         while True:
@@ -165,38 +215,84 @@ class _Cutter:
                     if end < 0:
                         break
                 end += len(ROW_END)
-                yield from self._piece(view[offset:end], first)
+                if first:  # the first piece holds every row the header may be in
+                    least = _after_rows(text, self.header_at, HEADER_SEARCH_ROWS)
+                    if least is None:
+                        break  # read on
+                    end = max(end, least)
+                yield from self._piece(text, view, offset, end, first)
                 first, offset = False, end
             if ended:
                 close = text.rfind(SHEET_DATA_END, offset)
-                yield from self._piece(view[offset : close if close >= 0 else len(text)], first)
+                end = close if close >= 0 else len(text)
+                yield from self._piece(text, view, offset, end, first)
                 return
             blocks, size = [text[offset:]], len(text) - offset
             wanted = self.piece_bytes if size < self.piece_bytes else size + 1  # a long row: read on
             del view, text
 
-    def _piece(self, rows: memoryview, first: bool) -> Iterator[tuple[int, tuple[Bytes, ...]]]:
+    def _piece(
+        self, text: bytes, view: memoryview, start: int, end: int, first: bool
+    ) -> Iterator[tuple[int, tuple[Bytes, ...], int]]:
+        """``text[start:end]`` (``view`` is ``text``'s memoryview) as a piece, with its count of row elements."""
+        rows, count = view[start:end], _row_elements(text, start, end)
         if first:
-            yield self.header_row, (rows,)
+            yield self.header_row, (rows,), count
         elif ROW_START.search(rows):
-            yield self._with_header(rows)
+            yield (*self._with_header(rows), count)
+        last = ROW_NUMBER.match(text, max(text.rfind(b"<row", start, end), 0))
+        if last is not None:
+            self.last_row = int(last.group(1))
 
     def _with_header(self, rows: memoryview) -> tuple[int, tuple[Bytes, ...]]:
         number = ROW_NUMBER.search(rows[:4096])
-        if number is None or int(number.group(1)) <= 1:
-            raise WholeSheetNeeded("a piece's first row has no row number")
+        if number is None or int(number.group(1)) <= self.last_row:
+            raise WholeSheetNeeded("a piece's first row has no row number, or one not after the last piece's rows")
         above = int(number.group(1)) - 1
         renumbered = re.sub(rb'(<row\b[^>]*?\sr=")\d+(")', rb"\g<1>%d\g<2>" % above, self.header, count=1)
         renumbered = re.sub(rb'(<c\b[^>]*?\sr="[A-Z]+)\d+(")', rb"\g<1>%d\g<2>" % above, renumbered)
         return above, (renumbered, rows)
 
 
+def _after_rows(text: bytes, start: int, count: int) -> int | None:
+    """Where the ``count``-th row from ``start`` ends in ``text``, or None when it ends beyond."""
+    end = start
+    for _ in range(count):
+        found = text.find(ROW_END, end)
+        if found < 0:
+            return None
+        end = found + len(ROW_END)
+    return end
+
+
+def _row_elements(text: bytes, start: int, end: int) -> int:
+    """How many row elements ``text[start:end]`` holds (one pass, as quick as copying it)."""
+    return text.count(b"<row", start, end)
+
+
+def valued_rows(piece: Piece) -> int:
+    """How many rows of a cut piece hold a value, its copy of the sheet's first such row left out (one pass of a
+    regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
+    assert isinstance(piece.source, bytes), "a cut piece"
+    with zipfile.ZipFile(io.BytesIO(piece.source)) as archive:
+        part = next(i for i in archive.infolist() if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename))
+        text = archive.read(part)
+    start = SHEET_DATA.search(text)
+    counted = _valued_rows(text, start.end() if start else 0, len(text))
+    return counted - 1 if piece.copy else counted
+
+
+def _valued_rows(text: bytes, start: int, end: int) -> int:
+    """How many rows of ``text[start:end]`` (whole rows) hold a value."""
+    return text.count(b"<row", start, end) - len(VALUELESS_ROW.findall(text, start, end))
+
+
 def _first_rows(buffer: bytes, start: int) -> Iterator[tuple[bytes, int | None]]:
-    """The first row with cells (the header) and the row after it, each with its number (None when unnumbered)."""
+    """The first row with a value and the row after it, each with its number (None when unnumbered)."""
     found = 0
     for match in ROW.finditer(buffer, start):
         row = match.group(0)
-        if found == 0 and b"<c" not in row:
+        if found == 0 and VALUELESS_ROW.fullmatch(row):
             continue
         number = ROW_NUMBER.match(row)
         yield row, (int(number.group(1)) if number else None)

@@ -8,6 +8,7 @@ so that a table can be written while the next chunk is parsed.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCTableError
-from airflow_provider_feishu_vc.tables import values
+from airflow_provider_feishu_vc.tables import pieces, values
 from airflow_provider_feishu_vc.tables.contract import (
     CONTRACT_VERSION,
     CONTRACTS,
@@ -26,8 +27,10 @@ from airflow_provider_feishu_vc.tables.contract import (
     header_index,
     header_key,
 )
+from airflow_provider_feishu_vc.tables.pieces import HEADER_SEARCH_ROWS, Piece, WholeSheetNeeded
 
 log = logging.getLogger(__name__)
+_header_index = functools.cache(header_index)
 
 #: Feishu is a Chinese service: a time written without an offset (the quality list's) is read in this zone.
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -48,6 +51,8 @@ DESCRIBED = {
     ValueKind.FIGURE: "a number with the column's unit",
 }
 _TEXT = Column("text", ValueKind.TEXT, ())
+#: The share of a header's filled cells that must name columns of the kind asked for.
+MIN_HEADER_MATCH = 0.5
 
 
 @dataclass(frozen=True)
@@ -92,13 +97,28 @@ class TableBuilder:
     """Turns chunks of a sheet's data rows into typed tables of one schema: the contract's columns in its order (a
     column the file lacks all null), then the columns it does not know."""
 
-    def __init__(self, cells: pa.Table, export_type: str, timezone: str, schema: str) -> None:
+    def __init__(self, cells: pa.Table, export_type: str, timezone: str, schema: str, first_row: int = 1) -> None:
+        """``cells``: the sheet's first rows (a piece's, or all), from its first row with a value (sheet row
+        ``first_row``); the header is found among the top :data:`HEADER_SEARCH_ROWS` of them."""
         if cells.num_rows == 0:
             raise FeishuVCTableError("source's sheet is empty: no header row")
         self.export_type, self.timezone = export_type, timezone
         self.warnings: list[str] = []
-        headers = [None if value is None else str(value) for value in cells.slice(0, 1).to_pylist()[0].values()]
-        self.layout = self._layout(headers, cells.slice(1), schema)
+        top = _rows_as_text(cells.slice(0, HEADER_SEARCH_ROWS))
+        at = self._find_header(top, first_row)
+        #: Where the data starts in ``cells`` (the row after the header), and the header's sheet row.
+        self.data_start, self.header_row = at + 1, first_row + at
+        #: The sheet's first row with a value as read (a later piece's first row must be its copy).
+        self.top_row = _trimmed(top[0])
+        headers = top[at]
+        if at:
+            said = (" ".join(value for value in row if value and value.strip()) for row in top[:at])
+            above = "; ".join(repr(text[:80]) for text in said if text)
+            self.warnings.append(
+                f"Sheet rows {first_row} to {self.header_row - 1} sit above the header (sheet row "
+                f"{self.header_row}) of this {export_type} export: left out, not data: {above}"
+            )
+        self.layout = self._layout(headers, cells.slice(self.data_start), schema)
         found = {entry.column.field: entry for entry in self.layout if entry.column and entry.name == entry.column.name}
         #: Per output column: (its sheet column or None, the contract column that types it, its Arrow field).
         self.plan: list[tuple[SheetColumn | None, Column]] = [(found.get(c.field), c) for c in contract_of(export_type)]
@@ -115,6 +135,29 @@ class TableBuilder:
         self.schema = pa.schema(
             fields, metadata={"feishu_vc.export_type": export_type, "feishu_vc.contract": CONTRACT_VERSION}
         )
+
+    def _find_header(self, top: list[list[str | None]], first_row: int) -> int:
+        """The index in ``top`` of the first row naming the most columns of the kind asked for; an error when none
+        names any, or when it names too few (then the file is most likely another kind: the error says which)."""
+        scores = [{kind: header_score(row, kind) for kind in CONTRACTS} for row in top]
+        asked = [score[self.export_type] for score in scores]
+        best = max(((max(s[kind] for s in scores), -order), kind) for order, kind in enumerate(CONTRACTS))
+        likeliest = best[1] if best[0][0] > max(asked) else self.export_type
+        looks = f": this looks like a {likeliest} export, not {self.export_type}"
+        looks = "" if likeliest == self.export_type else looks
+        if max(asked) == 0:
+            raise FeishuVCTableError(
+                f"source has no header row of a {self.export_type} export in its first {len(top)} rows (none names "
+                f"a column of its contract){looks}"
+            )
+        at = asked.index(max(asked))
+        filled = sum(1 for value in top[at] if value and value.strip())
+        if looks or asked[at] < MIN_HEADER_MATCH * filled:
+            raise FeishuVCTableError(
+                f"source's header (sheet row {first_row + at}) names only {asked[at]} of its {filled} columns as "
+                f"{self.export_type} columns{looks or ', too few to read it as one'}"
+            )
+        return at
 
     def _layout(self, headers: list[str | None], data: pa.Table, schema: str) -> list[SheetColumn]:
         index = header_index(self.export_type)
@@ -148,17 +191,48 @@ class TableBuilder:
         return layout
 
     def chunks(
-        self, cells: pa.Table, rows_per_chunk: int = 65_536, *, first_row: int = 2
+        self, cells: pa.Table, rows_per_chunk: int = 65_536, *, first_row: int = 1
     ) -> Iterator[tuple[pa.Table, int]]:
-        """The data rows (the first row of ``cells`` holds the headers; ``first_row`` is the sheet row of the next)
+        """The data rows of the cells the builder was made from (``first_row``: the sheet row of their first row)
         in slices, each with the sheet row of its first row."""
-        data = cells.slice(1)
+        data = cells.slice(self.data_start)
         for start in range(0, max(data.num_rows, 1), rows_per_chunk):
-            yield data.slice(start, rows_per_chunk), first_row + start
+            yield data.slice(start, rows_per_chunk), first_row + self.data_start + start
+
+    def data_of(self, cells: pa.Table, piece: Piece) -> tuple[pa.Table, int]:
+        """The data rows of one piece of the sheet (the first one this builder was made from, or a later one whose
+        first row is a copy of the sheet's first row with a value), with the sheet row of the first. The piece must
+        hold as many rows with a value as were counted in its XML while cutting, and a later piece's copy must sit in
+        the columns the first piece's row did."""
+        if piece.copy:
+            cells = self._aligned(cells)
+            if self.has_data_outside(cells):
+                raise WholeSheetNeeded("a later piece has data in a column the first did not")
+        read = rows_with_values(cells) - piece.copy
+        if piece.rows is not None and read != piece.rows and read != (counted := pieces.valued_rows(piece)):
+            raise FeishuVCTableError(
+                f"source's sheet rows from {piece.first_row + piece.copy} hold {counted} rows with a value, but "
+                f"{read} were read: the table would not hold exactly the sheet's rows"
+            )
+        skip = 1 if piece.copy else self.data_start
+        return cells.slice(skip), piece.first_row + skip
+
+    def _aligned(self, cells: pa.Table) -> pa.Table:
+        """A later piece's cells in the first piece's columns: its first row (the copy of the sheet's first row
+        with a value) tells where its cell range starts; a piece that starts k columns right of the first gets k
+        empty columns in front."""
+        copy = _trimmed(_rows_as_text(cells.slice(0, 1))[0]) if cells.num_rows else []
+        shift = len(self.top_row) - len(copy)
+        if shift < 0 or copy != self.top_row[shift:] or any(value is not None for value in self.top_row[:shift]):
+            raise WholeSheetNeeded("a later piece does not start with the copy of the sheet's first row")
+        if shift == 0:
+            return cells
+        blank = [pa.nulls(cells.num_rows, pa.string())] * shift
+        return pa.Table.from_arrays([*blank, *cells.columns], names=[f"c{i}" for i in range(shift + cells.num_columns)])
 
     def has_data_outside(self, cells: pa.Table) -> bool:
-        """Whether a later piece of the sheet (its first row a copy of the headers) has data in a column this
-        layout left out: one with neither a header nor data in the first piece."""
+        """Whether a later piece of the sheet (its first row a copy of the sheet's first row with a value) has data in
+        a column this layout left out: one with neither a header nor data in the first piece."""
         kept = {entry.position for entry in self.layout}
         return any(
             pc.any(pc.fill_null(values.present(cells.column(position).slice(1)), False)).as_py()
@@ -189,6 +263,36 @@ class TableBuilder:
                 f"is not {DESCRIBED.get(column.kind, 'valid')}"
             )
         return typed
+
+
+def header_score(row: list[str | None], kind: str) -> int:
+    """How many distinct columns of ``kind``'s contract the cells of ``row`` name."""
+    index = _header_index(kind)
+    return len({column.field for value in row if value and (column := index.get(header_key(value)))})
+
+
+def rows_with_values(cells: pa.Table) -> int:
+    """How many rows of ``cells`` have at least one cell with a value (the sheet reader leaves cells without one
+    null)."""
+    if cells.num_rows == 0 or any(column.null_count == 0 for column in cells.columns):
+        return int(cells.num_rows)
+    valued: Any = None
+    for column in cells.columns:
+        valued = pc.is_valid(column) if valued is None else pc.or_(valued, pc.is_valid(column))
+    return int(pc.sum(valued).as_py() or 0)
+
+
+def _rows_as_text(cells: pa.Table) -> list[list[str | None]]:
+    columns = [column.to_pylist() for column in cells.columns]
+    return [[None if value is None else str(value) for value in row] for row in zip(*columns, strict=True)]
+
+
+def _trimmed(row: list[str | None]) -> list[str | None]:
+    """``row`` without its trailing empty cells."""
+    end = len(row)
+    while end and row[end - 1] is None:
+        end -= 1
+    return row[:end]
 
 
 def _without_blank_rows(data: pa.Table, first_row: int) -> tuple[pa.Table, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import xlsxwriter
 
@@ -68,3 +69,73 @@ def sheet_xml(cells: Sequence[tuple[str, str]], dimension: str | None = None) ->
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/'
         f'spreadsheetml/2006/main">{dim}<sheetData>{body}</sheetData></worksheet>'
     )
+
+
+def grid_xml(rows: Iterable[tuple[int, Sequence[tuple[int, str | None]]]]) -> str:
+    """Sheet XML of ``(sheet row, [(0-based column, text)])`` rows, in order: text as inline strings, None as a
+    formatted cell without a value (``<c r="A1" s="1"/>``, what a styled blank row holds)."""
+    body = []
+    for number, cells in rows:
+        xml = "".join(
+            f'<c r="{letters(column)}{number}" s="1"/>'
+            if text is None
+            else f'<c r="{letters(column)}{number}" t="inlineStr"><is><t>{escape(text)}</t></is></c>'
+            for column, text in cells
+        )
+        body.append(f'<row r="{number}">{xml}</row>')
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+        f'spreadsheetml/2006/main"><sheetData>{"".join(body)}</sheetData></worksheet>'
+    )
+
+
+def letters(position: int) -> str:
+    """Spreadsheet letters of a 0-based column position."""
+    text, number = "", position + 1
+    while number:
+        number, remainder = divmod(number - 1, 26)
+        text = chr(ord("A") + remainder) + text
+    return text
+
+
+#: A cell of :func:`write_grid`: ``("s", text)`` a shared string, ``("i", text)`` an inline string, ``("n", "12")``
+#: a number, ``("b", "1")`` a boolean, ``("e", "#N/A")`` an error value, ``("-", "")`` a formatted cell without a
+#: value.
+GridCell = tuple[str, str]
+
+
+def write_grid(path: Path, rows: Iterable[tuple[int, Sequence[tuple[int, GridCell]]]]) -> Path:
+    """A one-sheet workbook of ``(sheet row, [(0-based column, cell)])`` rows, in order, with a shared-strings part
+    when some cell is a shared string (the two ways xlsx writers store text)."""
+    shared: dict[str, int] = {}
+    body = []
+    for number, cells in rows:
+        xml = []
+        for column, (kind, text) in cells:
+            reference = f"{letters(column)}{number}"
+            if kind == "s":
+                xml.append(f'<c r="{reference}" t="s"><v>{shared.setdefault(text, len(shared))}</v></c>')
+            elif kind == "i":
+                xml.append(f'<c r="{reference}" t="inlineStr"><is><t xml:space="preserve">{escape(text)}</t></is></c>')
+            elif kind == "e":
+                xml.append(f'<c r="{reference}" t="e"><v>{escape(text)}</v></c>')
+            elif kind in ("n", "b"):
+                typed = ' t="b"' if kind == "b" else ""
+                xml.append(f'<c r="{reference}"{typed}><v>{text}</v></c>')
+            else:
+                xml.append(f'<c r="{reference}" s="1"/>')
+        body.append(f'<row r="{number}">{"".join(xml)}</row>')
+    sheet = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+        f'spreadsheetml/2006/main"><sheetData>{"".join(body)}</sheetData></worksheet>'
+    )
+    raw_sheet(path, sheet)
+    if shared:
+        strings = "".join(f'<si><t xml:space="preserve">{escape(text)}</t></si>' for text in shared)
+        with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(
+                "xl/sharedStrings.xml",
+                '<?xml version="1.0" encoding="UTF-8" standalone="yes"?><sst xmlns="http://schemas.openxmlformats.org/'
+                f'spreadsheetml/2006/main" count="{len(shared)}" uniqueCount="{len(shared)}">{strings}</sst>',
+            )
+    return path
