@@ -11,9 +11,11 @@ import shutil
 from pathlib import Path
 from types import ModuleType
 
+import airflow
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from packaging.version import Version
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError
 from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
@@ -28,6 +30,8 @@ from tests.s3 import S3Server
 from tests.tables.test_table_operators import asset_extras, xcoms
 
 EXPORTS = "/open-apis/vc/v1/exports/"
+#: The task's state store (``task_state_store``, kept across tries) is Airflow 3.3's.
+HAS_TASK_STATE = Version(airflow.__version__) >= Version("3.3.0")
 PARTICIPANTS_CREATE = EXPORTS + "participant_list"
 MEETINGS_CREATE = EXPORTS + "meeting_list"
 DOWNLOAD = EXPORTS + "download"
@@ -193,6 +197,21 @@ def test_a_retry_reuses_every_export_and_part_an_earlier_try_left(
     table = pq.read_table(table_file)
     assert set(table.column("meeting_no").to_pylist()) == {meeting_of_the_day(i).meeting_no for i in range(MEETINGS)}
     assert table.num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+
+
+@pytest.mark.skipif(not HAS_TASK_STATE, reason="the task's state store (kept across tries) came in Airflow 3.3")
+def test_a_try_lost_right_after_its_table_landed_is_retried_into_success(
+    dags: ModuleType, emulator: FeishuVCEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # overwrite is off: before, the retry found "its own" table there and failed for good with "already exists".
+    run = dags.landed_retry_dag.test()
+    output = "".join(capfd.readouterr())
+    assert run.state == "success", output[-5000:]
+    assert "worker lost right after the table landed" in output  # the first try did die once its table landed
+    assert "was landed by an earlier try of this same request: kept" in output
+    assert emulator.count(PARTICIPANTS_CREATE) == MEETINGS and emulator.count(DOWNLOAD) == MEETINGS + 1
+    [table_file] = landed(tmp_path, dags.landed_retry_dag.dag_id)
+    assert pq.read_table(table_file).num_rows == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
 
 
 def test_a_failed_export_is_created_again_within_the_run_and_a_given_meeting_list_is_used(

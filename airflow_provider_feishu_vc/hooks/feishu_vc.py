@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import tempfile
 import time
 import weakref
@@ -391,7 +390,6 @@ class FeishuVCHook(BaseHook):
         ``"table": {"format", "rows", "schema_fingerprint"}``).
         """
         from airflow_provider_feishu_vc.hooks.landing import Landing, noting, refuse_existing
-        from airflow_provider_feishu_vc.hooks.writing import WRITE_BATCH_BYTES
         from airflow_provider_feishu_vc.tables import TABLE_FORMATS, convert_export, schema_fingerprint
 
         if output_format not in TABLE_FORMATS:
@@ -414,14 +412,7 @@ class FeishuVCHook(BaseHook):
                 refuse_existing(target, overwrite)
             table = {"format": output_format, "rows": rows, "schema_fingerprint": schema_fingerprint(schema_)}
             witness = noting(landing_witness, table=table)
-            landing = Landing.for_target(target, overwrite, upload_journal, witness)
-            try:
-                with open(converted, "rb") as table_file:
-                    shutil.copyfileobj(table_file, landing.open(), WRITE_BATCH_BYTES)
-                landing.finish()
-            except BaseException:
-                landing.abandon()
-                raise
+            Landing.for_target(target, overwrite, upload_journal, witness).land_file(converted)
         landed = LandedTable(target, output_format, rows, schema_fingerprint(schema_), schema_)
         self.log.info("Landed %d rows as %s at %s (schema %s)", landed.rows, output_format, target, landed.fingerprint)
         return landed

@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -126,6 +127,18 @@ class Landing:
 
     def abandon(self) -> None:
         raise NotImplementedError
+
+    def land_file(self, source: str) -> None:
+        """Copy the finished local file ``source`` to the target: whole, or nothing appears there."""
+        from airflow_provider_feishu_vc.hooks.writing import WRITE_BATCH_BYTES
+
+        try:
+            with open(source, "rb") as finished:
+                shutil.copyfileobj(finished, self.open(), WRITE_BATCH_BYTES)
+            self.finish()
+        except BaseException:
+            self.abandon()
+            raise
 
 
 class ObjectLanding(Landing):

@@ -6,7 +6,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
@@ -33,11 +33,19 @@ from airflow_provider_feishu_vc.operators.destinations import (
     schema_facet,
     task_instance_folder,
 )
-from airflow_provider_feishu_vc.operators.tries import fail_on_bad_input, request_fingerprint
+from airflow_provider_feishu_vc.operators.tries import (
+    fail_on_bad_input,
+    forget_landing,
+    landed_by_earlier_try,
+    landing_witness,
+    request_fingerprint,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_feishu_vc.hooks.landing import LandingWitness
 
 #: The meeting's columns in front of every participant row: what the meeting list says of it.
 MEETING_COLUMNS = ("meeting_id", "meeting_no", "meeting_topic", "meeting_start_time", "meeting_end_time")
@@ -161,6 +169,8 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         self.timeout = timeout
         self.deferrable = deferrable
         self._table: IncrementalTable | None = None
+        #: The fingerprint of this try's request (``_request``): what an earlier try's landed table is checked by.
+        self._landing_request: str | None = None
         self.feishu_vc_conn_id = feishu_vc_conn_id
         if not self.outlets:
             in_dag = self.has_dag()  # type: ignore[no-untyped-call,unused-ignore]  # not annotated in Airflow
@@ -200,10 +210,15 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         try:
             try:
                 target = self.target(context)
-                refuse_existing(target, self.overwrite)
                 list_request = None
                 if self.meetings is None:
                     list_request = hook.resolve_export("meeting_list", **self.meeting_list_fields(context))
+                self._landing_request = self._request(target, list_request)
+                earlier = landed_by_earlier_try(context, self._landing_request, self.storage_conn_id, self.log)
+                if isinstance(earlier, dict):
+                    self.log.info("%s was landed by an earlier try of this same request: kept", target)
+                    return earlier
+                refuse_existing(target, self.overwrite)
             except FeishuVCConfigError as error:
                 fail_on_bad_input(error)
             parts = target.parent / f".{target.name}.parts"
@@ -260,7 +275,8 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             if self.meetings is None:
                 list_request = hook.resolve_export("meeting_list", **self.meeting_list_fields(context))
             parts = target.parent / f".{target.name}.parts"
-            manifest = Manifest(parts, self._request(target, list_request))
+            self._landing_request = self._request(target, list_request)
+            manifest = Manifest(parts, self._landing_request)
             if not manifest.load() or manifest.meetings is None:
                 raise FeishuVCError(f"the manifest {manifest.path} of the exports is gone; a retry starts afresh")
             spent = manifest.spent
@@ -280,6 +296,11 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         finally:
             hook.close()
             self._drop_table()
+
+    def post_execute(self, context: Context, result: Any = None) -> None:
+        """The task succeeded: drop the table it kept for later tries, so that clearing it lands anew."""
+        forget_landing(context)
+        super().post_execute(context, result)
 
     def _drop_table(self) -> None:
         """Discard the table being written when the try ends without landing it."""
@@ -399,6 +420,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         outcome: RunOutcome,
     ) -> dict[str, Any]:  # fmt: skip
         """Land the table (or fail, listing the meetings that could not be exported); announce it; clean up."""
+        from airflow_provider_feishu_vc.hooks.landing import noting
         from airflow_provider_feishu_vc.tables import schema_fingerprint
 
         unexported = [_unexported(export) for export in outcome.exports if export.stage != "landed"]
@@ -409,13 +431,23 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 f"{len(unexported)} of {len(outcome.exports)} meetings could not be exported: {listed}"
                 f"{' ...' if len(unexported) > 20 else ''}. Pass allow_partial=True to land the table without them."
             )
+        recorded = landing_witness(context, self._landing_request) if self._landing_request else None
+
+        def witness(rows: int, schema: pa.Schema) -> LandingWitness | None:
+            """What a retry needs to keep this table if the try ends after it landed (the task's state)."""
+            table = {
+                "format": self.output_format, "rows": rows, "schema_fingerprint": schema_fingerprint(schema),
+                "meetings": len(outcome.exports), "landed_meetings": len(landed), "unexported": unexported,
+            }  # fmt: skip
+            return noting(recorded, table=table)
+
         table, self._table = self._table, None
         if table is not None and table.holds({export.meeting.meeting_no for export in landed}):
-            rows, schema = table.land(target, self.overwrite)
+            rows, schema = table.land(target, self.overwrite, witness)
         else:  # a part with columns the contract does not know: merge the parts again, in a schema for all
             if table is not None:
                 table.discard()
-            rows, schema = self._merge(target, parts, landed)
+            rows, schema = self._merge(target, parts, landed, witness)
         if unexported:
             side = target.parent / f"{target.name}{UNEXPORTED_SUFFIX}"
             write_whole(side, json.dumps(unexported, ensure_ascii=False, indent=1).encode())
@@ -442,14 +474,14 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         return result
 
     def _merge(
-        self, target: ObjectStoragePath, parts: ObjectStoragePath, landed: list[MeetingExport]
-    ) -> tuple[int, pa.Schema]:
+        self, target: ObjectStoragePath, parts: ObjectStoragePath, landed: list[MeetingExport],
+        witness: Callable[[int, pa.Schema], LandingWitness | None],
+    ) -> tuple[int, pa.Schema]:  # fmt: skip
         """Stream every part, with its meeting's columns in front, into one file, and land it whole."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         from airflow_provider_feishu_vc.hooks.landing import Landing
-        from airflow_provider_feishu_vc.hooks.writing import WRITE_BATCH_BYTES
         from airflow_provider_feishu_vc.tables.writers import open_writer
 
         participant_schemas = []
@@ -468,14 +500,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                     table = with_meeting(part, export.meeting, schema)
                     write(table)
                     rows += table.num_rows
-            landing = Landing.for_target(target, self.overwrite)
-            try:
-                with open(merged, "rb") as table_file:
-                    shutil.copyfileobj(table_file, landing.open(), WRITE_BATCH_BYTES)
-                landing.finish()
-            except BaseException:
-                landing.abandon()
-                raise
+            Landing.for_target(target, self.overwrite, witness=witness(rows, schema)).land_file(merged)
         return rows, schema
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -540,21 +565,15 @@ class IncrementalTable:
                 self._closed = True
                 self._writing.__exit__(None, None, None)
 
-    def land(self, target: ObjectStoragePath, overwrite: bool) -> tuple[int, pa.Schema]:
-        """Close the file and land it at ``target``, whole or not at all."""
+    def land(
+        self, target: ObjectStoragePath, overwrite: bool, witness: Callable[[int, pa.Schema], LandingWitness | None]
+    ) -> tuple[int, pa.Schema]:
+        """Close the file and land it at ``target``, whole or not at all (``witness`` told just before it shows)."""
         from airflow_provider_feishu_vc.hooks.landing import Landing
-        from airflow_provider_feishu_vc.hooks.writing import WRITE_BATCH_BYTES
 
         try:
             self._close()
-            landing = Landing.for_target(target, overwrite)
-            try:
-                with open(self.path, "rb") as table_file:
-                    shutil.copyfileobj(table_file, landing.open(), WRITE_BATCH_BYTES)
-                landing.finish()
-            except BaseException:
-                landing.abandon()
-                raise
+            Landing.for_target(target, overwrite, witness=witness(self.rows, self.schema)).land_file(self.path)
         finally:
             self.discard()
         return self.rows, self.schema

@@ -8,7 +8,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -152,14 +151,7 @@ def land_converted(destination: Any, write: Callable[[str], Any]) -> Any:
     with tempfile.TemporaryDirectory(prefix="feishu-vc-table-") as folder:
         converted = os.path.join(folder, "table")
         answer = write(converted)
-        landing = Landing.for_target(target, overwrite=True)
-        try:
-            with open(converted, "rb") as table_file:
-                shutil.copyfileobj(table_file, landing.open(), 8 * 2**20)
-            landing.finish()
-        except BaseException:
-            landing.abandon()
-            raise
+        Landing.for_target(target, overwrite=True).land_file(converted)
     return answer
 
 

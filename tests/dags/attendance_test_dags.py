@@ -29,3 +29,19 @@ partial_dag = attendance_dag("feishu_vc_test_attendance_partial", allow_partial=
 upstream_dag = attendance_dag("feishu_vc_test_attendance_upstream", meetings="{{ dag_run.conf['meetings'] }}")
 # One deferral for all the exports: the worker creates them, one trigger waits, the resumed task downloads.
 deferrable_dag = attendance_dag("feishu_vc_test_attendance_deferrable", deferrable=True)
+
+
+class LosesTheWorkerOnceTheTableLanded(FeishuVCMeetingParticipantsOperator):
+    """The first try's worker is lost right after the table became visible, before the task could succeed."""
+
+    def finish(self, context, hook, target, parts, outcome):  # type: ignore[no-untyped-def]
+        result = super().finish(context, hook, target, parts, outcome)
+        if context["ti"].try_number == 1:
+            raise RuntimeError("worker lost right after the table landed")
+        return result
+
+
+with DAG(dag_id="feishu_vc_test_attendance_landed_retry", schedule=None, start_date=START, catchup=False) as (
+    landed_retry_dag
+):
+    LosesTheWorkerOnceTheTableLanded(task_id="participants", retries=1, retry_delay=timedelta(0), **{**ONE_DAY, **FAST})
