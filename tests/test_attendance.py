@@ -347,14 +347,13 @@ def test_operator_options_are_checked_by_name() -> None:
 
 CHILD = """
 import sys
-from collections import defaultdict
-from types import SimpleNamespace
+from airflow.sdk.execution_time.context import OutletEventAccessors
 from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
 operator = FeishuVCMeetingParticipantsOperator(
     task_id="participants", destination=sys.argv[1], start_time=int(sys.argv[2]), end_time=int(sys.argv[3]),
     poll_interval=0.5, max_poll_interval=2.0, progress_interval=1.0,
 )
-result = operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})
+result = operator.execute({"outlet_events": OutletEventAccessors()})
 print("RESULT", result["rows"], result["landed_meetings"])
 """
 
