@@ -124,7 +124,8 @@ class SheetReader:
         )
         self._owner = os.getpid()
         self._lock = threading.Lock()
-        #: Whether a read that took too long killed this helper (then a read waiting for it is retried).
+        #: Whether a read that took too long, or was interrupted, killed this helper (then a read waiting for it is
+        #: retried).
         self._timed_out = False
         atexit.register(self.close)
 
@@ -141,8 +142,9 @@ class SheetReader:
 
     def read(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send one request, wait for its answer at most ``request["timeout"]`` seconds (then the helper is
-        killed: the next read starts a new one). A helper that had ended before the request was sent (another
-        thread's read timed out, or its file killed it) is not this request's doing: a new helper reads it."""
+        killed: the next read starts a new one; so it is when the wait is interrupted, lest the next read take this
+        answer for its own). A helper that had ended before the request was sent (another thread's read timed out,
+        or its file killed it) is not this request's doing: a new helper reads it."""
         reader, restarts = self, 1
         while (answer := reader._read(request)) is None:
             if not reader._timed_out:  # it ended by itself: one new helper, not a loop of crashing ones
@@ -165,17 +167,27 @@ class SheetReader:
                 process.stdin.flush()
             except (BrokenPipeError, OSError):
                 return self._died()
-            ready, _, _ = select.select([process.stdout], [], [], float(request["timeout"]))
+            try:
+                ready, _, _ = select.select([process.stdout], [], [], float(request["timeout"]))
+                answer = process.stdout.readline() if ready else b""
+            except BaseException:
+                # interrupted while waiting (a task's time limit, Ctrl-C): the answer would be taken by the next
+                # read, as if it were its own, so this helper goes and the next read starts a new one
+                self._kill()
+                raise
             if not ready:
-                process.kill()
-                process.wait()
-                self._timed_out = True
-                self._discard()
+                self._kill()
                 return {"ok": False, "error": f"reading the sheet took longer than {request['timeout']} s"}
-            answer = process.stdout.readline()
             if not answer:
                 return self._died()
         return dict(json.loads(answer))
+
+    def _kill(self) -> None:
+        """End this helper while it reads: whatever it answers is no one's (the next read starts a new helper)."""
+        self._process.kill()
+        self._process.wait()
+        self._timed_out = True
+        self._discard()
 
     def _died(self) -> dict[str, Any]:
         """The helper ended while reading: a file that needed more memory than allowed, most likely."""

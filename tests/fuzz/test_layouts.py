@@ -1,8 +1,8 @@
 """Workbook layouts, generated: the header not in the first row nor in column A, title rows and formatted blank rows
 above it, blank formatted cells and columns, notes beside the table, sparse and blank rows, trailing empty rows,
-shared and inline strings, numbers and booleans stored as such, ``-`` cells, every kind, Chinese and English headers.
-Read in small pieces and whole (both real reads, the child process included), the table must be the same, and
-exactly the rows written, each value in its column."""
+shared and inline strings, numbers and booleans stored as such, ``-`` / ``--`` / ``—`` cells (padded or not) in every
+column, every kind, Chinese and Lark's English headers. Read in small pieces and whole (both real reads, the child
+process included), the table must be the same, and exactly the rows written, each value in its column."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ moments = st.datetimes(dt.datetime(2001, 1, 1), dt.datetime(2099, 1, 1)).map(lam
 strings = st.sampled_from("si")  # a shared or an inline string
 Written = tuple[GridCell, Any]
 UNIT_SUFFIXES = {"kbps": "kbps", "ms": "ms", "pct": "%"}
+#: Feishu's "no value" marks, as the docs list them (spelled here, not taken from the code under test): alone in a
+#: cell, padded or not, they are null in every typed column and kept as written in text columns.
+MARKS = st.tuples(st.sampled_from(["", " ", "  "]), st.sampled_from(["-", "--", "\u2014"]), st.sampled_from(["", " "]))
 
 
 @st.composite
@@ -46,6 +49,9 @@ def value(draw: st.DrawFn, column: Column) -> Written:
     """A cell of ``column`` as some writer stores it, and the value the table must hold."""
     text = draw(strings)
     kind = column.kind
+    if draw(st.integers(0, 5)) == 0:  # no value, as Feishu marks it: in any column, times and counts included
+        mark = "".join(draw(MARKS))
+        return (text, mark), mark if kind is ValueKind.TEXT else None
     if kind is ValueKind.TIME:
         moment, hours = draw(moments), draw(st.integers(-12, 14))
         if draw(st.booleans()):
@@ -64,14 +70,11 @@ def value(draw: st.DrawFn, column: Column) -> Written:
         number = draw(st.integers(0, 10**9))
         return (draw(st.sampled_from([text, "n"])), str(number)), number
     if kind is ValueKind.FIGURE:
-        number = draw(st.integers(0, 10**6)) / 10
+        figure = draw(st.integers(0, 10**6)) / 10
         if draw(st.booleans()):
-            return ("n", str(number)), number
-        return (text, f"{number}{UNIT_SUFFIXES.get(column.unit or '', '')}"), number
-    choice = draw(st.integers(0, 5))
-    if choice == 0:
-        return (text, "-"), "-"  # text columns keep a dash as written
-    if choice == 1:
+            return ("n", str(figure)), figure
+        return (text, f"{figure}{UNIT_SUFFIXES.get(column.unit or '', '')}"), figure
+    if draw(st.integers(0, 4)) == 0:
         number = draw(st.integers(0, 10**9))
         return ("n", str(number)), str(number)
     words = draw(WORDS)
@@ -126,6 +129,7 @@ def layouts(draw: st.DrawFn) -> Layout:
             continue
         cells: list[tuple[int, GridCell]] = []
         values: list[Any] = []
+        filled = False  # a cell with a value is written: a no-value mark is one (a row of nulls, not no row)
         for position, column in enumerate(columns):
             written: Written | None = (
                 draw(value(column)) if shape == "row" or (shape == "sparse" and draw(st.booleans())) else None
@@ -138,12 +142,13 @@ def layouts(draw: st.DrawFn) -> Layout:
             else:
                 cells.append((left + position, written[0]))
                 values.append(written[1])
+                filled = True
         noted = shape == "note" or (shape == "sparse" and draw(st.booleans()))
         note = draw(WORDS) if notes_at is not None and noted else None
         if note is not None:
             cells.append((notes_at, (draw(strings), note)))  # type: ignore[arg-type]
         rows.append((number, sorted(cells)))
-        if note is not None or any(v is not None for v in values):
+        if note is not None or filled:
             data.append((values, note))
     for _ in range(draw(st.integers(0, 2))):  # trailing formatted rows
         number += 1

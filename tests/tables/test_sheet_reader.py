@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import select
 import threading
 import weakref
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
-from airflow_provider_feishu_vc.tables import read_export
+from airflow_provider_feishu_vc.tables import convert_export, read_export
 from airflow_provider_feishu_vc.tables.workbook import SheetReader
 from tests.tables.workbooks import write
 
@@ -83,3 +84,27 @@ def test_killed_helpers_leave_no_pipe_temporary_file_or_atexit_entry_behind(shee
     assert open_descriptors() == descriptors  # its pipes and its stderr file were closed
     # nothing holds a killed helper any more (an atexit entry would: atexit keeps what it will call)
     assert [ref() for ref in killed] == [None] * 5
+
+
+class Interrupted(BaseException):
+    """What a signal raises in a worker waiting for the helper (a task's time limit, Ctrl-C, a test's timeout)."""
+
+
+def test_a_read_interrupted_while_waiting_leaves_no_answer_for_the_next_read_to_take(
+    sheet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_select = select.select
+
+    def answer_ready_then_interrupted(*args: Any) -> Any:
+        real_select(*args)  # the helper has answered: the answer waits in the pipe ...
+        raise Interrupted  # ... when a signal interrupts the read that asked for it
+
+    monkeypatch.setattr(select, "select", answer_ready_then_interrupted)
+    with pytest.raises(Interrupted):
+        read_export(sheet, "meeting_list")
+    monkeypatch.setattr(select, "select", real_select)
+    three = write(tmp_path / "three.xlsx", ["会议ID", "参会人数量"], [["7", "1"], ["8", "2"], ["9", "3"]])
+    rows, _ = convert_export(three, "meeting_list", tmp_path / "three.csv", "csv")
+    assert rows == 3  # its own answer, not the interrupted read's (2 rows)
+    assert read_export(three, "meeting_list").column("meeting_id").to_pylist() == ["7", "8", "9"]
+    assert read_export(sheet, "meeting_list").column("number_of_participants").to_pylist() == [3, 4]
