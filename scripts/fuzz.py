@@ -23,9 +23,10 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "fuzz.json"
         env = {**os.environ, "FEISHU_VC_FUZZ_PROFILE": "deep", "FEISHU_VC_FUZZ_REPORT": str(report)}
-        # One boundary's 10,000 examples can take 10-15 minutes on this 2-core machine: pytest-timeout's 300 s (a bound for
-        # the quick profile) would cut a deep run mid-read; an hour still ends a hang.
-        command = [sys.executable, "-m", "pytest", "tests/fuzz", "-q", "-p", "no:cacheprovider", "--timeout=3600", *argv]
+        # One boundary's 10,000 examples can take 10-15 minutes on this 2-core machine: pytest-timeout's 300 s (a
+        # bound for the quick profile) would cut a deep run mid-read; an hour still ends a hang.
+        command = [sys.executable, "-m", "pytest", "tests/fuzz", "-q", "-p", "no:cacheprovider", "--timeout=3600"]
+        command += argv
         result = subprocess.run(command, cwd=REPO, env=env, check=False)
         tally = json.loads(report.read_text()) if report.exists() else {}
     rows = [("boundary", "examples tried", "distinct errors seen", "failures")]
