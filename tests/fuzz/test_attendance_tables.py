@@ -73,10 +73,10 @@ def test_the_table_is_the_union_of_its_parts(tmp_path_factory: object, cases: li
     fits = table.holds({meeting.meeting_no for meeting, _ in cases})
     operator = FeishuVCMeetingParticipantsOperator(task_id="participants", output_format=output_format)
     if fits:
-        rows, schema = table.land(target, overwrite=False)
+        rows, schema = table.land(target, overwrite=False, witness=lambda rows, schema: None)
     else:  # a part with a column the contract does not know: merged again at the end
         table.discard()
-        rows, schema = operator._merge(target, parts, landed)
+        rows, schema = operator._merge(target, parts, landed, lambda rows, schema: None)
     observe("attendance table", None)
     wanted = [row for meeting, part in cases for row in expected_rows(meeting, part)]
     if output_format == "csv":
