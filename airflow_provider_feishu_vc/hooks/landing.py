@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -189,15 +190,10 @@ class ObjectLanding(Landing):
 class RenameLanding(Landing):
     """A hidden ``.part`` file beside the target, renamed into place when complete."""
 
-    def __init__(
-        self,
-        target: ObjectStoragePath,
-        overwrite: bool,
-        journal: UploadJournal | None = None,
-        witness: LandingWitness | None = None,
-    ) -> None:
-        super().__init__(target, overwrite, journal, witness)
-        self.partial = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
+    @functools.cached_property
+    def partial(self) -> ObjectStoragePath:
+        """This landing's own ``.part`` file (a random suffix: landings at one target never share one)."""
+        return self.target.parent / f".{self.target.name}.{uuid.uuid4().hex[:12]}.part"
 
     def open(self) -> IO[bytes]:
         self.target.parent.mkdir(parents=True, exist_ok=True)
