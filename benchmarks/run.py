@@ -257,6 +257,24 @@ def bench_tables(sizes: list[int], repeats: int, large_repeats: int) -> None:
         if rows >= 1_000_000:
             row(section, "peak memory growth, ours (goal < 1 GiB)", f"{ours.median_peak_mib:.0f} MiB", "",
                 ours.median_peak_mib < 1024)  # fmt: skip
+        bench_row_count(section, rows, repeats, ours.seconds)
+
+
+def bench_row_count(section: str, rows: int, repeats: int, seconds: list[float]) -> None:
+    """What the run-time row count costs (issue #35): its own CPU time, and at a million rows or more (where the
+    goal is; below, a tenth of a second of noise is more than it costs) ours against ours with the count left out,
+    interleaved."""
+    counted = seconds
+    if rows >= 1_000_000:
+        runs = tables.run_size(rows, max(repeats, 3), ("ours", "ours-uncounted"))
+        counted, uncounted = runs["ours"].seconds, runs["ours-uncounted"].seconds
+        cost = statistics.median(counted) / statistics.median(uncounted) - 1
+        row(section, "run-time row count: ours / ours without it, wall time (goal: costs < 5%)",
+            f"{spread(counted, ' s', 2)} / {spread(uncounted, ' s', 2)} = {100 * cost:+.1f}%", "",
+            cost < 0.05)  # fmt: skip
+    counting, took = tables.row_count_seconds(rows), statistics.median(counted)
+    row(section, "run-time row count: its own CPU time (in the cutting thread, beside the reads) / ours' seconds",
+        f"{counting:.2f} s / {took:.2f} s = {100 * counting / took:.1f}%")  # fmt: skip
 
 
 def bench_attendance(sizes: list[int], window: float) -> None:

@@ -7,8 +7,10 @@ parts. Every piece after the first starts with a copy of the sheet's first row w
 title above it), renumbered to sit just above the piece's first row, so that the reader can check where the piece's
 cell range starts: a piece whose copy is not where the first piece's row was is read shifted into place, or the
 sheet read whole (``reader.TableBuilder.data_of``). While cutting, each piece's rows are counted from its XML,
-apart from the sheet reader (its row elements: one quick pass; when they differ from the rows read, those holding a
-value, exactly); a piece read with another count is an error, never a table with rows lost or invented.
+apart from the sheet reader: the rows its first and last row's numbers span (no pass over the piece: a sheet's rows
+are numbered one after another). When the rows read differ, the piece is counted again: its row elements (one quick
+pass), and when those differ too, the rows holding a value, exactly. A piece read with another count is an error,
+never a table with rows lost or invented.
 
 A sheet is read whole (one piece: the file itself) when cutting it would gain nothing or could differ from reading
 it whole: it is small, the workbook has more than one worksheet, the shared-strings table is large (every piece
@@ -69,8 +71,9 @@ class WholeSheetNeeded(Exception):
 class Piece:
     """A workbook to read: ``source`` (bytes of a piece, or the original file's path), the sheet to read in it, the
     sheet row of its first row with a value (the sheet's first such row, or its copy above a later piece's rows),
-    and how many row elements the piece has, the copy left out (None: not counted, a sheet read whole; every row
-    of a sheet written by a known writer holds a value, else :func:`valued_rows` counts those that do)."""
+    and how many rows the piece's row numbers span, the copy left out (its row elements when a row is unnumbered;
+    None: not counted, a sheet read whole). Every row of a sheet written by a known writer holds a value and follows
+    the row before; where the rows read differ, :func:`recount` counts the piece's rows exactly."""
 
     source: bytes | str
     sheet: int | str
@@ -235,7 +238,7 @@ class _Cutter:
         self, text: bytes, view: memoryview, start: int, end: int, first: bool
     ) -> Iterator[tuple[int, tuple[Bytes, ...], int]]:
         """``text[start:end]`` (``view`` is ``text``'s memoryview) as a piece, with its count of row elements."""
-        rows, count = view[start:end], _row_elements(text, start, end)
+        rows, count = view[start:end], _row_span(text, start, end)
         if first:
             yield self.header_row, (rows,), count
         elif ROW_START.search(rows):
@@ -265,21 +268,47 @@ def _after_rows(text: bytes, start: int, count: int) -> int | None:
     return end
 
 
+def _row_span(text: bytes, start: int, end: int) -> int:
+    """How many rows ``text[start:end]`` (whole rows) holds if its rows are numbered one after another: from its
+    first row's number to its last's (no pass over the rows); its row elements when either is unnumbered."""
+    at = text.find(b"<row", start, end)
+    if at < 0:
+        return 0
+    first, last = ROW_NUMBER.match(text, at), ROW_NUMBER.match(text, text.rfind(b"<row", start, end))
+    if first is None or last is None:
+        return _row_elements(text, start, end)
+    return int(last.group(1)) - int(first.group(1)) + 1
+
+
 def _row_elements(text: bytes, start: int, end: int) -> int:
     """How many row elements ``text[start:end]`` holds (one pass, as quick as copying it)."""
     return text.count(b"<row", start, end)
 
 
+def recount(piece: Piece, read: int) -> int:
+    """The rows of a cut piece, counted again when ``read`` (the rows read with a value) differs from the rows its
+    numbers span: its row elements when they are as many as were read, else those holding a value (exactly)."""
+    text, start = _sheet_xml(piece)
+    elements = _row_elements(text, start, len(text)) - piece.copy
+    return elements if elements == read else valued_rows(piece)
+
+
 def valued_rows(piece: Piece) -> int:
     """How many rows of a cut piece hold a value, its copy of the sheet's first such row left out (one pass of a
     regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
+    text, start = _sheet_xml(piece)
+    counted = _valued_rows(text, start, len(text))
+    return counted - 1 if piece.copy else counted
+
+
+def _sheet_xml(piece: Piece) -> tuple[bytes, int]:
+    """A cut piece's sheet XML, and where its rows start."""
     assert isinstance(piece.source, bytes), "a cut piece"
     with zipfile.ZipFile(io.BytesIO(piece.source)) as archive:
         part = next(i for i in archive.infolist() if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename))
         text = archive.read(part)
-    start = SHEET_DATA.search(text)
-    counted = _valued_rows(text, start.end() if start else 0, len(text))
-    return counted - 1 if piece.copy else counted
+    opened = SHEET_DATA.search(text)
+    return text, opened.end() if opened else 0
 
 
 def _valued_rows(text: bytes, start: int, end: int) -> int:

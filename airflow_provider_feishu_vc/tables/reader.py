@@ -209,7 +209,7 @@ class TableBuilder:
             if self.has_data_outside(cells):
                 raise WholeSheetNeeded("a later piece has data in a column the first did not")
         read = rows_with_values(cells) - piece.copy
-        if piece.rows is not None and read != piece.rows and read != (counted := pieces.valued_rows(piece)):
+        if piece.rows is not None and read != piece.rows and read != (counted := pieces.recount(piece, read)):
             raise FeishuVCTableError(
                 f"source's sheet rows from {piece.first_row + piece.copy} hold {counted} rows with a value, but "
                 f"{read} were read: the table would not hold exactly the sheet's rows"
