@@ -203,9 +203,10 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_feishu_vc.hooks.landing import refuse_existing
-        from airflow_provider_feishu_vc.tables import require_tables_extra
+        from airflow_provider_feishu_vc.tables import start_sheet_reader
 
-        require_tables_extra()
+        if self.meetings is None or not self.deferrable:  # this try reads a sheet: the meeting list, or the parts
+            start_sheet_reader()  # it warms up while the meeting list is exported
         hook = ParticipantsHook(self.feishu_vc_conn_id)
         try:
             try:

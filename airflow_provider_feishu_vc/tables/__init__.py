@@ -38,6 +38,7 @@ __all__ = [
     "read_export",
     "require_tables_extra",
     "schema_fingerprint",
+    "start_sheet_reader",
     "write_table",
 ]
 
@@ -54,6 +55,15 @@ def require_tables_extra() -> None:
             f"Typed tables need {' and '.join(missing)}: install the provider with its '{EXTRA}' extra, "
             f'pip install "airflow-provider-feishu-vc[{EXTRA}]"'
         )
+
+
+def start_sheet_reader() -> None:
+    """Start this process's sheet reader now: it warms up in the background (a few seconds), so that the first
+    file read later does not wait for it. Reading starts it anyway; this only moves the wait off the first read."""
+    require_tables_extra()
+    from airflow_provider_feishu_vc.tables import workbook
+
+    workbook.SheetReader.shared()
 
 
 def read_export(
