@@ -389,7 +389,8 @@ def test_a_days_attendance_lands_one_table_after_its_worker_is_killed_mid_run(
         def mid_run() -> bool:
             # Every export created and kept in the manifest (no create is under way when the worker dies), and a
             # few parts landed: the downloads' pace leaves most of the day to the retry.
-            if running(airflow, ATTENDANCE, run_id, "attendance") is None:
+            now = running(airflow, ATTENDANCE, run_id, "attendance")
+            if now is None or now["try_number"] != ti["try_number"] or now["hostname"] != victim:
                 raise StepFailed(f"the attendance task stopped running before the kill ({len(landed_parts())} parts):"
                                  f"\n{failures(airflow, run)}")  # fmt: skip
             return exports_kept() == ATTENDANCE_MEETINGS and len(landed_parts()) >= PARTS_BEFORE_KILL
