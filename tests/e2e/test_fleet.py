@@ -1,7 +1,7 @@
 """The provider on a Celery fleet (make e2e-celery): two workers that share only Redis, the API server and S3 run
-mapped exports, the three-task example and a user's exports; the API server and Redis restart under them, and a
-worker is killed mid-download. Everything is asserted through Airflow's REST API, the emulator's request log, S3
-and PostgreSQL's connection log."""
+mapped exports, the three-task example and a user's exports; the API server and Redis restart under them, a
+worker is killed mid-download, and a day's attendance loses its worker mid-run. Everything is asserted through
+Airflow's REST API, the emulator's request log, S3 and PostgreSQL's connection log."""
 
 from __future__ import annotations
 
@@ -454,6 +454,9 @@ def test_a_days_attendance_lands_one_table_after_its_worker_is_killed_mid_run(
         summary["task result"] = {k: result.get(k) for k in ("rows", "landed_meetings", "calls",
                                                              "calls_per_exported_meeting", "seconds")}  # fmt: skip
         assert result["uri"].endswith(table_key) and result["landed_meetings"] == ATTENDANCE_MEETINGS, result
+        # The run's calls, the killed try's included: its creates were kept in the manifest with each export id.
+        assert result["calls"]["create"] == 1 + ATTENDANCE_MEETINGS, result["calls"]
+        assert sum(result["calls"].values()) <= stats["requests"], (result["calls"], stats["requests"])
         log = uploaded_task_log(airflow, s3, retry, retry["try_number"])
         assert f"{ATTENDANCE_MEETINGS} exports kept by an earlier try" in log, log[-3000:]
 
