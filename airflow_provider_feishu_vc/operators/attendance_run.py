@@ -119,7 +119,8 @@ class Manifest:
         self.exports: dict[str, str] = {}
         #: How many exports each meeting has had, over every try and deferral (bounds ``export_attempts``).
         self.attempts: dict[str, int] = {}
-        #: Calls spent by API, and seconds, before the task deferred (kept here: a deferral's kwargs may be lost).
+        #: Calls spent by API (the run's so far, see ``count_calls``), and seconds before the task deferred (kept
+        #: here: a deferral's kwargs may be lost).
         self.spent: dict[str, Any] = {}
         #: Counts the calls spent so far, the earlier tries' included: each save keeps the count as
         #: ``spent["calls"]``, so that a retry after a failed or lost try reports the whole run's calls.
@@ -327,15 +328,19 @@ class ParticipantsPipeline:
             thread.start()
         next_report = time.monotonic() + self.progress_every
         try:
-            with self._changed:
-                while self._error is None and not self._finished():
+            while True:
+                with self._changed:
+                    if self._error is not None or self._finished():
+                        break
                     self._changed.wait(timeout=max(0.0, min(1.0, next_report - time.monotonic())))
-                    if time.monotonic() >= next_report:
+                    due = time.monotonic() >= next_report
+                    if due:
                         self.report()
-                        self._keep_calls()
                         next_report = time.monotonic() + self.progress_every
                     if self.deadline is not None and time.monotonic() > self.deadline:
                         self._error = FeishuVCError("the participant exports were not all landed before the timeout")
+                if due:  # outside the lock: the threads go on while the manifest is written
+                    self._keep_calls()
         finally:
             with self._changed:
                 self._stop = True
