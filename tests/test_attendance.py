@@ -44,6 +44,11 @@ def meeting_of_the_day(index: int) -> data.ListedMeeting:
     return data.listed_meeting(index, DAY_START, {}, 3600)
 
 
+def table_rows() -> int:
+    """The participants of the day's meetings: the rows of its table."""
+    return sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+
+
 @pytest.fixture
 def dags(
     airflow_db: str, emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -193,6 +198,11 @@ def test_a_retry_reuses_every_export_and_part_an_earlier_try_left(
     assert emulator.count(MEETINGS_CREATE) == 1
     assert emulator.count(PARTICIPANTS_CREATE) == MEETINGS  # no export created twice
     assert emulator.count(DOWNLOAD) == MEETINGS + 1  # no file downloaded twice
+    # The result counts the run's calls, the failed try's included (kept in the manifest), as Feishu saw them.
+    result = xcoms(dags.parquet_dag.dag_id, run.run_id)["participants"]
+    assert isinstance(result, dict)
+    assert result["calls"]["create"] == MEETINGS + 1 and result["calls"]["download"] == MEETINGS + 1
+    assert sum(result["calls"].values()) == emulator.stats()["requests"]
     [table_file] = landed(tmp_path, dags.parquet_dag.dag_id)
     table = pq.read_table(table_file)
     assert set(table.column("meeting_no").to_pylist()) == {meeting_of_the_day(i).meeting_no for i in range(MEETINGS)}
@@ -354,7 +364,7 @@ operator = FeishuVCMeetingParticipantsOperator(
     poll_interval=0.5, max_poll_interval=2.0, progress_interval=1.0,
 )
 result = operator.execute({"outlet_events": OutletEventAccessors()})
-print("RESULT", result["rows"], result["landed_meetings"])
+print("RESULT", result["rows"], result["landed_meetings"], result["calls"]["create"])
 """
 
 
@@ -393,6 +403,8 @@ def test_a_try_killed_mid_run_is_resumed_without_a_second_create_or_download(
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert f"{MEETINGS} exports kept by an earlier try" in again.stdout + again.stderr
+    # the killed try's creates (each kept in the manifest with the calls spent so far) are in the retry's count
+    assert f"RESULT {table_rows()} {MEETINGS} {MEETINGS + 1}" in again.stdout, again.stdout[-3000:]
     assert emulator.count(MEETINGS_CREATE) == 1 and emulator.count(PARTICIPANTS_CREATE) == MEETINGS  # none twice
     # each meeting not landed before the kill was downloaded once more; the landed ones were not fetched again
     assert emulator.count(DOWNLOAD) - downloads_before == MEETINGS - len(landed_before)

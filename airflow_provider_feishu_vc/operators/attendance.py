@@ -23,6 +23,7 @@ from airflow_provider_feishu_vc.operators.attendance_run import (
     ParticipantsPipeline,
     PollTiming,
     RunOutcome,
+    added_calls,
     copy_whole,
     write_whole,
 )
@@ -231,6 +232,8 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 self.log.info("Removing %s: an earlier try's parts for another request", parts)
                 _remove(parts)
             client = hook.get_conn()
+            earlier_calls = manifest.earlier_calls()  # the run's calls so far: the earlier tries kept them
+            manifest.count_calls = lambda: added_calls(client.spent(), earlier_calls)
             timing = self._timing()
             deadline = None if self.timeout is None else time.monotonic() + float(self.timeout)
             if manifest.meetings is None:
@@ -238,8 +241,9 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 manifest.save()
             self.log.info("%d meetings to export the participants of", len(manifest.meetings))
             pipeline = self._pipeline(
-                hook, client, manifest, parts, timing, poll=not self.deferrable, deadline=deadline
-            )
+                hook, client, manifest, parts, timing, poll=not self.deferrable, deadline=deadline,
+                earlier_calls=earlier_calls,
+            )  # fmt: skip
             outcome = pipeline.run()
             waiting = pipeline.waiting()
             if waiting:  # deferrable: every export is created; one trigger waits for them all
@@ -281,7 +285,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             if not manifest.load() or manifest.meetings is None:
                 raise FeishuVCError(f"the manifest {manifest.path} of the exports is gone; a retry starts afresh")
             spent = manifest.spent
-            earlier = dict(spent.get("calls") or {})
+            earlier = manifest.earlier_calls()
             earlier["status"] = earlier.get("status", 0) + int(event.get("polls") or 0)
             timing = self._timing()
             timing.learned.extend(float(seconds) for seconds in event.get("learned") or [])

@@ -119,8 +119,12 @@ class Manifest:
         self.exports: dict[str, str] = {}
         #: How many exports each meeting has had, over every try and deferral (bounds ``export_attempts``).
         self.attempts: dict[str, int] = {}
-        #: Calls spent by API, and seconds, before the task deferred (kept here: a deferral's kwargs may be lost).
+        #: Calls spent by API (the run's so far, see ``count_calls``), and seconds before the task deferred (kept
+        #: here: a deferral's kwargs may be lost).
         self.spent: dict[str, Any] = {}
+        #: Counts the calls spent so far, the earlier tries' included: each save keeps the count as
+        #: ``spent["calls"]``, so that a retry after a failed or lost try reports the whole run's calls.
+        self.count_calls: Callable[[], dict[str, int]] | None = None
         self._lock = threading.Lock()
 
     def load(self) -> bool:
@@ -141,8 +145,15 @@ class Manifest:
         self.spent = dict(kept.get("spent") or {})
         return True
 
+    def earlier_calls(self) -> dict[str, int]:
+        """The calls the tries before this one spent, by API, as their last save kept them."""
+        return {str(kind): int(count) for kind, count in (self.spent.get("calls") or {}).items()}
+
     def save(self) -> None:
         with self._lock:
+            spent = dict(self.spent)
+            if self.count_calls is not None:  # counted under the lock: no saved export's create is left out
+                spent["calls"] = self.count_calls()
             document = {
                 "version": MANIFEST_VERSION,
                 "request": self.request,
@@ -150,7 +161,7 @@ class Manifest:
                 "meetings": None if self.meetings is None else [asdict(meeting) for meeting in self.meetings],
                 "exports": dict(self.exports),
                 "attempts": dict(self.attempts),
-                "spent": dict(self.spent),
+                "spent": spent,
             }
             write_whole(self.path, json.dumps(document, ensure_ascii=False).encode())
 
@@ -162,6 +173,11 @@ class Manifest:
                 self.exports[meeting_no] = export_task_id
                 self.attempts[meeting_no] = self.attempts.get(meeting_no, 0) + 1
         self.save()
+
+
+def added_calls(spent: dict[str, int], earlier: dict[str, int]) -> dict[str, int]:
+    """Calls by API (every one of :data:`CALL_KINDS`): this try's and the earlier tries' together."""
+    return {kind: spent.get(kind, 0) + earlier.get(kind, 0) for kind in CALL_KINDS}
 
 
 def is_local(path: ObjectStoragePath) -> bool:
@@ -261,6 +277,7 @@ class ParticipantsPipeline:
         #: False: only create (a trigger waits for the exports, see ``triggers/attendance.py``).
         self.poll = poll
         self.earlier_calls = earlier_calls or {}
+        manifest.count_calls = self.calls
         #: ``time.monotonic()`` after which the run gives up (the try fails; a retry resumes).
         self.deadline = deadline
         done, failed = done or {}, failed or {}
@@ -311,14 +328,19 @@ class ParticipantsPipeline:
             thread.start()
         next_report = time.monotonic() + self.progress_every
         try:
-            with self._changed:
-                while self._error is None and not self._finished():
+            while True:
+                with self._changed:
+                    if self._error is not None or self._finished():
+                        break
                     self._changed.wait(timeout=max(0.0, min(1.0, next_report - time.monotonic())))
-                    if time.monotonic() >= next_report:
+                    due = time.monotonic() >= next_report
+                    if due:
                         self.report()
                         next_report = time.monotonic() + self.progress_every
                     if self.deadline is not None and time.monotonic() > self.deadline:
                         self._error = FeishuVCError("the participant exports were not all landed before the timeout")
+                if due:  # outside the lock: the threads go on while the manifest is written
+                    self._keep_calls()
         finally:
             with self._changed:
                 self._stop = True
@@ -326,6 +348,7 @@ class ParticipantsPipeline:
             for thread in threads:
                 thread.join()
         if self._error is not None:
+            self._keep_calls()  # the retry counts this try's calls too
             raise self._error
         self.report()
         return RunOutcome(self.exports, self.calls(), time.monotonic() - self._started)
@@ -479,8 +502,14 @@ class ParticipantsPipeline:
     # -- progress --------------------------------------------------------------------------------------------
 
     def calls(self) -> dict[str, int]:
-        spent = self.client.spent()
-        return {kind: spent[kind] + self.earlier_calls.get(kind, 0) for kind in CALL_KINDS}
+        return added_calls(self.client.spent(), self.earlier_calls)
+
+    def _keep_calls(self) -> None:
+        """Save the manifest with the calls spent so far (a try killed outright misses at most the calls since)."""
+        try:
+            self.manifest.save()
+        except Exception as error:  # the count is a report: never the reason a try fails
+            self.log.warning("Could not keep the calls spent in %s: %s", self.manifest.path, error)
 
     def report(self) -> None:
         """Log created / ready / landed of N, the calls spent, and when the run should end at its current pace."""

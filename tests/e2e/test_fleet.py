@@ -1,21 +1,31 @@
 """The provider on a Celery fleet (make e2e-celery): two workers that share only Redis, the API server and S3 run
-mapped exports, the three-task example and a user's exports; the API server and Redis restart under them, and a
-worker is killed mid-download. Everything is asserted through Airflow's REST API, the emulator's request log, S3
-and PostgreSQL's connection log."""
+mapped exports, the three-task example and a user's exports; the API server and Redis restart under them, a
+worker is killed mid-download, and a day's attendance loses its worker mid-run. Everything is asserted through
+Airflow's REST API, the emulator's request log, S3 and PostgreSQL's connection log."""
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pendulum
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
+from airflow_provider_feishu_vc.client.config import ClientConfig
+from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+from airflow_provider_feishu_vc.operators.attendance import MEETING_COLUMNS, participant_schema
+from airflow_provider_feishu_vc.tables import read_export
+from airflow_provider_feishu_vc.testing.emulator import data
 from airflow_provider_feishu_vc.testing.emulator.app import DOWNLOAD_PATH
 from airflow_provider_feishu_vc.testing.emulator.faults import Fault
+from airflow_provider_feishu_vc.testing.emulator.state import EXPORTS_PREFIX
 from airflow_provider_feishu_vc.testing.process import EmulatorProcess
 from tests.e2e.deployment import StepFailed
 from tests.e2e.fleet import HEARTBEAT_TIMEOUT_SECONDS, WORKERS, Fleet
@@ -34,11 +44,36 @@ EXAMPLE = "example_feishu_vc_export"
 KILL_ROWS = 20_000
 #: The mapped and the user's exports ask for days of October 2026; this is the end of that month (epoch seconds).
 OCTOBER_END = int(pendulum.datetime(2026, 11, 1, tz="Asia/Shanghai").timestamp())
+#: The attendance DAG's day (2026-11-23 in Shanghai), which its emulator fills with one meeting every
+#: ``ATTENDANCE_EVERY`` seconds: ``ATTENDANCE_MEETINGS`` meetings.
+ATTENDANCE_APP_ID, ATTENDANCE_SECRET = "cli_fleet_attendance", "fleet-attendance-secret-value"
+ATTENDANCE_DAY = int(pendulum.datetime(2026, 11, 23, tz="Asia/Shanghai").timestamp())
+ATTENDANCE_MEETINGS = 50
+ATTENDANCE_EVERY = 86_400 // ATTENDANCE_MEETINGS
+#: Feishu's 100 requests a minute per export API on a clock ten times faster (100 per 6 s), told to the connection.
+ATTENDANCE_WINDOW = 6.0
+#: Each participant file takes this long to start downloading: the task's four download threads land at most four
+#: parts per this many seconds, so a run needs well over ten of them for its 50 parts, and a test that waits for a
+#: few parts can kill the worker long before the last.
+ATTENDANCE_DOWNLOAD_SECONDS = 1.5
+#: Parts landed before the kill, at least: more than the at most four downloads in flight when the worker died, so
+#: a retry that fetched every file again would be told from one that reuses the landed parts.
+PARTS_BEFORE_KILL = 5
+PARTICIPANTS_PATH = EXPORTS_PREFIX + "participant_list"
 
 
 @pytest.fixture(scope="module")
 def feishu() -> Iterator[EmulatorProcess]:
     with EmulatorProcess(app_id=APP_ID, app_secret=APP_SECRET, export_delay=3600, token_ttl=TOKEN_SECONDS) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def attendance_feishu() -> Iterator[EmulatorProcess]:
+    """The attendance day's tenant: participant exports only of meetings its meeting list holds, built in seconds."""
+    options = {"export_delay": 3, "rate_window": ATTENDANCE_WINDOW, "known_meetings_only": True,
+               "meeting_every": ATTENDANCE_EVERY}  # fmt: skip
+    with EmulatorProcess(app_id=ATTENDANCE_APP_ID, app_secret=ATTENDANCE_SECRET, **options) as emulator:
         yield emulator
 
 
@@ -52,7 +87,7 @@ def s3() -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="module")
-def fleet(feishu: EmulatorProcess, s3: S3Server) -> Iterator[Fleet]:
+def fleet(feishu: EmulatorProcess, attendance_feishu: EmulatorProcess, s3: S3Server) -> Iterator[Fleet]:
     root = Path(tempfile.mkdtemp(prefix="feishu-vc-fleet-"))
     env = {
         "AIRFLOW_CONN_AWS_FLEET": s3.connection(),
@@ -69,6 +104,8 @@ def fleet(feishu: EmulatorProcess, s3: S3Server) -> Iterator[Fleet]:
         user = {**app, "extra": {**app.get("extra", {}), "refresh_token": feishu.options.refresh_token}}
         airflow.airflow("connections", "add", "feishu_vc_default", "--conn-json", json.dumps(app))
         airflow.airflow("connections", "add", "feishu_vc_user", "--conn-json", json.dumps(user))
+        attendance = attendance_feishu.connection(rate_limit_per_minute=100 * 60 / ATTENDANCE_WINDOW)
+        airflow.airflow("connections", "add", "feishu_vc_attendance", "--conn-json", attendance)
         yield airflow
     except StepFailed as failure:
         raise StepFailed(f"{failure}\n{airflow.tails()}") from None
@@ -307,3 +344,154 @@ def first_try_errors(airflow: Fleet, s3: S3Server, ti: dict) -> str:
 
 def deferred_one(airflow: Fleet, run_id: str) -> bool:
     return any(ti["state"] == "deferred" for ti in all_task_instances(airflow, "feishu_vc_fleet_kill", run_id))
+
+
+# -- a day's attendance, its worker killed mid-run --------------------------------------------------------------
+
+ATTENDANCE = "feishu_vc_fleet_attendance"
+
+
+def test_a_days_attendance_lands_one_table_after_its_worker_is_killed_mid_run(
+    fleet: Fleet, attendance_feishu: EmulatorProcess, s3: S3Server
+) -> None:
+    """50 meetings' participants from one task, its worker killed by ``kill -9`` once some (not all) per-meeting
+    parts have landed in S3: the retry, on the other worker, creates no export again, reuses the landed parts and
+    lands one table of every meeting's participants, and leaves no part or manifest behind."""
+    airflow, feishu, timeline, summary = fleet, attendance_feishu, Timeline(), {}
+    try:
+        for name in WORKERS:  # a worker an earlier test killed is started again: the retry needs the other one
+            if airflow.processes[name].poll() is not None:
+                airflow.restart(name)
+        airflow.wait_for_workers()
+        feishu.inject(Fault.LATENCY, path=DOWNLOAD_PATH, times=1 + ATTENDANCE_MEETINGS,
+                      seconds=ATTENDANCE_DOWNLOAD_SECONDS)  # fmt: skip
+        run_id = trigger(airflow, ATTENDANCE)
+        run = {ATTENDANCE: run_id}
+        timeline.mark(f"triggered a day's attendance of {ATTENDANCE_MEETINGS} meetings")
+        ti = airflow.wait_for("the attendance task to run", lambda: running(airflow, ATTENDANCE, run_id,
+                                                                            "attendance"), 300)  # fmt: skip
+        assert ti["hostname"] in WORKERS, ti
+        victim = ti["hostname"]
+        folder = f"exports/{ATTENDANCE}/{run_id}/attendance/"
+        parts = f"{folder}.participants.parquet.parts/"
+
+        def landed_parts() -> list[str]:
+            listed = s3.client().list_objects_v2(Bucket="fleet-exports", Prefix=parts).get("Contents", [])
+            return sorted(o["Key"] for o in listed if o["Key"].endswith(".parquet"))
+
+        def exports_kept() -> int:
+            keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket="fleet-exports", Prefix=parts)
+                    .get("Contents", [])}  # fmt: skip
+            if f"{parts}manifest.json" not in keys:
+                return 0
+            return len(json.loads(s3.read("fleet-exports", f"{parts}manifest.json")).get("exports") or {})
+
+        def mid_run() -> bool:
+            # Every export created and kept in the manifest (no create is under way when the worker dies), and a
+            # few parts landed: the downloads' pace leaves most of the day to the retry.
+            now = running(airflow, ATTENDANCE, run_id, "attendance")
+            if now is None or now["try_number"] != ti["try_number"] or now["hostname"] != victim:
+                raise StepFailed(f"the attendance task stopped running before the kill ({len(landed_parts())} parts):"
+                                 f"\n{failures(airflow, run)}")  # fmt: skip
+            return exports_kept() == ATTENDANCE_MEETINGS and len(landed_parts()) >= PARTS_BEFORE_KILL
+
+        airflow.wait_for("every export to be kept and a few parts to land", mid_run, 300, interval=0.2)
+        killed = airflow.kill_worker(victim)
+        killed_at = time.monotonic()
+        landed_before = landed_parts()
+        timeline.mark(f"kill -9 every process of {victim} ({killed}) mid-run: {len(landed_before)} of "
+                      f"{ATTENDANCE_MEETINGS} parts landed, every export created")  # fmt: skip
+        assert PARTS_BEFORE_KILL <= len(landed_before) < ATTENDANCE_MEETINGS, landed_before
+        assert f"{folder}participants.parquet" not in s3.keys("fleet-exports")
+        summary["parts landed before the kill"] = len(landed_before)
+
+        def retried() -> dict | None:
+            ti = next(iter(all_task_instances(airflow, ATTENDANCE, run_id)))
+            return ti if ti["try_number"] >= 2 and ti["state"] in ("running", "success") else None
+
+        retry = airflow.wait_for("the retry to start", retried, 240, interval=1)
+        took = time.monotonic() - killed_at
+        timeline.mark(f"try {retry['try_number']} started on {retry['hostname']} {took:.0f} s after the kill")
+        summary["kill -9 to retry"] = f"{took:.0f} s (heartbeat timeout {HEARTBEAT_TIMEOUT_SECONDS} s)"
+        airflow.restart(victim)  # the fleet whole again; the retry runs on the other worker already
+        states = wait_until_finished(airflow, run, 300)
+        assert states == {ATTENDANCE: "success"}, failures(airflow, run)
+        timeline.mark("the attendance run succeeded")
+        retry = next(iter(all_task_instances(airflow, ATTENDANCE, run_id)))
+        assert retry["hostname"] in WORKERS and retry["hostname"] != victim, retry
+
+        # -- Feishu: every export created once, no landed part fetched again ---------------------------------
+        stats, created = feishu.stats(), feishu.export_requests()
+        kinds = [asked["kind"] for asked in created.values()]
+        meetings = [data.listed_meeting(i, ATTENDANCE_DAY, {}, ATTENDANCE_EVERY) for i in range(ATTENDANCE_MEETINGS)]
+        numbers = {meeting.meeting_no for meeting in meetings}
+        summary["exports created"] = dict(sorted((kind, kinds.count(kind)) for kind in set(kinds)))
+        assert kinds.count("meeting_list") == 1, created
+        participant_exports = {i: a["body"] for i, a in created.items() if a["kind"] == "participant_list"}
+        assert len(participant_exports) == ATTENDANCE_MEETINGS, f"{len(participant_exports)} participant exports"
+        assert {str(body["meeting_no"]) for body in participant_exports.values()} == numbers
+        accepted = stats["by_path"].get(PARTICIPANTS_PATH, 0) - refused(stats, PARTICIPANTS_PATH)
+        assert accepted == ATTENDANCE_MEETINGS, f"the request log shows {accepted} participant_list creates"
+        served = stats["by_path"].get(DOWNLOAD_PATH, 0) - refused(stats, DOWNLOAD_PATH)
+        summary["downloads (the meeting list's included)"] = served
+        summary["Feishu requests by API"] = {name: count for name, count in stats["by_path"].items()
+                                             if not name.removeprefix(EXPORTS_PREFIX).isdigit()}  # fmt: skip
+        summary["Feishu requests by API"]["status queries"] = sum(
+            count for name, count in stats["by_path"].items() if name.removeprefix(EXPORTS_PREFIX).isdigit()
+        )
+        # The meeting list, each landed part once, and the at most four files the killed try was fetching or typing:
+        # a retry that fetched the landed parts again would download at least PARTS_BEFORE_KILL more.
+        assert 1 + ATTENDANCE_MEETINGS <= served <= 1 + ATTENDANCE_MEETINGS + 4, served
+
+        # -- S3: one table, nothing else -----------------------------------------------------------------------
+        table_key = f"{folder}participants.parquet"
+        left = [key for key in s3.keys("fleet-exports") if key.startswith(folder)]
+        assert left == [table_key], f"left over beside the table: {sorted(set(left) - {table_key})}"
+        assert s3.pending_uploads("fleet-exports") == []
+        result = airflow.api("GET", f"/api/v2/dags/{ATTENDANCE}/dagRuns/{quoted(run_id)}/taskInstances/attendance"
+                             "/xcomEntries/return_value?deserialize=true")["value"]  # fmt: skip
+        result = json.loads(result) if isinstance(result, str) else result
+        summary["task result"] = {k: result.get(k) for k in ("rows", "landed_meetings", "calls",
+                                                             "calls_per_exported_meeting", "seconds")}  # fmt: skip
+        assert result["uri"].endswith(table_key) and result["landed_meetings"] == ATTENDANCE_MEETINGS, result
+        # The run's calls, the killed try's included: its creates were kept in the manifest with each export id.
+        assert result["calls"]["create"] == 1 + ATTENDANCE_MEETINGS, result["calls"]
+        assert sum(result["calls"].values()) <= stats["requests"], (result["calls"], stats["requests"])
+        log = uploaded_task_log(airflow, s3, retry, retry["try_number"])
+        assert f"{ATTENDANCE_MEETINGS} exports kept by an earlier try" in log, log[-3000:]
+
+        # -- the table: every meeting's participants, as the emulator serves them ------------------------------
+        table = pq.read_table(io.BytesIO(s3.read("fleet-exports", table_key)))
+        assert table.num_rows == result["rows"] == sum(meeting.participants for meeting in meetings)
+        assert set(table.column("meeting_no").to_pylist()) == numbers
+        config = ClientConfig.from_connection_parts(
+            host=feishu.url, login=ATTENDANCE_APP_ID, password=ATTENDANCE_SECRET, extra={"rate_limit_per_minute": 1000}
+        )  # fmt: skip
+        by_meeting = {str(body["meeting_no"]): export_id for export_id, body in participant_exports.items()}
+        with FeishuVCClient(config) as client:
+
+            def served_file(meeting_no: str) -> bytes:
+                with client.open_download(str(client.get_export(by_meeting[meeting_no]).file_token)) as download:
+                    return b"".join(download.chunks)
+
+            with ThreadPoolExecutor(8) as pool:
+                files = dict(zip(sorted(numbers), pool.map(served_file, sorted(numbers)), strict=True))
+        for meeting in meetings:
+            own = read_export(files[meeting.meeting_no], "participant_list").cast(participant_schema())
+            rows = table.filter(pc.equal(table.column("meeting_no"), meeting.meeting_no))
+            assert rows.drop_columns(list(MEETING_COLUMNS)).to_pylist() == own.to_pylist(), meeting
+            assert rows.num_rows == meeting.participants, meeting
+            assert {t.timestamp() for t in rows.column("meeting_start_time").to_pylist()} == {meeting.start}
+            assert {t.timestamp() for t in rows.column("meeting_end_time").to_pylist()} == {meeting.end}
+        airflow.wait_for_workers()
+        for log_file in airflow.logs.glob("*.log"):
+            text = log_file.read_text(errors="replace")
+            assert not [s for s in [ATTENDANCE_SECRET, *stats["issued_tokens"]] if s in text], log_file.name
+    finally:
+        print(f"\nTimeline:\n{timeline}", flush=True)
+        print("Attendance summary:\n" + "\n".join(f"  {k}: {v}" for k, v in summary.items()), flush=True)
+
+
+def refused(stats: dict, path: str) -> int:
+    """Requests to ``path`` the emulator answered with an error (a 429, say): in its request log, not served."""
+    return sum(count for name, count in stats["errors_by_path"].items() if name.endswith(f" {path}"))
