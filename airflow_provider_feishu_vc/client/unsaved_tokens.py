@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -26,6 +27,21 @@ _guard = threading.Lock()
 _UNSAVED: dict[int, tuple[GrantInProcess, UserTokenStore]] = {}
 _tasks: set[asyncio.Task[None]] = set()
 _exit_hook_registered = False
+
+
+def _forked() -> None:
+    """In the child of ``os.fork``: the parent's unsaved sets are the parent's to offer (within its own turns), and
+    the exit hook is registered anew when the child needs it (Airflow's task runner, a fork, clears the atexit
+    handlers it inherits)."""
+    global _guard, _exit_hook_registered
+    _guard = threading.Lock()
+    _UNSAVED.clear()
+    _tasks.clear()
+    _exit_hook_registered = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _where(store: UserTokenStore) -> str:
