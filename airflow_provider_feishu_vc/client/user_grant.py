@@ -179,17 +179,18 @@ class ProcessGrants:
         self._grants: dict[str, GrantInProcess] = {}
 
     @staticmethod
-    def _key(config: ClientConfig) -> str:
+    def grant_key(config: ClientConfig) -> str:
+        """Which grant ``config`` acts with (the app and the grant's first token), as a digest."""
         seed = "\n".join((*config.app_key, config.refresh_token or config.user_access_token or ""))
         return hashlib.sha256(seed.encode()).hexdigest()
 
     def of(self, config: ClientConfig) -> GrantInProcess:
         with self._guard:
-            return self._grants.setdefault(self._key(config), GrantInProcess(self.process_id))
+            return self._grants.setdefault(self.grant_key(config), GrantInProcess(self.process_id))
 
     def find(self, config: ClientConfig) -> GrantInProcess | None:
         with self._guard:
-            return self._grants.get(self._key(config))
+            return self._grants.get(self.grant_key(config))
 
     def forked(self) -> None:
         """In the child of ``os.fork``: a name of its own in leases, and none of the parent's grant state. Kept,
