@@ -217,6 +217,12 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                     list_request = hook.resolve_export("meeting_list", **self.meeting_list_fields(context))
                 self._landing_request = self._request(target, list_request)
                 earlier = landed_by_earlier_try(context, self._landing_request, self.storage_conn_id, self.log)
+                if isinstance(earlier, dict) and earlier.get("unexported") and not self.allow_partial:
+                    # allow_partial is no part of the request (changing it re-creates no export): checked here
+                    raise _partial_table_refused(
+                        earlier["unexported"], earlier.get("meetings"),
+                        f" An earlier try landed {target} without them, when partial tables were allowed.",
+                    )  # fmt: skip
                 if isinstance(earlier, dict):
                     self.log.info("%s was landed by an earlier try of this same request: kept", target)
                     return earlier
@@ -428,11 +434,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         unexported = [_unexported(export) for export in outcome.exports if export.stage != "landed"]
         landed = [export for export in outcome.exports if export.stage == "landed"]
         if unexported and not self.allow_partial:
-            listed = ", ".join(f"{item['meeting_no']} ({item['problem']})" for item in unexported[:20])
-            raise FeishuVCError(
-                f"{len(unexported)} of {len(outcome.exports)} meetings could not be exported: {listed}"
-                f"{' ...' if len(unexported) > 20 else ''}. Pass allow_partial=True to land the table without them."
-            )
+            raise _partial_table_refused(unexported, len(outcome.exports))
         recorded = landing_witness(context, self._landing_request) if self._landing_request else None
 
         def witness(rows: int, schema: pa.Schema) -> LandingWitness | None:
@@ -591,6 +593,15 @@ class IncrementalTable:
             self._close()
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _partial_table_refused(unexported: list[dict[str, Any]], meetings: Any, more: str = "") -> FeishuVCError:
+    """The error of a table that lacks meetings Feishu could not export, while partial tables are not allowed."""
+    listed = ", ".join(f"{item.get('meeting_no')} ({item.get('problem')})" for item in unexported[:20])
+    return FeishuVCError(
+        f"{len(unexported)} of {meetings} meetings could not be exported: {listed}"
+        f"{' ...' if len(unexported) > 20 else ''}.{more} Pass allow_partial=True to land the table without them."
+    )
 
 
 def _source_text(meetings: Any) -> Any:
