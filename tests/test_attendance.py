@@ -328,6 +328,107 @@ def test_the_table_lands_in_s3_with_no_part_manifest_or_upload_left(
     assert any(".participants.parquet.parts/manifest.json" in touched_key for touched_key in touched)
 
 
+def test_a_try_killed_mid_upload_of_its_table_leaves_the_upload_for_the_next_try_to_abort(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A table over one part goes to S3 as a multipart upload. Before, the operator kept no upload id: a try killed
+    before the completion left the upload open and its parts stored (and billed) for ever; the retry, finding no
+    id, aborted nothing."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from moto.s3 import models as moto_s3
+
+    from airflow_provider_feishu_vc.hooks import s3_upload
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+    from tests.conftest import S3_CONN_ID
+    from tests.reliability.test_review_findings import TaskState
+
+    class WorkerKilled(BaseException):
+        """kill -9: nothing after it runs, no upload is aborted."""
+
+    emulator.configure(known_meetings_only=True, export_delay=0.3)
+    monkeypatch.setattr(s3_upload, "UPLOAD_PART_BYTES", 4096)  # a small table in several parts
+    monkeypatch.setattr(moto_s3, "S3_UPLOAD_PART_MIN_SIZE", 1)
+    commit, discard = s3_upload.ParallelS3Upload.commit, s3_upload.ParallelS3Upload.discard
+
+    def killed(upload: s3_upload.ParallelS3Upload) -> None:
+        raise WorkerKilled
+
+    monkeypatch.setattr(s3_upload.ParallelS3Upload, "commit", killed)  # every part is up; the completion never is
+    monkeypatch.setattr(s3_upload.ParallelS3Upload, "discard", lambda upload: None)
+    operator = FeishuVCMeetingParticipantsOperator(
+        task_id="participants", destination=f"s3://{bucket}/attendance/participants.parquet",
+        storage_conn_id=S3_CONN_ID, start_time=DAY_START, end_time=DAY_START + 86_400, poll_interval=0.5,
+        max_poll_interval=2.0, progress_interval=1.0, deferrable=False,
+    )  # fmt: skip
+    state = TaskState()
+
+    def context(try_number: int) -> dict[str, object]:
+        return {"task_state_store": state, "ti": SimpleNamespace(try_number=try_number, map_index=-1),
+                "run_id": "manual__1", "outlet_events": OutletEventAccessors()}  # fmt: skip
+
+    with pytest.raises(WorkerKilled):
+        operator.execute(context(1))  # type: ignore[arg-type]
+    assert len(s3_server.pending_uploads(bucket)) == 1, "the killed try left no upload open: nothing was tested"
+    assert state.get("feishu_vc_open_upload.1", {}).get("upload_id")
+    monkeypatch.setattr(s3_upload.ParallelS3Upload, "commit", commit)
+    monkeypatch.setattr(s3_upload.ParallelS3Upload, "discard", discard)
+    result = operator.execute(context(2))  # type: ignore[arg-type]
+    assert s3_server.pending_uploads(bucket) == [], "the killed try's parts are still stored"
+    assert s3_server.keys(bucket) == ["attendance/participants.parquet"]
+    table = pq.read_table(io.BytesIO(s3_server.read(bucket, "attendance/participants.parquet")))
+    assert table.num_rows == result["rows"] == sum(meeting_of_the_day(i).participants for i in range(MEETINGS))
+    assert not any(key.startswith("feishu_vc_open_upload") for key in state.values)
+
+
+def test_a_partial_table_an_earlier_try_landed_is_not_kept_once_partial_tables_are_refused(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path
+) -> None:
+    """allow_partial is not part of the request (changing it must not re-create every export), so before, a retry
+    run with allow_partial=False (the DAG changed after a partial try died) kept that try's partial table and
+    succeeded without the meetings it lacks."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from airflow_provider_feishu_vc.client.errors import FeishuVCError
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+    from tests.reliability.test_review_findings import TaskState
+
+    refused = meeting_of_the_day(2)
+    emulator.configure(known_meetings_only=True, export_delay=0.3, failing_meetings=f"{refused.meeting_no}:121005")
+    target = tmp_path / "participants.parquet"
+    state = TaskState()
+
+    def one_try(try_number: int, allow_partial: bool) -> object:
+        class LostOnceLanded(FeishuVCMeetingParticipantsOperator):
+            def finish(self, context, hook, target, parts, outcome):  # type: ignore[no-untyped-def]
+                result = super().finish(context, hook, target, parts, outcome)
+                if context["ti"].try_number == 1:
+                    raise RuntimeError("worker lost right after the table landed")
+                return result
+
+        operator = LostOnceLanded(
+            task_id="participants", destination=target.as_uri(), start_time=DAY_START, end_time=DAY_START + 86_400,
+            allow_partial=allow_partial, poll_interval=0.5, max_poll_interval=2.0, progress_interval=1.0,
+            deferrable=False,
+        )  # fmt: skip
+        context = {"task_state_store": state, "ti": SimpleNamespace(try_number=try_number, map_index=-1),
+                   "run_id": "manual__1", "outlet_events": OutletEventAccessors()}  # fmt: skip
+        return operator.execute(context)  # type: ignore[arg-type]
+
+    with pytest.raises(RuntimeError, match="worker lost right after the table landed"):
+        one_try(1, allow_partial=True)
+    assert target.exists()
+    with pytest.raises(FeishuVCError, match="1 of 24 meetings could not be exported") as failed:
+        one_try(2, allow_partial=False)
+    assert refused.meeting_no in str(failed.value)
+    # and with partial tables allowed again, the very table is kept
+    kept = one_try(3, allow_partial=True)
+    assert isinstance(kept, dict) and [item["meeting_no"] for item in kept["unexported"]] == [refused.meeting_no]
+
+
 def test_the_exports_trigger_checks_its_arguments_by_name_and_serializes_whole() -> None:
     from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
     from airflow_provider_feishu_vc.triggers.attendance import FeishuVCExportsTrigger

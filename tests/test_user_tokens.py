@@ -276,3 +276,59 @@ def test_36_1_closing_the_client_saves_a_successor_whose_saves_failed(
     client.close()
     saved = json.loads(path.read_text())
     assert saved["generation"] == 1 and not emulator.state.refresh_token_spent(saved["refresh_token"])
+
+
+def test_a_successor_whose_save_was_cut_short_is_offered_at_exit(
+    emulator: FeishuVCEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task's time limit (or Ctrl-C) that strikes while the new tokens are being saved ends the fetch without a
+    failed save: before, nothing handed the set to the exit flush (only a close, which code using the hook may
+    never reach) and no ERROR said it could be lost; the fetch's turn stayed taken until its flow was collected."""
+    from airflow_provider_feishu_vc.client import unsaved_tokens, user_grant
+    from airflow_provider_feishu_vc.client.config import ClientConfig
+    from airflow_provider_feishu_vc.client.stored_tokens import RefreshLease, StoredUserTokens
+    from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
+
+    class TimeLimit(BaseException):
+        """What a task's ``execution_timeout`` raises (a BaseException, from a signal handler)."""
+
+    class CutShortStore:
+        key = "feishu_vc_user_tokens__cut_short"
+
+        def __init__(self) -> None:
+            self.tokens: StoredUserTokens | None = None
+            self.lease: RefreshLease | None = None
+            self.cut = False
+
+        def load(self) -> StoredUserTokens | None:
+            return self.tokens
+
+        def save(self, tokens: StoredUserTokens) -> None:
+            if not self.cut:
+                self.cut = True
+                raise TimeLimit  # the first save never got through
+            self.tokens = tokens
+
+        def load_lease(self) -> RefreshLease | None:
+            return self.lease
+
+        def save_lease(self, lease: RefreshLease) -> None:
+            self.lease = lease
+
+    monkeypatch.setattr(user_grant, "LEASE_SETTLE", 0.01)
+    monkeypatch.setattr(user_grant, "CLOSE_FLUSH_SECONDS", 1.0)
+    monkeypatch.setattr(user_grant, "PROCESS", user_grant.ProcessGrants())
+    monkeypatch.setattr(unsaved_tokens, "_UNSAVED", {})
+    monkeypatch.setattr(unsaved_tokens, "_STORES", {}, raising=False)
+    store = CutShortStore()
+    config = ClientConfig(
+        base_url=emulator.url, app_id=APP_ID, app_secret=APP_SECRET, refresh_token=emulator.options.refresh_token
+    )
+    client = FeishuVCClient(config, token_store=store)  # type: ignore[arg-type]
+    with pytest.raises(TimeLimit):
+        client.access_token()
+    assert store.cut and store.tokens is None
+    unsaved_tokens.flush_all_at_exit()  # what the interpreter's exit runs
+    assert store.tokens is not None and store.tokens.generation == 1
+    assert not emulator.state.refresh_token_spent(store.tokens.refresh_token)
+    assert store.lease is not None and store.lease.released

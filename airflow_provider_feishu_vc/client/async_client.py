@@ -336,11 +336,14 @@ class AsyncFeishuVCClient(ExportCalls):
 
     async def run(self, flow: Flow[T]) -> T:
         driving = Driving(flow)
-        while (step := driving.next_step()) is not None:
-            try:
-                driving.outcome = await getattr(self, f"_{step.handler}")(step)
-            except (FeishuVCTransportError, FeishuVCTokenStoreError) as error:
-                driving.outcome = error
+        try:
+            while (step := driving.next_step()) is not None:
+                try:
+                    driving.outcome = await getattr(self, f"_{step.handler}")(step)
+                except (FeishuVCTransportError, FeishuVCTokenStoreError) as error:
+                    driving.outcome = error
+        finally:
+            flow.close()  # cut short (a cancelled wait): its clean-up (a grant's turn) runs now
         return driving.result  # type: ignore[return-value]
 
     async def _send(self, request: protocol.HttpRequest) -> protocol.HttpResponse:

@@ -40,6 +40,10 @@ class ExportCalls:
         self.config = config
         #: Where user tokens are shared with the deployment's other processes (None: this process only).
         self.token_store = token_store if config.uses_user_token else None
+        if self.token_store is not None:
+            from airflow_provider_feishu_vc.client import unsaved_tokens
+
+            unsaved_tokens.watch(config, self.token_store)
         self.policy = policy or connection_policy(config.max_retries)
         self.budgets = process_budgets(config.app_key, config.rate_limit_per_minute)
         self.tokens = token_cache

@@ -102,11 +102,14 @@ class FeishuVCClient(ExportCalls):
 
     def run(self, flow: Flow[T]) -> T:
         driving = Driving(flow)
-        while (step := driving.next_step()) is not None:
-            try:
-                driving.outcome = getattr(self, f"_{step.handler}")(step)
-            except (FeishuVCTransportError, FeishuVCTokenStoreError) as error:
-                driving.outcome = error
+        try:
+            while (step := driving.next_step()) is not None:
+                try:
+                    driving.outcome = getattr(self, f"_{step.handler}")(step)
+                except (FeishuVCTransportError, FeishuVCTokenStoreError) as error:
+                    driving.outcome = error
+        finally:
+            flow.close()  # cut short (a task's time limit, Ctrl-C): its clean-up (a grant's turn) runs now
         return driving.result  # type: ignore[return-value]
 
     def _send(self, request: protocol.HttpRequest) -> protocol.HttpResponse:

@@ -6,6 +6,7 @@ fetch.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
 
@@ -43,6 +44,13 @@ class TokenCache:
         with self._guard:
             self._tokens.clear()
 
+    def forked(self) -> None:
+        """In the child of ``os.fork``: locks of its own (a parent's thread may have held one at the fork, which
+        the child would then wait on for ever); the tokens stay valid."""
+        self._guard = threading.Lock()
+        self._thread_locks = {}
+        self._async_locks = weakref.WeakKeyDictionary()
+
     def thread_lock(self, key: TokenKey) -> threading.Lock:
         with self._guard:
             return self._thread_locks.setdefault(key, threading.Lock())
@@ -64,6 +72,8 @@ class TokenCache:
 
 
 TOKEN_CACHE = TokenCache()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=TOKEN_CACHE.forked)
 
 
 def fetch_token(

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
 import time
 from typing import Any
 
 from airflow_provider_feishu_vc.client import user_grant
+from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTokenStoreError
 from airflow_provider_feishu_vc.client.protocol import Driving, Flow, SharedUserTokens, Sleep, T
 from airflow_provider_feishu_vc.client.stored_tokens import UserTokenStore
@@ -25,7 +27,27 @@ _guard = threading.Lock()
 #: Every grant with a set this process could not save, with a store to offer it to.
 _UNSAVED: dict[int, tuple[GrantInProcess, UserTokenStore]] = {}
 _tasks: set[asyncio.Task[None]] = set()
+#: The store of every grant this process acts with (by grant): a set left unsaved by a fetch cut short during its
+#: save (a task's time limit, Ctrl-C, a cancelled wait), which no failed save handed to :func:`keep_saving`, is
+#: still offered at exit.
+_STORES: dict[str, tuple[ClientConfig, UserTokenStore]] = {}
 _exit_hook_registered = False
+
+
+def _forked() -> None:
+    """In the child of ``os.fork``: the parent's unsaved sets are the parent's to offer (within its own turns), and
+    the exit hook is registered anew when the child needs it (Airflow's task runner, a fork, clears the atexit
+    handlers it inherits)."""
+    global _guard, _exit_hook_registered
+    _guard = threading.Lock()
+    _UNSAVED.clear()
+    _STORES.clear()
+    _tasks.clear()
+    _exit_hook_registered = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _where(store: UserTokenStore) -> str:
@@ -33,14 +55,26 @@ def _where(store: UserTokenStore) -> str:
     return f"Variable {key}" if key else "the user-token store"
 
 
+def _register_exit_hook() -> None:
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        atexit.register(flush_all_at_exit)
+        _exit_hook_registered = True
+
+
+def watch(config: ClientConfig, store: UserTokenStore) -> None:
+    """At exit, offer ``store`` any set of ``config``'s grant this process holds unsaved then (a client with a
+    store calls this)."""
+    with _guard:
+        _STORES[user_grant.ProcessGrants.grant_key(config)] = (config, store)
+        _register_exit_hook()
+
+
 def keep_saving(grant: GrantInProcess, store: UserTokenStore, *, on_loop: bool) -> None:
     """Offer ``grant``'s unsaved set to ``store`` in the background until it is saved, and again at exit."""
-    global _exit_hook_registered
     with _guard:
         _UNSAVED[id(grant)] = (grant, store)
-        if not _exit_hook_registered:
-            atexit.register(flush_all_at_exit)
-            _exit_hook_registered = True
+        _register_exit_hook()
         if grant.saving_in_background:
             return
         grant.saving_in_background = True
@@ -96,8 +130,12 @@ async def aflush(grant: GrantInProcess | None, store: UserTokenStore | None) -> 
 def flush_all_at_exit() -> None:
     """At the interpreter's exit: a last offer of every unsaved set (registered with :mod:`atexit`)."""
     with _guard:
-        pending = list(_UNSAVED.values())
-    for grant, store in pending:
+        pending = dict(_UNSAVED)
+        for config, store in _STORES.values():
+            grant = user_grant.PROCESS.find(config)
+            if grant is not None and grant.unsaved is not None:
+                pending.setdefault(id(grant), (grant, store))
+    for grant, store in pending.values():
         flush(grant, store, "at exit")
 
 

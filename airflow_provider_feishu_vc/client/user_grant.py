@@ -179,21 +179,39 @@ class ProcessGrants:
         self._grants: dict[str, GrantInProcess] = {}
 
     @staticmethod
-    def _key(config: ClientConfig) -> str:
+    def grant_key(config: ClientConfig) -> str:
+        """Which grant ``config`` acts with (the app and the grant's first token), as a digest."""
         seed = "\n".join((*config.app_key, config.refresh_token or config.user_access_token or ""))
         return hashlib.sha256(seed.encode()).hexdigest()
 
     def of(self, config: ClientConfig) -> GrantInProcess:
         with self._guard:
-            return self._grants.setdefault(self._key(config), GrantInProcess(self.process_id))
+            return self._grants.setdefault(self.grant_key(config), GrantInProcess(self.process_id))
 
     def find(self, config: ClientConfig) -> GrantInProcess | None:
         with self._guard:
-            return self._grants.get(self._key(config))
+            return self._grants.get(self.grant_key(config))
+
+    def forked(self) -> None:
+        """In the child of ``os.fork``: a name of its own in leases, and none of the parent's grant state. Kept,
+        the child would take a live lease of its parent or a sibling for its own (while that holder's save is
+        failing: a second refresh of the same token), wait minutes for a turn a parent's thread held at the fork
+        (or for ever on a lock it held), and offer the parent's unsaved set outside the parent's turn."""
+        self.process_id = uuid.uuid4().hex[:12]
+        self._guard = threading.Lock()
+        self._grants = {}
 
 
 #: The grants of this process (a simulation of many processes swaps it per process).
 PROCESS = ProcessGrants()
+
+
+def _forked() -> None:
+    PROCESS.forked()
+
+
+if hasattr(os, "register_at_fork"):  # a task's multiprocessing pool, a worker forking its task runner
+    os.register_at_fork(after_in_child=_forked)
 
 
 def refresh_margin(lifetime: float, spread: float = _PROCESS_SPREAD) -> float:

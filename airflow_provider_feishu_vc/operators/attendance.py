@@ -35,18 +35,20 @@ from airflow_provider_feishu_vc.operators.destinations import (
     task_instance_folder,
 )
 from airflow_provider_feishu_vc.operators.tries import (
+    abort_left_upload,
     fail_on_bad_input,
     forget_landing,
     landed_by_earlier_try,
     landing_witness,
     request_fingerprint,
+    upload_journal,
 )
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_feishu_vc.hooks.landing import LandingWitness
+    from airflow_provider_feishu_vc.hooks.landing import LandingWitness, UploadJournal
 
 #: The meeting's columns in front of every participant row: what the meeting list says of it.
 MEETING_COLUMNS = ("meeting_id", "meeting_no", "meeting_topic", "meeting_start_time", "meeting_end_time")
@@ -217,6 +219,12 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                     list_request = hook.resolve_export("meeting_list", **self.meeting_list_fields(context))
                 self._landing_request = self._request(target, list_request)
                 earlier = landed_by_earlier_try(context, self._landing_request, self.storage_conn_id, self.log)
+                if isinstance(earlier, dict) and earlier.get("unexported") and not self.allow_partial:
+                    # allow_partial is no part of the request (changing it re-creates no export): checked here
+                    raise _partial_table_refused(
+                        earlier["unexported"], earlier.get("meetings"),
+                        f" An earlier try landed {target} without them, when partial tables were allowed.",
+                    )  # fmt: skip
                 if isinstance(earlier, dict):
                     self.log.info("%s was landed by an earlier try of this same request: kept", target)
                     return earlier
@@ -431,11 +439,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         unexported = [_unexported(export) for export in outcome.exports if export.stage != "landed"]
         landed = [export for export in outcome.exports if export.stage == "landed"]
         if unexported and not self.allow_partial:
-            listed = ", ".join(f"{item['meeting_no']} ({item['problem']})" for item in unexported[:20])
-            raise FeishuVCError(
-                f"{len(unexported)} of {len(outcome.exports)} meetings could not be exported: {listed}"
-                f"{' ...' if len(unexported) > 20 else ''}. Pass allow_partial=True to land the table without them."
-            )
+            raise _partial_table_refused(unexported, len(outcome.exports))
         recorded = landing_witness(context, self._landing_request) if self._landing_request else None
 
         def witness(rows: int, schema: pa.Schema) -> LandingWitness | None:
@@ -446,13 +450,17 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             }  # fmt: skip
             return noting(recorded, table=table)
 
+        # A table over one part goes to S3 as a multipart upload: its id is kept per try, so that the next try
+        # aborts what a killed one left open (its parts are billed until then).
+        abort_left_upload(context, self.storage_conn_id, self.log)
+        journal = upload_journal(context)
         table, self._table = self._table, None
         if table is not None and table.holds({export.meeting.meeting_no for export in landed}):
-            rows, schema = table.land(target, self.overwrite, witness)
+            rows, schema = table.land(target, self.overwrite, witness, journal)
         else:  # a part with columns the contract does not know: merge the parts again, in a schema for all
             if table is not None:
                 table.discard()
-            rows, schema = self._merge(target, parts, landed, witness)
+            rows, schema = self._merge(target, parts, landed, witness, journal)
         if unexported:
             side = target.parent / f"{target.name}{UNEXPORTED_SUFFIX}"
             write_whole(side, json.dumps(unexported, ensure_ascii=False, indent=1).encode())
@@ -480,7 +488,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
 
     def _merge(
         self, target: ObjectStoragePath, parts: ObjectStoragePath, landed: list[MeetingExport],
-        witness: Callable[[int, pa.Schema], LandingWitness | None],
+        witness: Callable[[int, pa.Schema], LandingWitness | None], journal: UploadJournal | None = None,
     ) -> tuple[int, pa.Schema]:  # fmt: skip
         """Stream every part, with its meeting's columns in front, into one file, and land it whole."""
         import pyarrow as pa
@@ -505,7 +513,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                     table = with_meeting(part, export.meeting, schema)
                     write(table)
                     rows += table.num_rows
-            Landing.for_target(target, self.overwrite, witness=witness(rows, schema)).land_file(merged)
+            Landing.for_target(target, self.overwrite, journal, witness(rows, schema)).land_file(merged)
         return rows, schema
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -571,14 +579,16 @@ class IncrementalTable:
                 self._writing.__exit__(None, None, None)
 
     def land(
-        self, target: ObjectStoragePath, overwrite: bool, witness: Callable[[int, pa.Schema], LandingWitness | None]
-    ) -> tuple[int, pa.Schema]:
-        """Close the file and land it at ``target``, whole or not at all (``witness`` told just before it shows)."""
+        self, target: ObjectStoragePath, overwrite: bool, witness: Callable[[int, pa.Schema], LandingWitness | None],
+        journal: UploadJournal | None = None,
+    ) -> tuple[int, pa.Schema]:  # fmt: skip
+        """Close the file and land it at ``target``, whole or not at all (``witness`` told just before it shows,
+        ``journal`` of an S3 upload's id while it is open)."""
         from airflow_provider_feishu_vc.hooks.landing import Landing
 
         try:
             self._close()
-            Landing.for_target(target, overwrite, witness=witness(self.rows, self.schema)).land_file(self.path)
+            Landing.for_target(target, overwrite, journal, witness(self.rows, self.schema)).land_file(self.path)
         finally:
             self.discard()
         return self.rows, self.schema
@@ -588,6 +598,15 @@ class IncrementalTable:
             self._close()
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _partial_table_refused(unexported: list[dict[str, Any]], meetings: Any, more: str = "") -> FeishuVCError:
+    """The error of a table that lacks meetings Feishu could not export, while partial tables are not allowed."""
+    listed = ", ".join(f"{item.get('meeting_no')} ({item.get('problem')})" for item in unexported[:20])
+    return FeishuVCError(
+        f"{len(unexported)} of {meetings} meetings could not be exported: {listed}"
+        f"{' ...' if len(unexported) > 20 else ''}.{more} Pass allow_partial=True to land the table without them."
+    )
 
 
 def _source_text(meetings: Any) -> Any:

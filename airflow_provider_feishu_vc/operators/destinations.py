@@ -283,11 +283,6 @@ class LandsExportFiles(OperatorBase):
         forget_landing(context)
         super().post_execute(context, result)
 
-    def still_there(self, landed: Landed | None) -> bool:
-        """Whether the file an earlier try landed (its URI, or a table's result) is still there."""
-        uri = landed_uri(landed) if landed else ""
-        return bool(uri) and as_storage_path(uri, conn_id=self.storage_conn_id).exists()
-
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the Feishu export as input, the landed file (never a temporary name) as output, with a
         schema facet for a typed table."""

@@ -19,7 +19,7 @@ from airflow_provider_feishu_vc.client.exports import (
 )
 from airflow_provider_feishu_vc.compat import conf
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook
-from airflow_provider_feishu_vc.operators.destinations import Landed, LandsExportFiles, landed_uri
+from airflow_provider_feishu_vc.operators.destinations import Landed, LandsExportFiles
 from airflow_provider_feishu_vc.operators.tries import (
     EXPORT_GONE_CODE,
     EarlierExport,
@@ -356,15 +356,10 @@ class FeishuVCExportOperator(LandsExportFiles, FeishuVCCreateExportOperator):
             resumed = reusable_export(hook, context, request, self.log)
             task: ExportTask | None
             if resumed is not None:
+                # A file an earlier try landed for it is taken in land(), once proven the very one (not merely
+                # present at the URI: it may have been replaced since).
                 earlier, task = resumed
                 export_task_id = earlier.export_task_id
-                if earlier.landed and self.still_there(earlier.landed):
-                    self.log.info(
-                        "The file of export %s was landed by an earlier try at %s",
-                        export_task_id,
-                        landed_uri(earlier.landed),
-                    )
-                    return self.announce(context, earlier.landed, export_task_id)
             else:
                 self.check_destination(context)  # before Feishu builds an export for a file that cannot land
                 export_task_id = self.start_export(context, hook, fields, request)

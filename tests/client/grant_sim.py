@@ -11,6 +11,7 @@ of its steps, and the ``time`` module of the client core reads the stepping proc
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import json
@@ -185,6 +186,9 @@ class Process:
     callers: list[_Caller] = field(default_factory=list)
     #: The last access token each caller was handed (the next fetch says Feishu rejected it).
     last: dict[int, str] = field(default_factory=dict)
+    #: The process this one is a child of (``os.fork`` at its first step): it starts with a copy of its state.
+    forked_from: Process | None = None
+    started: bool = False
 
 
 @dataclass
@@ -242,9 +246,14 @@ class Simulation:
     # -- building a run ----------------------------------------------------------------------------------------
 
     def add(
-        self, name: str, programs: list[Program], *, at: float = 0.0, wall_skew: float = 0.0, origin: float = 0.0
-    ) -> Process:
-        process = Process(name, wall_skew=wall_skew, monotonic_origin=origin)
+        self, name: str, programs: list[Program], *, at: float = 0.0, wall_skew: float = 0.0, origin: float = 0.0,
+        forked_from: Process | None = None,
+    ) -> Process:  # fmt: skip
+        """A process started at ``at``; with ``forked_from``, a child that process forks then (its host's clocks,
+        a copy of its token cache and grant state, as ``os.fork`` leaves them once its at-fork hooks ran)."""
+        if forked_from is not None:
+            wall_skew, origin = forked_from.wall_skew, forked_from.monotonic_origin
+        process = Process(name, wall_skew=wall_skew, monotonic_origin=origin, forked_from=forked_from)
         grants_class = getattr(user_grant, "ProcessGrants", None)
         process.grants = grants_class() if grants_class is not None else f"{name}-{random.Random(name).random()}"
         for index, program in enumerate(programs):
@@ -280,6 +289,10 @@ class Simulation:
                 process = caller.process
                 if not process.alive:
                     continue
+                if not process.started:
+                    process.started = True
+                    if process.forked_from is not None:
+                        self._fork(process.forked_from, process)
                 self._switch_to(process)
                 step = caller.driving.next_step()
                 if step is None:
@@ -347,6 +360,20 @@ class Simulation:
             driving.outcome = response
             return latency
         return 0.0
+
+    @staticmethod
+    def _fork(parent: Process, child: Process) -> None:
+        """What ``os.fork`` leaves the child: the parent's module state, then its at-fork hooks."""
+        child.cache._tokens = dict(parent.cache._tokens)
+        child.grants = copy.copy(parent.grants)
+        if hasattr(child.grants, "_grants"):  # a copy of each grant's state, as the child's memory is a copy
+            child.grants._grants = {key: copy.copy(grant) for key, grant in parent.grants._grants.items()}
+            for grant in child.grants._grants.values():
+                grant._answered = set(grant._answered)
+        for state in (child.cache, child.grants):
+            forked = getattr(state, "forked", None)
+            if forked is not None:
+                forked()
 
     def _killed(self, process: Process) -> None:
         """kill -9: nothing of the process runs again. A successor only it knew and that no write carries is lost

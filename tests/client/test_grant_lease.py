@@ -5,7 +5,9 @@ deterministic simulation of :mod:`tests.client.grant_sim` (fake store, fake Feis
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -17,8 +19,9 @@ from airflow_provider_feishu_vc.client import unsaved_tokens, user_grant
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCTokenStoreError
 from airflow_provider_feishu_vc.client.protocol import Sleep, Step
 from airflow_provider_feishu_vc.client.stored_tokens import LEASE_SECONDS, RefreshLease, StoredUserTokens
+from airflow_provider_feishu_vc.client.token_cache import TOKEN_CACHE, token_key
 from airflow_provider_feishu_vc.client.user_grant import GrantInProcess
-from tests.client.grant_sim import Feishu, Process, Program, Simulation, Store, fetches
+from tests.client.grant_sim import CONFIG, Feishu, Process, Program, Simulation, Store, fetches
 
 
 def once() -> Program:
@@ -107,6 +110,30 @@ def test_2d_a_holder_releases_the_lease_only_while_it_is_still_its_own() -> None
     sim.add("B", [once()], at=65.0)
     sim.run()
     assert sim.store.foreign_releases == 0
+    assert sim.violations() == []
+
+
+def test_2e_two_children_forked_from_one_process_refresh_a_token_once() -> None:
+    """Children of one process (a task's multiprocessing pool) each refresh under their own name. Before, both
+    carried the parent's: the second took the first's live lease for its own, and while the first's saves were
+    failing it refreshed the same token again (20064)."""
+    saves = {"P-child1": 0}
+
+    def plan(process: str, action: str, index: int) -> tuple[float, float, str]:
+        if process == "P-child1" and action == "save":
+            saves[process] += 1
+            if saves[process] <= 20:  # the first child's saves fail for about half a minute
+                return 0.01, 0.0, "fail"
+        return 0.01, 0.0, "ok"
+
+    feishu = Feishu(latency=lambda process, index: 5.0)
+    sim = Simulation(Store(plan=plan), feishu)
+    parent = sim.add("P", [after(600.0, once())])
+    sim.add("P-child1", [once()], at=0.0, forked_from=parent)
+    sim.add("P-child2", [once()], at=25.0, forked_from=parent)
+    sim.run()
+    assert saves["P-child1"] > 20, "the first child's saves never failed: nothing was tested"
+    assert [token for _, token in feishu.sent] == ["r-0"]
     assert sim.violations() == []
 
 
@@ -221,3 +248,55 @@ def test_1_a_set_that_stays_unsaved_on_close_is_logged_loudly_without_a_token(
     text = record.getMessage()
     assert "could NOT be saved" in text and "LOST" in text and user_grant.REGRANT_COMMAND in text
     assert store.key in text and "r-2" not in text and "u-2" not in text
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_is_a_process_of_its_own_for_every_grant() -> None:
+    """A child of ``os.fork`` (a task's multiprocessing pool, a worker forking its task runner) starts with its
+    parent's module state. At the fork a thread of the parent is fetching (it holds the grant's turn and the token
+    cache's lock), holds the lease, and has an unsaved set. Before the fix the child refreshed under the parent's
+    name (it took the parent's live lease for its own), waited minutes for a turn and for ever on a lock no thread
+    of its own held, at exit offered the parent's unsaved set outside the parent's turn, and never registered its own
+    exit hook (Airflow's task runner clears the handlers a fork inherits: its unsaved sets were not offered at
+    exit)."""
+    grant = user_grant.PROCESS.of(CONFIG)
+    turn = grant.take_turn()
+    assert turn is not None
+    grant.lease = RefreshLease.new(grant.process_id)
+    parent_grant = unsaved_grant()
+    unsaved_tokens._UNSAVED[id(parent_grant)] = (parent_grant, MemoryStore(failures=0))
+    fetching = TOKEN_CACHE.thread_lock(token_key(CONFIG))
+    fetching.acquire()
+    registered = unsaved_tokens._exit_hook_registered
+    unsaved_tokens._exit_hook_registered = True  # the parent's own exit hook, which Airflow's task runner clears
+    try:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what it sees, and leave without running anything of pytest's
+            try:
+                child = user_grant.PROCESS.of(CONFIG)
+                seen = {
+                    "name": user_grant.PROCESS.process_id,
+                    "grant_name": child.process_id,
+                    "turn_free": child.take_turn() is not None,
+                    "lease": child.lease is not None,
+                    "token_lock_free": TOKEN_CACHE.thread_lock(token_key(CONFIG)).acquire(blocking=False),
+                    "unsaved": len(unsaved_tokens._UNSAVED),
+                    "exit_hook_registered": unsaved_tokens._exit_hook_registered,
+                }
+                os.write(write_fd, json.dumps(seen).encode())
+            finally:
+                os._exit(0)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as reading:
+            seen = json.loads(reading.read() or b"{}")
+        os.waitpid(pid, 0)
+    finally:
+        fetching.release()
+        grant.lease = None
+        grant.end_turn(turn)
+        unsaved_tokens._UNSAVED.pop(id(parent_grant), None)
+        unsaved_tokens._exit_hook_registered = registered
+    assert seen["name"] != user_grant.PROCESS.process_id and seen["grant_name"] == seen["name"]
+    assert seen["turn_free"] and not seen["lease"] and seen["token_lock_free"]
+    assert seen["unsaved"] == 0 and not seen["exit_hook_registered"]

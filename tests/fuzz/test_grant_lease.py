@@ -1,7 +1,8 @@
 """The refresh lease and the saves of a user's grant under generated schedules (issue 36): 3-5 processes with 1-2
-callers each (a task's thread and an event loop), wall clocks up to 5 minutes apart, a store whose writes land up
-to 10 s late, fail, or land although reported failed, outages of up to 30 s, Feishu answering within seconds, and
-kills (kill -9) at any step. The real flows run in the deterministic simulation of :mod:`tests.client.grant_sim`.
+callers each (a task's thread and an event loop) and up to 2 children forked from them (``os.fork``), wall clocks up
+to 5 minutes apart, a store whose writes land up to 10 s late, fail, or land although reported failed, outages of up
+to 30 s, Feishu answering within seconds, and kills (kill -9) at any step. The real flows run in the deterministic
+simulation of :mod:`tests.client.grant_sim`.
 
 What must hold (docs/connections.md, "Acting as a user"):
 - never a lost grant: the store ends with Feishu's live refresh token, unless a kill fell in the window between
@@ -42,6 +43,8 @@ def schedules(draw: st.DrawFn) -> dict[str, object]:
         # The store going down the moment Feishu answers the n-th refresh (every save of it fails for a while).
         "outage_on_answer": draw(st.none() | st.tuples(st.integers(1, 3), st.floats(1, 30))),
         "feishu_latency": draw(st.floats(0.05, 8.0)),
+        # Children a process forks (a task's multiprocessing pool): (parent, seconds after the parent started).
+        "forks": draw(st.lists(st.tuples(st.integers(0, processes - 1), st.floats(0, 300)), max_size=2)),
     }
 
 
@@ -74,13 +77,21 @@ def simulate(schedule: dict[str, object]) -> Simulation:
         return rng.random() < kill_rate
 
     sim = Simulation(store, feishu, kill=kill)
+    parents = []
     for index, callers in enumerate(schedule["callers"]):  # type: ignore[arg-type]
-        sim.add(
+        parents.append(sim.add(
             f"p{index}",
             [fetches(int(schedule["fetches"]), lambda: rng.uniform(0.1, 90.0)) for _ in range(callers)],  # type: ignore[arg-type]
             at=schedule["starts"][index],  # type: ignore[index]
             wall_skew=schedule["skews"][index],  # type: ignore[index]
             origin=rng.uniform(-1e6, 1e6),
+        ))  # fmt: skip
+    for number, (parent, after) in enumerate(schedule.get("forks") or []):  # type: ignore[attr-defined]
+        sim.add(
+            f"p{parent}-child{number}",
+            [fetches(int(schedule["fetches"]), lambda: rng.uniform(0.1, 90.0))],  # type: ignore[arg-type]
+            at=schedule["starts"][parent] + after,  # type: ignore[index]
+            forked_from=parents[parent],
         )
     return sim.run()
 

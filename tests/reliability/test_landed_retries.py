@@ -247,6 +247,62 @@ def test_a_file_that_changed_since_the_earlier_try_landed_it_is_refused(
     assert landed.read_bytes() == b"x" * size
 
 
+def export_losing_the_worker_once_kept(destination: str, **more: Any) -> Any:
+    """The one-task operator whose first try dies after its file landed and the export kept where (the failure
+    comes after ``_land_and_keep``: the task's result, its XCom, a lost worker)."""
+    from airflow_provider_feishu_vc.operators.feishu_vc import FeishuVCExportOperator
+
+    class ExportLostOnceKept(FeishuVCExportOperator):
+        def _land_and_keep(self, context: Any, *args: Any) -> Any:
+            landed = super()._land_and_keep(context, *args)
+            if context["ti"].try_number == 1:
+                raise RuntimeError("worker lost after the landed file was kept with its export")
+            return landed
+
+    return ExportLostOnceKept(
+        task_id="export", export_type="meeting_list", poll_interval=0.1, deferrable=False, into_folder=False,
+        start_time=NOW - dt.timedelta(hours=3), end_time=NOW, destination=destination, **more,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_a_file_replaced_after_the_one_task_operator_kept_it_is_refused(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, tmp_path: Path, store: str
+) -> None:
+    """Before, the one-task operator's retry took any file at the URI its export kept as landed (it checked only
+    that one was there): a file replaced since, of the same size, became the task's result and asset event."""
+    emulator.configure(export_delay=3600, processing_polls=1)
+    state = TaskState()
+    if store == "local":
+        destination, conn_id = (tmp_path / "day.xlsx").as_uri(), None
+    else:
+        destination, conn_id = f"s3://{bucket}/exports/day.xlsx", S3_CONN_ID
+    operator = export_losing_the_worker_once_kept(destination, storage_conn_id=conn_id)
+    with pytest.raises(RuntimeError, match="worker lost after the landed file was kept"):
+        operator.execute(operator_context(state, 1))
+    landed = ObjectStoragePath(destination, conn_id=conn_id)
+    size = len(landed.read_bytes())
+    landed.write_bytes(b"x" * size)  # someone replaced it, same size, other bytes
+    with pytest.raises(Exception, match="already exists") as refused:
+        operator.execute(operator_context(state, 2))
+    assert type(refused.value).__name__ == "AirflowFailException"
+    assert landed.read_bytes() == b"x" * size
+    assert len(emulator.export_ids()) == 1  # the retry resumed the export; it only refused the file
+
+
+def test_the_very_file_the_one_task_operator_kept_is_taken_by_its_retry(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path
+) -> None:
+    emulator.configure(export_delay=3600, processing_polls=1)
+    state, destination = TaskState(), (tmp_path / "day.xlsx").as_uri()
+    operator = export_losing_the_worker_once_kept(destination)
+    with pytest.raises(RuntimeError, match="worker lost after the landed file was kept"):
+        operator.execute(operator_context(state, 1))
+    downloads = emulator.count(DOWNLOAD_PATH)
+    assert operator.execute(operator_context(state, 2)) == destination
+    assert emulator.count(DOWNLOAD_PATH) == downloads and len(emulator.export_ids()) == 1
+
+
 def test_another_exports_file_at_the_destination_is_refused(
     emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path
 ) -> None:
