@@ -46,6 +46,8 @@ SHEET_DATA = re.compile(rb"<sheetData\s*>")
 DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
 ROW = re.compile(rb"<row\b[^>]*?(?:/>|>.*?</row>)", re.DOTALL)
 ROW_NUMBER = re.compile(rb'<row\b[^>]*?\sr="(\d+)"')
+#: The number of the row a piece starts with (whitespace may lead).
+FIRST_ROW_NUMBER = re.compile(rb'\s*<row\b[^>]*?\sr="(\d+)"')
 ROW_START = re.compile(rb"<row\b")
 ROW_END = b"</row>"
 #: A row without a value, which the sheet reader leaves out: no cells, or only cells without a value (styled blank
@@ -245,7 +247,7 @@ class _Cutter:
             self.last_row = int(last.group(1))
 
     def _with_header(self, rows: memoryview) -> tuple[int, tuple[Bytes, ...]]:
-        number = ROW_NUMBER.search(rows[:4096])
+        number = FIRST_ROW_NUMBER.match(rows[:4096])  # read alone, a first row without a number follows the copy
         if number is None or int(number.group(1)) <= self.last_row:
             raise WholeSheetNeeded("a piece's first row has no row number, or one not after the last piece's rows")
         above = int(number.group(1)) - 1
@@ -271,9 +273,14 @@ def _row_elements(text: bytes, start: int, end: int) -> int:
 
 
 def valued_rows(piece: Piece) -> int:
-    """How many rows of a cut piece hold a value, its copy of the sheet's first such row left out (one pass of a
-    regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
-    assert isinstance(piece.source, bytes), "a cut piece"
+    """How many rows of a piece hold a value, a cut piece's copy of the sheet's first such row left out (one pass of
+    a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
+    if isinstance(piece.source, str):  # the sheet read whole, its rows counted (:func:`check_whole`)
+        with zipfile.ZipFile(piece.source) as archive:
+            part = _only_sheet(archive, piece.sheet)
+            assert part is not None, "a sheet whose rows were counted"
+            with archive.open(part) as stream:
+                return sum(_valued_rows(rows, 0, len(rows)) for rows in _sheet_rows(stream))
     with zipfile.ZipFile(io.BytesIO(piece.source)) as archive:
         part = next(i for i in archive.infolist() if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename))
         text = archive.read(part)
@@ -301,18 +308,66 @@ def _first_rows(buffer: bytes, start: int) -> Iterator[tuple[bytes, int | None]]
             return
 
 
-def damaged_part(path: str) -> str | None:
-    """What is wrong with the first part whose bytes do not match their CRC-32, or None when every part does (for a
-    sheet read whole: calamine does not check, and a flipped bit in a compressed sheet can read as other rows)."""
+def whole(path: str, sheet: int | str) -> Piece:
+    """The sheet read whole: the file itself as its only piece."""
     try:
         with zipfile.ZipFile(path) as archive:
+            return Piece(path, sheet, _first_valued_row(archive, sheet), whole=True)
+    except DAMAGE as error:
+        raise FeishuVCTableError(f"source is a damaged xlsx workbook: {error}") from None
+
+
+def check_whole(path: str, sheet: int | str) -> tuple[str | None, int | None]:
+    """For a sheet read whole, in one pass over the file: what is wrong with the first part whose bytes do not match
+    their CRC-32 (None when every part does: calamine does not check, and a flipped bit in a compressed sheet can read
+    as other rows), and how many row elements the sheet holds, as a cut piece's are counted (None when it cannot be
+    told here: a workbook of several worksheets, or comments, CDATA or processing instructions among the rows)."""
+    rows: int | None = None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            sheet_part = _only_sheet(archive, sheet)
             for part in archive.infolist():
                 with archive.open(part) as stream:
+                    if sheet_part is not None and part.filename == sheet_part.filename:
+                        rows = _row_elements_of(stream)
                     while stream.read(READ_BYTES):
                         pass
     except DAMAGE as error:
-        return str(error)
-    return None
+        return str(error), None
+    return None, rows
+
+
+def _row_elements_of(stream: IO[bytes]) -> int | None:
+    """How many row elements the sheet XML read from ``stream`` holds (None when its rows hold other markup, which
+    could hold text that looks like a row, or it has no ``<sheetData>``)."""
+    count, found = 0, False
+    for rows in _sheet_rows(stream):
+        if b"<!" in rows or b"<?" in rows:
+            return None
+        count, found = count + _row_elements(rows, 0, len(rows)), True
+    return count if found else None
+
+
+def _sheet_rows(stream: IO[bytes]) -> Iterator[bytes]:
+    """What the ``<sheetData>`` of the sheet XML read from ``stream`` holds, in parts that end at a row's end."""
+    text, opened = b"", False
+    while block := stream.read(READ_BYTES):
+        text += block
+        if not opened:
+            found = SHEET_DATA.search(text)
+            if found is None:
+                continue
+            text, opened = text[found.end() :], True
+        close = text.find(SHEET_DATA_END)
+        if close >= 0:
+            yield text[:close]
+            return
+        end = text.rfind(ROW_END)
+        if end >= 0:
+            yield text[: end + len(ROW_END)]
+            text = text[end + len(ROW_END) :]
+    if opened:
+        yield text
 
 
 def _workbook(others: list[tuple[zipfile.ZipInfo, bytes]], sheet_name: str, sheet_xml: tuple[Bytes, ...]) -> bytes:
