@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from airflow_provider_feishu_vc.tables.pieces import Piece
+    from airflow_provider_feishu_vc.tables.reader import TableBuilder
 
 
 def address_space() -> int:
@@ -145,7 +146,6 @@ class PieceReads:
 
 def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str, Any]:
 
-    from airflow_provider_feishu_vc.tables.reader import TableBuilder
     from airflow_provider_feishu_vc.tables.writers import open_writer
 
     started = time.perf_counter()
@@ -168,8 +168,7 @@ def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str
 
         for cells, piece in reads:
             if builder is None:
-                builder = TableBuilder(cells, request["export_type"], request["timezone"], request["schema"],
-                                       piece.first_row)  # fmt: skip
+                builder = _builder(cells, piece, request)
                 write = stack.enter_context(open_writer(request["output"], request["out"], builder.schema))
                 gathered.width = cells.num_columns
             data, first_row = builder.data_of(cells, piece)
@@ -191,6 +190,22 @@ def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str
     seconds = {"read": reads.seconds_reading, "total": time.perf_counter() - started}
     schema = builder.schema.serialize().to_pybytes().hex()
     return {"rows": rows, "schema": schema, "warnings": builder.warnings, "seconds": seconds}
+
+
+def _builder(cells: pa.Table, piece: Piece, request: dict[str, Any]) -> TableBuilder:
+    """The table's builder, from the sheet's first piece. A cut first piece holds the sheet's first rows when its rows
+    are written in order; when its header is not found (a row written out of order may have left it), the sheet is
+    read whole, and its error, if any, is the whole sheet's."""
+    from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
+    from airflow_provider_feishu_vc.tables.pieces import WholeSheetNeeded
+    from airflow_provider_feishu_vc.tables.reader import TableBuilder
+
+    try:
+        return TableBuilder(cells, request["export_type"], request["timezone"], request["schema"], piece.first_row)
+    except FeishuVCTableError:
+        if piece.whole:
+            raise
+        raise WholeSheetNeeded("the first piece has no header of the kind asked for") from None
 
 
 class RowsGathered:

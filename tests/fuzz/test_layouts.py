@@ -1,8 +1,9 @@
 """Workbook layouts, generated: the header not in the first row nor in column A, title rows and formatted blank rows
 above it, blank formatted cells and columns, notes beside the table, sparse and blank rows, trailing empty rows,
 shared and inline strings, numbers and booleans stored as such, ``-`` / ``--`` / ``—`` cells (padded or not) in every
-column, every kind, Chinese and Lark's English headers. Read in small pieces and whole (both real reads, the child
-process included), the table must be the same, and exactly the rows written, each value in its column."""
+column, every kind, Chinese and Lark's English headers, row elements written out of the order of their numbers. Read
+in small pieces and whole (both real reads, the child process included), the table must be the same, and exactly the
+rows written (in sheet order), each value in its column."""
 
 from __future__ import annotations
 
@@ -153,6 +154,9 @@ def layouts(draw: st.DrawFn) -> Layout:
     for _ in range(draw(st.integers(0, 2))):  # trailing formatted rows
         number += 1
         rows.append((number, blank_cells()))
+    for origin, target in draw(st.lists(st.tuples(st.integers(0, len(rows) - 1), st.integers(0, len(rows) - 1)),
+                                        max_size=2)):  # fmt: skip
+        rows.insert(target, rows.pop(origin))  # a row element written out of order: it stays in its sheet row
     start = min(column for _, cells in rows for column, (kind_, _) in cells if kind_ != "-")
     expected = []
     for values, note in data:

@@ -128,3 +128,16 @@ def test_a_sheet_read_whole_after_its_pieces_names_cells_by_their_sheet_row(tmp_
     path = raw_sheet(tmp_path / "late-note.xlsx", grid_xml(grid))
     with pytest.raises(FeishuVCTableError, match=rf"sheet row {grid[550][0]} \(cell L{grid[550][0]}\): 'many'"):
         read_export(path, "meeting_list")
+
+
+def test_a_header_row_written_after_the_data_is_found_in_pieces(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header's row element comes last in the sheet's XML, far from the first piece: a spreadsheet shows it in row
+    1 all the same, and so does the table."""
+    grid = meeting_rows()
+    grid.append(grid.pop(0))
+    path = raw_sheet(tmp_path / "header-last.xlsx", grid_xml(grid))
+    table = read_export(path, "meeting_list")
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1)]
+    assert table.equals(read_whole(path, monkeypatch))

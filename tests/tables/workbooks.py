@@ -105,8 +105,8 @@ GridCell = tuple[str, str]
 
 
 def write_grid(path: Path, rows: Iterable[tuple[int, Sequence[tuple[int, GridCell]]]]) -> Path:
-    """A one-sheet workbook of ``(sheet row, [(0-based column, cell)])`` rows, in order, with a shared-strings part
-    when some cell is a shared string (the two ways xlsx writers store text)."""
+    """A one-sheet workbook of ``(sheet row, [(0-based column, cell)])`` rows, in the order given, with a
+    shared-strings part when some cell is a shared string (the two ways xlsx writers store text)."""
     shared: dict[str, int] = {}
     body = []
     for number, cells in rows:
