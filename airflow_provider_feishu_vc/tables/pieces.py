@@ -50,13 +50,21 @@ ROW_NUMBER = re.compile(rb'<row\b[^>]*?\sr="(\d+)"')
 FIRST_ROW_NUMBER = re.compile(rb'\s*<row\b[^>]*?\sr="(\d+)"')
 ROW_START = re.compile(rb"<row\b")
 ROW_END = b"</row>"
-#: A row without a value, which the sheet reader leaves out: no cells, or only cells without a value (styled blank
-#: cells, an empty ``<v>``, a formula without a cached value) or holding an error value (``t="e"``, read as empty).
-_NO_VALUE_CELL = (
-    rb'<c\b(?:[^>]*?/>|[^>]*?\bt="e"[^>]*>\s*(?:<f\b[^>]*?(?:/>|>[^<]*</f>))?\s*(?:<v>[^<]*</v>|<v\s*/>)?\s*</c>'
-    rb"|[^>]*>\s*(?:<f\b[^>]*?(?:/>|>[^<]*</f>))?\s*(?:<v\s*/>|<v></v>)?\s*</c>)"
+_FORMULA = rb"(?:<f\b[^>]*?(?:/>|>[^<]*</f>))?"
+#: A cell the sheet reader leaves out of its cell range: a styled blank cell, a formula without a cached value, an
+#: empty ``<v>`` (but a formula's text or date result, ``t="str"`` / ``t="d"``, reads as '' even when empty).
+_OUT_OF_RANGE_CELL = (
+    rb"<c\b(?:[^>]*?/>|[^>]*>\s*" + _FORMULA + rb"\s*</c>"
+    rb'|(?![^>]*?\bt="(?:str|d)")[^>]*>\s*' + _FORMULA + rb"\s*(?:<v\s*/>|<v></v>)\s*</c>)"
 )
+#: A cell without a value: out of the range, or holding an error value (``t="e"``: in the range, read as empty).
+_NO_VALUE_CELL = (
+    rb"(?:" + _OUT_OF_RANGE_CELL + rb'|<c\b[^>]*?\bt="e"[^>]*>\s*' + _FORMULA + rb"\s*(?:<v>[^<]*</v>|<v\s*/>)?\s*</c>)"
+)
+#: A row without a value, which the table leaves out: no cells, or only cells without a value.
 VALUELESS_ROW = re.compile(rb"<row\b[^>]*?(?:/>|>(?:\s*" + _NO_VALUE_CELL + rb")*\s*</row>)")
+#: A row outside the sheet reader's cell range (where its first row is): no cells, or only cells it leaves out.
+OUT_OF_RANGE_ROW = re.compile(rb"<row\b[^>]*?(?:/>|>(?:\s*" + _OUT_OF_RANGE_CELL + rb")*\s*</row>)")
 SHEET_DATA_END = b"</sheetData>"
 TAIL = b"</sheetData></worksheet>"
 #: What reading a damaged part raises.
@@ -131,8 +139,9 @@ def _only_sheet(archive: zipfile.ZipFile, sheet: int | str) -> zipfile.ZipInfo |
 
 
 def _first_valued_row(archive: zipfile.ZipFile, sheet: int | str) -> int:
-    """The sheet row of the first row with a value (where the sheet reader's cell range starts), found in the first
-    :data:`HEAD_BYTES` of the sheet; 1 when it cannot be told (several worksheets, or no such row there)."""
+    """The sheet row where the sheet reader's cell range starts (its first row with a value, or with an error value),
+    found in the first :data:`HEAD_BYTES` of the sheet; 1 when it cannot be told (several worksheets, or no such row
+    there)."""
     part = _only_sheet(archive, sheet)
     if part is None:
         return 1
@@ -144,7 +153,7 @@ def _first_valued_row(archive: zipfile.ZipFile, sheet: int | str) -> int:
         row = match.group(0)
         written = ROW_NUMBER.match(row)
         number = int(written.group(1)) if written else number + 1
-        if not VALUELESS_ROW.fullmatch(row):
+        if not OUT_OF_RANGE_ROW.fullmatch(row):
             return number
     return 1
 
@@ -295,11 +304,16 @@ def _valued_rows(text: bytes, start: int, end: int) -> int:
 
 
 def _first_rows(buffer: bytes, start: int) -> Iterator[tuple[bytes, int | None]]:
-    """The first row with a value and the row after it, each with its number (None when unnumbered)."""
+    """The first row with a value and the row after it, each with its number (None when unnumbered, or when the sheet
+    reader's cell range starts above the first row with a value: at a row of error values, which read as empty)."""
     found = 0
     for match in ROW.finditer(buffer, start):
         row = match.group(0)
         if found == 0 and VALUELESS_ROW.fullmatch(row):
+            if OUT_OF_RANGE_ROW.fullmatch(row):
+                continue
+            yield row, None  # such a row cannot be the copy that shows where a piece's cells start
+            found += 1
             continue
         number = ROW_NUMBER.match(row)
         yield row, (int(number.group(1)) if number else None)

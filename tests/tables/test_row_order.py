@@ -141,3 +141,45 @@ def test_a_header_row_written_after_the_data_is_found_in_pieces(
     table = read_export(path, "meeting_list")
     assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1)]
     assert table.equals(read_whole(path, monkeypatch))
+
+
+def formula_blank(number: int) -> str:
+    """A row whose only cell is a formula with an empty text result (``=IF(...,"",...)``): the reader reads ''."""
+    return f'<row r="{number}"><c r="B{number}" t="str"><f>IF(A1="","",A1)</f><v></v></c></row>'
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+def test_rows_of_empty_formula_results_and_formatted_blank_rows_are_not_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    """Rows counted in the XML and rows read agree on what holds a value: a formula's empty text result is a cell the
+    reader reads (as ''), a formatted cell without a value is not; neither makes a row of the table."""
+    xml = grid_xml(meeting_rows())
+    for number in range(40, ROWS, 40):
+        xml = re.sub(rf'<row r="{number}">.*?</row>', formula_blank(number), xml)
+        xml = re.sub(
+            rf'<row r="{number + 1}">.*?</row>', f'<row r="{number + 1}"><c r="C{number + 1}" s="1"/></row>', xml
+        )
+    path = raw_sheet(tmp_path / "formula-blanks.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    table = read_export(path, "meeting_list")
+    gone = {number - 1 for number in range(40, ROWS, 40)} | {number for number in range(40, ROWS, 40)}
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1) if n not in gone]
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+@pytest.mark.parametrize(
+    "above", ['<c r="A1" t="e"><v>#N/A</v></c>', formula_blank(1)[len('<row r="1">') : -len("</row>")]]
+)
+def test_cells_are_named_by_their_sheet_row_below_a_row_of_error_values_or_empty_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int, above: str
+) -> None:
+    """Row 1 holds only an error value (read as empty) or a formula's empty result: the reader's cells start there,
+    not at the header in row 2, and a bad cell is named by its own sheet row all the same."""
+    grid = [(n + 1, cells) for n, cells in meeting_rows()]
+    grid[400] = (grid[400][0], [(c, "many" if c == 11 else text) for c, text in grid[400][1]])
+    xml = grid_xml(grid).replace("<sheetData>", f'<sheetData><row r="1">{above}</row>')
+    path = raw_sheet(tmp_path / "above.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(FeishuVCTableError, match=rf"sheet row {grid[400][0]} \(cell L{grid[400][0]}\): 'many'"):
+        read_export(path, "meeting_list")
