@@ -82,8 +82,12 @@ def value(draw: st.DrawFn, column: Column) -> Written:
     return (text, words), words
 
 
-#: A cell that holds no value: none at all, a formatted cell, whitespace, or an error value (read as empty).
-empty = st.sampled_from([None, ("-", ""), ("i", " "), ("s", "  "), ("e", "#N/A")])
+#: A cell that holds no value: none at all, a formatted cell, whitespace, an error value (read as empty), or a
+#: formula's empty text result.
+empty = st.sampled_from([None, ("-", ""), ("i", " "), ("s", "  "), ("e", "#N/A"), ("f", "")])
+#: A cell of a blank row: formatted, mostly; an error value or an empty formula result sometimes (the sheet reader
+#: keeps both in its cells: a row of them above the header is where its cells start).
+blank = st.sampled_from([("-", ""), ("-", ""), ("-", ""), ("e", "#N/A"), ("f", "")])
 
 
 @dataclass
@@ -108,7 +112,7 @@ def layouts(draw: st.DrawFn) -> Layout:
     number = 0
 
     def blank_cells() -> list[tuple[int, GridCell]]:
-        return [(column, ("-", "")) for column in sorted(draw(st.sets(st.integers(0, right + 2), max_size=4)))]
+        return [(column, draw(blank)) for column in sorted(draw(st.sets(st.integers(0, right + 2), max_size=4)))]
 
     for above in draw(st.lists(st.sampled_from(["title", "blank", "gap"]), max_size=3)):
         number += 1
