@@ -281,21 +281,27 @@ def _row_elements(text: bytes, start: int, end: int) -> int:
     return text.count(b"<row", start, end)
 
 
-def valued_rows(piece: Piece) -> int:
+def valued_rows(piece: Piece) -> int | None:
     """How many rows of a piece hold a value, a cut piece's copy of the sheet's first such row left out (one pass of
-    a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
+    a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none). None for a sheet
+    read whole whose rows hold comments, CDATA or processing instructions (text there could look like a row)."""
     if isinstance(piece.source, str):  # the sheet read whole, its rows counted (:func:`check_whole`)
         with zipfile.ZipFile(piece.source) as archive:
             part = _only_sheet(archive, piece.sheet)
             assert part is not None, "a sheet whose rows were counted"
             with archive.open(part) as stream:
-                return sum(_valued_rows(rows, 0, len(rows)) for rows in _sheet_rows(stream))
+                counted = 0
+                for text, start, end in _sheet_rows(stream):
+                    if text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0:
+                        return None
+                    counted += _valued_rows(text, start, end)
+                return counted
     with zipfile.ZipFile(io.BytesIO(piece.source)) as archive:
         part = next(i for i in archive.infolist() if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename))
         text = archive.read(part)
-    start = SHEET_DATA.search(text)
-    counted = _valued_rows(text, start.end() if start else 0, len(text))
-    return counted - 1 if piece.copy else counted
+    opened = SHEET_DATA.search(text)
+    rows = _valued_rows(text, opened.end() if opened else 0, len(text))
+    return rows - 1 if piece.copy else rows
 
 
 def _valued_rows(text: bytes, start: int, end: int) -> int:
@@ -335,7 +341,7 @@ def check_whole(path: str, sheet: int | str) -> tuple[str | None, int | None]:
     """For a sheet read whole, in one pass over the file: what is wrong with the first part whose bytes do not match
     their CRC-32 (None when every part does: calamine does not check, and a flipped bit in a compressed sheet can read
     as other rows), and how many row elements the sheet holds, as a cut piece's are counted (None when it cannot be
-    told here: a workbook of several worksheets, or comments, CDATA or processing instructions among the rows)."""
+    told here: a workbook of several worksheets)."""
     rows: int | None = None
     try:
         with zipfile.ZipFile(path) as archive:
@@ -352,36 +358,35 @@ def check_whole(path: str, sheet: int | str) -> tuple[str | None, int | None]:
 
 
 def _row_elements_of(stream: IO[bytes]) -> int | None:
-    """How many row elements the sheet XML read from ``stream`` holds (None when its rows hold other markup, which
-    could hold text that looks like a row, or it has no ``<sheetData>``)."""
-    count, found = 0, False
-    for rows in _sheet_rows(stream):
-        if b"<!" in rows or b"<?" in rows:
-            return None
-        count, found = count + _row_elements(rows, 0, len(rows)), True
-    return count if found else None
+    """How many row elements the sheet XML read from ``stream`` holds (None when it has no ``<sheetData>``)."""
+    counted = None
+    for text, start, end in _sheet_rows(stream):
+        counted = (counted or 0) + _row_elements(text, start, end)
+    return counted
 
 
-def _sheet_rows(stream: IO[bytes]) -> Iterator[bytes]:
-    """What the ``<sheetData>`` of the sheet XML read from ``stream`` holds, in parts that end at a row's end."""
-    text, opened = b"", False
+def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
+    """What the ``<sheetData>`` of the sheet XML read from ``stream`` holds, in parts ``text[start:end]`` that end at
+    a row's end (or at the end of the rows)."""
+    text, start = b"", -1
     while block := stream.read(READ_BYTES):
-        text += block
-        if not opened:
+        text = text + block if text else block
+        if start < 0:
             found = SHEET_DATA.search(text)
             if found is None:
                 continue
-            text, opened = text[found.end() :], True
-        close = text.find(SHEET_DATA_END)
+            start = found.end()
+        end = text.rfind(ROW_END, start)
+        end = start if end < 0 else end + len(ROW_END)
+        close = text.find(SHEET_DATA_END, end)
         if close >= 0:
-            yield text[:close]
+            yield text, start, close
             return
-        end = text.rfind(ROW_END)
-        if end >= 0:
-            yield text[: end + len(ROW_END)]
-            text = text[end + len(ROW_END) :]
-    if opened:
-        yield text
+        if end > start:
+            yield text, start, end
+            text, start = text[end:], 0
+    if start >= 0:
+        yield text, start, len(text)
 
 
 def _workbook(others: list[tuple[zipfile.ZipInfo, bytes]], sheet_name: str, sheet_xml: tuple[Bytes, ...]) -> bytes:

@@ -215,7 +215,8 @@ class TableBuilder:
                 raise WholeSheetNeeded("a later piece has data in a column the first did not")
         self.read_to = piece.first_row + cells.num_rows - 1
         read = rows_with_values(cells) - piece.copy
-        if piece.rows is not None and read != piece.rows and read != (counted := pieces.valued_rows(piece)):
+        counted = pieces.valued_rows(piece) if piece.rows is not None and read != piece.rows else read
+        if counted is not None and read != counted:
             raise FeishuVCTableError(
                 f"source's sheet rows from {piece.first_row + piece.copy} hold {counted} rows with a value, but "
                 f"{read} were read: the table would not hold exactly the sheet's rows"

@@ -183,3 +183,18 @@ def test_cells_are_named_by_their_sheet_row_below_a_row_of_error_values_or_empty
     monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
     with pytest.raises(FeishuVCTableError, match=rf"sheet row {grid[400][0]} \(cell L{grid[400][0]}\): 'many'"):
         read_export(path, "meeting_list")
+
+
+def test_a_sheet_read_whole_with_comments_among_its_rows_is_read_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A comment that looks like a row (no known writer puts one there) cannot be told from one by counting: the
+    sheet's rows are then not counted, and it reads as a spreadsheet shows it. Formatted blank rows make the reader's
+    count differ from the row elements, so that the rows are counted by value."""
+    xml = grid_xml(meeting_rows())
+    xml = xml.replace('<row r="30">', '<!-- <row r="7"><c r="A7"><v>1</v></c></row> --><row r="30">')
+    xml = re.sub(r'<row r="40">.*?</row>', '<row r="40"><c r="A40" s="1"/></row>', xml)
+    path = raw_sheet(tmp_path / "comment.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", 2**40)
+    table = read_export(path, "meeting_list")
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1) if n != 39]
