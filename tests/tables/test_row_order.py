@@ -5,6 +5,7 @@ the table holds the rows a spreadsheet shows, in sheet order, or the read is an 
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,15 @@ def test_a_sheet_read_whole_with_comments_among_its_rows_is_read_not_refused(
     monkeypatch.setattr(pieces, "PIECE_BYTES", 2**40)
     table = read_export(path, "meeting_list")
     assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1) if n != 39]
+
+
+def test_a_workbook_with_two_parts_of_one_name_is_refused(tmp_path: Path) -> None:
+    """Two sheet parts under one name: readers differ on which one counts (this one took the last, silently)."""
+    path = raw_sheet(tmp_path / "twice.xlsx", grid_xml(meeting_rows()[:5]))
+    with (
+        pytest.warns(UserWarning, match="Duplicate name"),
+        zipfile.ZipFile(path, "a") as archive,
+    ):
+        archive.writestr("xl/worksheets/sheet1.xml", grid_xml(meeting_rows()[5:10]))
+    with pytest.raises(FeishuVCTableError, match=r"two parts named xl/worksheets/sheet1\.xml"):
+        read_export(path, "meeting_list")
