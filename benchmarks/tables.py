@@ -97,7 +97,7 @@ def run_size(rows: int, repeats: int, tools: tuple[str, ...]) -> dict[str, ToolR
 
 def row_count_seconds(rows: int) -> float:
     """CPU seconds the run-time row count spends on the ``rows``-row meeting list: counting each piece's row
-    numbers' span while cutting (``pieces._row_span``) plus counting the rows read with a value
+    elements while cutting (``pieces._row_elements``) plus counting the rows read with a value
     (``reader.rows_with_values``), both timed directly in this process over the same pieces ``ours`` reads. Only
     the count is timed: cutting and reading, which the table needs anyway, are not."""
     import time
@@ -108,7 +108,7 @@ def row_count_seconds(rows: int) -> float:
     from airflow_provider_feishu_vc.tables import pieces, reader
 
     counting = 0.0
-    original = pieces._row_span
+    original = pieces._row_elements
 
     def timed_count(text: bytes, start: int, end: int) -> int:
         nonlocal counting
@@ -118,7 +118,7 @@ def row_count_seconds(rows: int) -> float:
         finally:
             counting += time.perf_counter() - began
 
-    pieces._row_span = timed_count
+    pieces._row_elements = timed_count
     try:
         for piece in pieces.pieces(str(meeting_list(rows)), 0):
             cells = pa.Table.from_batches([
@@ -130,5 +130,5 @@ def row_count_seconds(rows: int) -> float:
             reader.rows_with_values(cells)
             counting += time.perf_counter() - began
     finally:
-        pieces._row_span = original
+        pieces._row_elements = original
     return counting

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from airflow_provider_feishu_vc.tables.pieces import Piece
+    from airflow_provider_feishu_vc.tables.reader import TableBuilder
 
 
 def address_space() -> int:
@@ -58,14 +59,14 @@ def memory_limit(extra: int) -> Any:
 def convert(request: dict[str, Any]) -> dict[str, Any]:
     """Read the sheet's cells piece by piece (see ``pieces.py``), type them chunk by chunk, write them out; read it
     whole instead when a piece meets something that reading it alone could get wrong."""
-    from airflow_provider_feishu_vc.tables.pieces import PIECE_BYTES, Piece, WholeSheetNeeded, pieces
+    from airflow_provider_feishu_vc.tables.pieces import PIECE_BYTES, WholeSheetNeeded, pieces, whole
 
     path, sheet = request["path"], request["sheet"]
     with memory_limit(int(request["memory_limit"])):
         try:
             return _convert(request, pieces(path, sheet, int(request.get("piece_bytes") or PIECE_BYTES)))
         except WholeSheetNeeded:
-            return _convert(request, iter([Piece(path, sheet, 1, whole=True)]))
+            return _convert(request, iter([whole(path, sheet)]))
 
 
 #: Pieces read at once, one thread each (calamine releases the GIL while it parses).
@@ -83,19 +84,20 @@ class PieceReads:
         self.readers = stack.enter_context(ThreadPoolExecutor(READS_AT_ONCE, thread_name_prefix="read"))
         self.sheet_pieces, self.path = sheet_pieces, path
         self.upcoming: Future[Piece | None] | None = self.cutter.submit(next, sheet_pieces, None)
-        self.reads: deque[tuple[Future[pa.Table], Piece]] = deque()
+        self.reads: deque[Future[tuple[pa.Table, Piece]]] = deque()
         self.seconds_reading = 0.0
 
     def __iter__(self) -> Iterator[tuple[pa.Table, Piece]]:
         self.top_up(wait=True)
         while self.reads:
-            read, piece = self.reads[0]
+            read = self.reads[0]
             while not read.done():  # start the next read as soon as its piece is cut
                 cutting = self.upcoming if self.upcoming is not None and len(self.reads) < READS_AT_ONCE else None
-                wait([read] if cutting is None else [read, cutting], return_when=FIRST_COMPLETED)
+                awaited: list[Future[Any]] = [read] if cutting is None else [read, cutting]
+                wait(awaited, return_when=FIRST_COMPLETED)
                 self.top_up()
             self.reads.popleft()
-            cells = read.result()
+            cells, piece = read.result()
             self.top_up(wait=not self.reads)
             yield cells, piece
 
@@ -108,37 +110,42 @@ class PieceReads:
                 self.upcoming = None
                 return
             self.upcoming = self.cutter.submit(next, self.sheet_pieces, None)
-            self.reads.append((self.readers.submit(self._read, piece), piece))
+            self.reads.append(self.readers.submit(self._read, piece))
             wait = False
 
-    def _read(self, piece: Piece) -> pa.Table:
+    def _read(self, piece: Piece) -> tuple[pa.Table, Piece]:
+        """The piece's cells, and the piece (a sheet read whole: with its rows counted, when they can be)."""
+        import dataclasses
+
         import fastexcel
         import pyarrow as pa
 
         from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
-        from airflow_provider_feishu_vc.tables.pieces import damaged_part
+        from airflow_provider_feishu_vc.tables.pieces import check_whole
 
-        # calamine does not check CRC-32: for a sheet read whole, check it beside the read (cut pieces are checked
-        # as they are inflated)
-        damage = self.cutter.submit(damaged_part, self.path) if piece.whole else None
+        # calamine does not check CRC-32, nor say when two rows fall on one: for a sheet read whole, check the file
+        # and count the sheet's rows beside the read (cut pieces are checked and counted as they are cut)
+        checked = self.cutter.submit(check_whole, self.path, piece.sheet) if piece.whole else None
         began = time.perf_counter()
         try:
             batch = fastexcel.read_excel(piece.source).load_sheet(
                 piece.sheet, header_row=None, dtypes="string", skip_whitespace_tail_rows=True, eager=True
             )
         except Exception:
-            if damage is not None and (damaged := damage.result()):  # what broke the read, said plainly
+            if checked is not None and (damaged := checked.result()[0]):  # what broke the read, said plainly
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}") from None
             raise
         self.seconds_reading += time.perf_counter() - began
-        if damage is not None and (damaged := damage.result()):
-            raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
-        return pa.Table.from_batches([batch])
+        if checked is not None:
+            damaged, rows = checked.result()
+            if damaged:
+                raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
+            piece = dataclasses.replace(piece, rows=rows)
+        return pa.Table.from_batches([batch]), piece
 
 
 def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str, Any]:
 
-    from airflow_provider_feishu_vc.tables.reader import TableBuilder
     from airflow_provider_feishu_vc.tables.writers import open_writer
 
     started = time.perf_counter()
@@ -161,8 +168,7 @@ def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str
 
         for cells, piece in reads:
             if builder is None:
-                builder = TableBuilder(cells, request["export_type"], request["timezone"], request["schema"],
-                                       piece.first_row)  # fmt: skip
+                builder = _builder(cells, piece, request)
                 write = stack.enter_context(open_writer(request["output"], request["out"], builder.schema))
                 gathered.width = cells.num_columns
             data, first_row = builder.data_of(cells, piece)
@@ -184,6 +190,22 @@ def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str
     seconds = {"read": reads.seconds_reading, "total": time.perf_counter() - started}
     schema = builder.schema.serialize().to_pybytes().hex()
     return {"rows": rows, "schema": schema, "warnings": builder.warnings, "seconds": seconds}
+
+
+def _builder(cells: pa.Table, piece: Piece, request: dict[str, Any]) -> TableBuilder:
+    """The table's builder, from the sheet's first piece. A cut first piece holds the sheet's first rows when its rows
+    are written in order; when its header is not found (a row written out of order may have left it), the sheet is
+    read whole, and its error, if any, is the whole sheet's."""
+    from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
+    from airflow_provider_feishu_vc.tables.pieces import WholeSheetNeeded
+    from airflow_provider_feishu_vc.tables.reader import TableBuilder
+
+    try:
+        return TableBuilder(cells, request["export_type"], request["timezone"], request["schema"], piece.first_row)
+    except FeishuVCTableError:
+        if piece.whole:
+            raise
+        raise WholeSheetNeeded("the first piece has no header of the kind asked for") from None
 
 
 class RowsGathered:

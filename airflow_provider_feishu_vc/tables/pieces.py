@@ -7,10 +7,8 @@ parts. Every piece after the first starts with a copy of the sheet's first row w
 title above it), renumbered to sit just above the piece's first row, so that the reader can check where the piece's
 cell range starts: a piece whose copy is not where the first piece's row was is read shifted into place, or the
 sheet read whole (``reader.TableBuilder.data_of``). While cutting, each piece's rows are counted from its XML,
-apart from the sheet reader: the rows its first and last row's numbers span (no pass over the piece: a sheet's rows
-are numbered one after another). When the rows read differ, the piece is counted again: its row elements (one quick
-pass), and when those differ too, the rows holding a value, exactly. A piece read with another count is an error,
-never a table with rows lost or invented.
+apart from the sheet reader (its row elements: one quick pass; when they differ from the rows read, those holding a
+value, exactly); a piece read with another count is an error, never a table with rows lost, merged or invented.
 
 A sheet is read whole (one piece: the file itself) when cutting it would gain nothing or could differ from reading
 it whole: it is small, the workbook has more than one worksheet, the shared-strings table is large (every piece
@@ -22,6 +20,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import xml.etree.ElementTree as ElementTree
 import zipfile
 import zlib
@@ -39,6 +38,8 @@ Bytes = bytes | memoryview
 PIECE_BYTES = 4 * 2**20
 #: A shared-strings table every piece would parse again, up to this size uncompressed.
 MAX_SHARED_STRINGS_BYTES = 16 * 2**20
+#: How many bytes of sheet XML are counted between two chances for other threads to run (:func:`_row_elements`).
+COUNT_BYTES = 256 * 2**10
 #: How many rows from the sheet's first row with a value may hold the header: the first piece holds them all.
 HEADER_SEARCH_ROWS = 10
 READ_BYTES = 8 * 2**20
@@ -48,15 +49,25 @@ SHEET_DATA = re.compile(rb"<sheetData\s*>")
 DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
 ROW = re.compile(rb"<row\b[^>]*?(?:/>|>.*?</row>)", re.DOTALL)
 ROW_NUMBER = re.compile(rb'<row\b[^>]*?\sr="(\d+)"')
+#: The number of the row a piece starts with (whitespace may lead).
+FIRST_ROW_NUMBER = re.compile(rb'\s*<row\b[^>]*?\sr="(\d+)"')
 ROW_START = re.compile(rb"<row\b")
 ROW_END = b"</row>"
-#: A row without a value, which the sheet reader leaves out: no cells, or only cells without a value (styled blank
-#: cells, an empty ``<v>``, a formula without a cached value) or holding an error value (``t="e"``, read as empty).
-_NO_VALUE_CELL = (
-    rb'<c\b(?:[^>]*?/>|[^>]*?\bt="e"[^>]*>\s*(?:<f\b[^>]*?(?:/>|>[^<]*</f>))?\s*(?:<v>[^<]*</v>|<v\s*/>)?\s*</c>'
-    rb"|[^>]*>\s*(?:<f\b[^>]*?(?:/>|>[^<]*</f>))?\s*(?:<v\s*/>|<v></v>)?\s*</c>)"
+_FORMULA = rb"(?:<f\b[^>]*?(?:/>|>[^<]*</f>))?"
+#: A cell the sheet reader leaves out of its cell range: a styled blank cell, a formula without a cached value, an
+#: empty ``<v>`` (but a formula's text or date result, ``t="str"`` / ``t="d"``, reads as '' even when empty).
+_OUT_OF_RANGE_CELL = (
+    rb"<c\b(?:[^>]*?/>|[^>]*>\s*" + _FORMULA + rb"\s*</c>"
+    rb'|(?![^>]*?\bt="(?:str|d)")[^>]*>\s*' + _FORMULA + rb"\s*(?:<v\s*/>|<v></v>)\s*</c>)"
 )
+#: A cell without a value: out of the range, or holding an error value (``t="e"``: in the range, read as empty).
+_NO_VALUE_CELL = (
+    rb"(?:" + _OUT_OF_RANGE_CELL + rb'|<c\b[^>]*?\bt="e"[^>]*>\s*' + _FORMULA + rb"\s*(?:<v>[^<]*</v>|<v\s*/>)?\s*</c>)"
+)
+#: A row without a value, which the table leaves out: no cells, or only cells without a value.
 VALUELESS_ROW = re.compile(rb"<row\b[^>]*?(?:/>|>(?:\s*" + _NO_VALUE_CELL + rb")*\s*</row>)")
+#: A row outside the sheet reader's cell range (where its first row is): no cells, or only cells it leaves out.
+OUT_OF_RANGE_ROW = re.compile(rb"<row\b[^>]*?(?:/>|>(?:\s*" + _OUT_OF_RANGE_CELL + rb")*\s*</row>)")
 SHEET_DATA_END = b"</sheetData>"
 TAIL = b"</sheetData></worksheet>"
 #: What reading a damaged part raises.
@@ -71,9 +82,8 @@ class WholeSheetNeeded(Exception):
 class Piece:
     """A workbook to read: ``source`` (bytes of a piece, or the original file's path), the sheet to read in it, the
     sheet row of its first row with a value (the sheet's first such row, or its copy above a later piece's rows),
-    and how many rows the piece's row numbers span, the copy left out (its row elements when a row is unnumbered;
-    None: not counted, a sheet read whole). Every row of a sheet written by a known writer holds a value and follows
-    the row before; where the rows read differ, :func:`recount` counts the piece's rows exactly."""
+    and how many row elements the piece has, the copy left out (None: not counted). Every row of a sheet written by
+    a known writer holds a value; where the rows read differ, :func:`valued_rows` counts those that do."""
 
     source: bytes | str
     sheet: int | str
@@ -132,8 +142,9 @@ def _only_sheet(archive: zipfile.ZipFile, sheet: int | str) -> zipfile.ZipInfo |
 
 
 def _first_valued_row(archive: zipfile.ZipFile, sheet: int | str) -> int:
-    """The sheet row of the first row with a value (where the sheet reader's cell range starts), found in the first
-    :data:`HEAD_BYTES` of the sheet; 1 when it cannot be told (several worksheets, or no such row there)."""
+    """The sheet row where the sheet reader's cell range starts (its first row with a value, or with an error value),
+    found in the first :data:`HEAD_BYTES` of the sheet; 1 when it cannot be told (several worksheets, or no such row
+    there)."""
     part = _only_sheet(archive, sheet)
     if part is None:
         return 1
@@ -145,7 +156,7 @@ def _first_valued_row(archive: zipfile.ZipFile, sheet: int | str) -> int:
         row = match.group(0)
         written = ROW_NUMBER.match(row)
         number = int(written.group(1)) if written else number + 1
-        if not VALUELESS_ROW.fullmatch(row):
+        if not OUT_OF_RANGE_ROW.fullmatch(row):
             return number
     return 1
 
@@ -238,7 +249,7 @@ class _Cutter:
         self, text: bytes, view: memoryview, start: int, end: int, first: bool
     ) -> Iterator[tuple[int, tuple[Bytes, ...], int]]:
         """``text[start:end]`` (``view`` is ``text``'s memoryview) as a piece, with its count of row elements."""
-        rows, count = view[start:end], _row_span(text, start, end)
+        rows, count = view[start:end], _row_elements(text, start, end)
         if first:
             yield self.header_row, (rows,), count
         elif ROW_START.search(rows):
@@ -248,7 +259,7 @@ class _Cutter:
             self.last_row = int(last.group(1))
 
     def _with_header(self, rows: memoryview) -> tuple[int, tuple[Bytes, ...]]:
-        number = ROW_NUMBER.search(rows[:4096])
+        number = FIRST_ROW_NUMBER.match(rows[:4096])  # read alone, a first row without a number follows the copy
         if number is None or int(number.group(1)) <= self.last_row:
             raise WholeSheetNeeded("a piece's first row has no row number, or one not after the last piece's rows")
         above = int(number.group(1)) - 1
@@ -268,37 +279,35 @@ def _after_rows(text: bytes, start: int, count: int) -> int | None:
     return end
 
 
-def _row_span(text: bytes, start: int, end: int) -> int:
-    """How many rows ``text[start:end]`` (whole rows) holds if its rows are numbered one after another: from its
-    first row's number to its last's (no pass over the rows); its row elements when either is unnumbered."""
-    at = text.find(b"<row", start, end)
-    if at < 0:
-        return 0
-    first, last = ROW_NUMBER.match(text, at), ROW_NUMBER.match(text, text.rfind(b"<row", start, end))
-    if first is None or last is None:
-        return _row_elements(text, start, end)
-    return int(last.group(1)) - int(first.group(1)) + 1
-
-
 def _row_elements(text: bytes, start: int, end: int) -> int:
-    """How many row elements ``text[start:end]`` holds (one pass, as quick as copying it)."""
-    return text.count(b"<row", start, end)
+    """How many row elements ``text[start:end]`` holds: one pass, in slices of :data:`COUNT_BYTES`, between which the
+    cutting thread lets the reading and typing threads have the GIL (a count holds it: a whole piece at once kept
+    them waiting)."""
+    counted = 0
+    for at in range(start, end, COUNT_BYTES):
+        counted += text.count(b"<row", at, min(at + COUNT_BYTES + 3, end))  # a match starting in the slice, whole
+        time.sleep(0)
+    return counted
 
 
-def recount(piece: Piece, read: int) -> int:
-    """The rows of a cut piece, counted again when ``read`` (the rows read with a value) differs from the rows its
-    numbers span: its row elements when they are as many as were read, else those holding a value (exactly)."""
+def valued_rows(piece: Piece) -> int | None:
+    """How many rows of a piece hold a value, a cut piece's copy of the sheet's first such row left out (one pass of
+    a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none). None for a sheet
+    read whole whose rows hold comments, CDATA or processing instructions (text there could look like a row)."""
+    if isinstance(piece.source, str):  # the sheet read whole, its rows counted (:func:`check_whole`)
+        with zipfile.ZipFile(piece.source) as archive:
+            part = _only_sheet(archive, piece.sheet)
+            assert part is not None, "a sheet whose rows were counted"
+            with archive.open(part) as stream:
+                counted = 0
+                for text, start, end in _sheet_rows(stream):
+                    if text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0:
+                        return None
+                    counted += _valued_rows(text, start, end)
+                return counted
     text, start = _sheet_xml(piece)
-    elements = _row_elements(text, start, len(text)) - piece.copy
-    return elements if elements == read else valued_rows(piece)
-
-
-def valued_rows(piece: Piece) -> int:
-    """How many rows of a cut piece hold a value, its copy of the sheet's first such row left out (one pass of a
-    regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
-    text, start = _sheet_xml(piece)
-    counted = _valued_rows(text, start, len(text))
-    return counted - 1 if piece.copy else counted
+    rows = _valued_rows(text, start, len(text))
+    return rows - 1 if piece.copy else rows
 
 
 def _sheet_xml(piece: Piece) -> tuple[bytes, int]:
@@ -317,11 +326,16 @@ def _valued_rows(text: bytes, start: int, end: int) -> int:
 
 
 def _first_rows(buffer: bytes, start: int) -> Iterator[tuple[bytes, int | None]]:
-    """The first row with a value and the row after it, each with its number (None when unnumbered)."""
+    """The first row with a value and the row after it, each with its number (None when unnumbered, or when the sheet
+    reader's cell range starts above the first row with a value: at a row of error values, which read as empty)."""
     found = 0
     for match in ROW.finditer(buffer, start):
         row = match.group(0)
         if found == 0 and VALUELESS_ROW.fullmatch(row):
+            if OUT_OF_RANGE_ROW.fullmatch(row):
+                continue
+            yield row, None  # such a row cannot be the copy that shows where a piece's cells start
+            found += 1
             continue
         number = ROW_NUMBER.match(row)
         yield row, (int(number.group(1)) if number else None)
@@ -330,18 +344,65 @@ def _first_rows(buffer: bytes, start: int) -> Iterator[tuple[bytes, int | None]]
             return
 
 
-def damaged_part(path: str) -> str | None:
-    """What is wrong with the first part whose bytes do not match their CRC-32, or None when every part does (for a
-    sheet read whole: calamine does not check, and a flipped bit in a compressed sheet can read as other rows)."""
+def whole(path: str, sheet: int | str) -> Piece:
+    """The sheet read whole: the file itself as its only piece."""
     try:
         with zipfile.ZipFile(path) as archive:
+            return Piece(path, sheet, _first_valued_row(archive, sheet), whole=True)
+    except DAMAGE as error:
+        raise FeishuVCTableError(f"source is a damaged xlsx workbook: {error}") from None
+
+
+def check_whole(path: str, sheet: int | str) -> tuple[str | None, int | None]:
+    """For a sheet read whole, in one pass over the file: what is wrong with the first part whose bytes do not match
+    their CRC-32 (None when every part does: calamine does not check, and a flipped bit in a compressed sheet can read
+    as other rows), and how many row elements the sheet holds, as a cut piece's are counted (None when it cannot be
+    told here: a workbook of several worksheets)."""
+    rows: int | None = None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            sheet_part = _only_sheet(archive, sheet)
             for part in archive.infolist():
                 with archive.open(part) as stream:
+                    if sheet_part is not None and part.filename == sheet_part.filename:
+                        rows = _row_elements_of(stream)
                     while stream.read(READ_BYTES):
                         pass
     except DAMAGE as error:
-        return str(error)
-    return None
+        return str(error), None
+    return None, rows
+
+
+def _row_elements_of(stream: IO[bytes]) -> int | None:
+    """How many row elements the sheet XML read from ``stream`` holds (None when it has no ``<sheetData>``)."""
+    counted = None
+    for text, start, end in _sheet_rows(stream):
+        counted = (counted or 0) + _row_elements(text, start, end)
+    return counted
+
+
+def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
+    """What the ``<sheetData>`` of the sheet XML read from ``stream`` holds, in parts ``text[start:end]`` that end at
+    a row's end (or at the end of the rows)."""
+    text, start = b"", -1
+    while block := stream.read(READ_BYTES):
+        text = text + block if text else block
+        if start < 0:
+            found = SHEET_DATA.search(text)
+            if found is None:
+                continue
+            start = found.end()
+        end = text.rfind(ROW_END, start)
+        end = start if end < 0 else end + len(ROW_END)
+        close = text.find(SHEET_DATA_END, end)
+        if close >= 0:
+            yield text, start, close
+            return
+        if end > start:
+            yield text, start, end
+            text, start = text[end:], 0
+    if start >= 0:
+        yield text, start, len(text)
 
 
 def _workbook(others: list[tuple[zipfile.ZipInfo, bytes]], sheet_name: str, sheet_xml: tuple[Bytes, ...]) -> bytes:

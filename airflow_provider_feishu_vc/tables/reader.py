@@ -110,6 +110,9 @@ class TableBuilder:
         self.data_start, self.header_row = at + 1, first_row + at
         #: The sheet's first row with a value as read (a later piece's first row must be its copy).
         self.top_row = _trimmed(top[0])
+        #: The last sheet row of the pieces read so far: a piece's rows are laid out by their numbers, and a row
+        #: written out of order (or a cell naming another row) can stretch a piece past the next piece's first row.
+        self.read_to = 0
         headers = top[at]
         if at:
             said = (" ".join(value for value in row if value and value.strip()) for row in top[:at])
@@ -202,14 +205,18 @@ class TableBuilder:
     def data_of(self, cells: pa.Table, piece: Piece) -> tuple[pa.Table, int]:
         """The data rows of one piece of the sheet (the first one this builder was made from, or a later one whose
         first row is a copy of the sheet's first row with a value), with the sheet row of the first. The piece must
-        hold as many rows with a value as were counted in its XML while cutting, and a later piece's copy must sit in
-        the columns the first piece's row did."""
+        hold as many rows with a value as were counted in its XML while cutting, a later piece's copy must sit in the
+        columns the first piece's row did, and below every row an earlier piece held."""
         if piece.copy:
+            if piece.first_row < self.read_to:
+                raise WholeSheetNeeded("a later piece's rows start above a row an earlier piece held")
             cells = self._aligned(cells)
             if self.has_data_outside(cells):
                 raise WholeSheetNeeded("a later piece has data in a column the first did not")
+        self.read_to = piece.first_row + cells.num_rows - 1
         read = rows_with_values(cells) - piece.copy
-        if piece.rows is not None and read != piece.rows and read != (counted := pieces.recount(piece, read)):
+        counted = pieces.valued_rows(piece) if piece.rows is not None and read != piece.rows else read
+        if counted is not None and read != counted:
             raise FeishuVCTableError(
                 f"source's sheet rows from {piece.first_row + piece.copy} hold {counted} rows with a value, but "
                 f"{read} were read: the table would not hold exactly the sheet's rows"

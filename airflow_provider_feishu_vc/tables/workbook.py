@@ -1,9 +1,9 @@
 """Getting a workbook's cells safely: whatever the source, checked as an xlsx before anything parses it, and read by
 a child process under a memory limit (see ``_sheet_process.py``), so that no file takes the worker down.
 
-Checks before parsing (from the zip's central directory, no decompression): it is a zip archive; it has a workbook
-part; no part declares more than :data:`MAX_PART_BYTES` once decompressed, nor expands more than
-:data:`MAX_COMPRESSION_RATIO` times (a zip bomb's signature; real sheets compress 5 to 30 times). A part that lies
+Checks before parsing (from the zip's central directory, no decompression): it is a zip archive; no two parts share
+a name; it has a workbook part; no part declares more than :data:`MAX_PART_BYTES` once decompressed, nor expands more
+than :data:`MAX_COMPRESSION_RATIO` times (a zip bomb's signature; real sheets compress 5 to 30 times). A part that lies
 about its size, or cells far outside the data, meet the helper's memory limit instead. The helper checks every
 part's CRC-32 as it reads (``pieces.py``): calamine does not, and a flipped bit in a compressed sheet can read as
 other rows.
@@ -92,6 +92,9 @@ def check_archive(path: str) -> None:
     if len(parts) > MAX_PARTS:
         raise FeishuVCTableError(f"source has {len(parts)} parts; an xlsx workbook has far fewer (at most {MAX_PARTS})")
     names = {part.filename for part in parts}
+    if len(names) < len(parts):  # readers differ on which of two parts of one name counts
+        twice = next(part.filename for part in parts if [p.filename for p in parts].count(part.filename) > 1)
+        raise FeishuVCTableError(f"source has two parts named {twice}; an xlsx workbook names each part once")
     if "xl/workbook.xml" not in names:
         raise FeishuVCTableError("source is a zip archive but not an xlsx workbook (it has no xl/workbook.xml)")
     for part in parts:

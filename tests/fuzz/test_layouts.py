@@ -1,8 +1,9 @@
 """Workbook layouts, generated: the header not in the first row nor in column A, title rows and formatted blank rows
 above it, blank formatted cells and columns, notes beside the table, sparse and blank rows, trailing empty rows,
 shared and inline strings, numbers and booleans stored as such, ``-`` / ``--`` / ``—`` cells (padded or not) in every
-column, every kind, Chinese and Lark's English headers. Read in small pieces and whole (both real reads, the child
-process included), the table must be the same, and exactly the rows written, each value in its column."""
+column, every kind, Chinese and Lark's English headers, row elements written out of the order of their numbers. Read
+in small pieces and whole (both real reads, the child process included), the table must be the same, and exactly the
+rows written (in sheet order), each value in its column."""
 
 from __future__ import annotations
 
@@ -81,8 +82,12 @@ def value(draw: st.DrawFn, column: Column) -> Written:
     return (text, words), words
 
 
-#: A cell that holds no value: none at all, a formatted cell, whitespace, or an error value (read as empty).
-empty = st.sampled_from([None, ("-", ""), ("i", " "), ("s", "  "), ("e", "#N/A")])
+#: A cell that holds no value: none at all, a formatted cell, whitespace, an error value (read as empty), or a
+#: formula's empty text result.
+empty = st.sampled_from([None, ("-", ""), ("i", " "), ("s", "  "), ("e", "#N/A"), ("f", "")])
+#: A cell of a blank row: formatted, mostly; an error value or an empty formula result sometimes (the sheet reader
+#: keeps both in its cells: a row of them above the header is where its cells start).
+blank = st.sampled_from([("-", ""), ("-", ""), ("-", ""), ("e", "#N/A"), ("f", "")])
 
 
 @dataclass
@@ -107,7 +112,7 @@ def layouts(draw: st.DrawFn) -> Layout:
     number = 0
 
     def blank_cells() -> list[tuple[int, GridCell]]:
-        return [(column, ("-", "")) for column in sorted(draw(st.sets(st.integers(0, right + 2), max_size=4)))]
+        return [(column, draw(blank)) for column in sorted(draw(st.sets(st.integers(0, right + 2), max_size=4)))]
 
     for above in draw(st.lists(st.sampled_from(["title", "blank", "gap"]), max_size=3)):
         number += 1
@@ -153,6 +158,9 @@ def layouts(draw: st.DrawFn) -> Layout:
     for _ in range(draw(st.integers(0, 2))):  # trailing formatted rows
         number += 1
         rows.append((number, blank_cells()))
+    for origin, target in draw(st.lists(st.tuples(st.integers(0, len(rows) - 1), st.integers(0, len(rows) - 1)),
+                                        max_size=2)):  # fmt: skip
+        rows.insert(target, rows.pop(origin))  # a row element written out of order: it stays in its sheet row
     start = min(column for _, cells in rows for column, (kind_, _) in cells if kind_ != "-")
     expected = []
     for values, note in data:

@@ -129,24 +129,21 @@ def test_a_piece_read_with_another_count_of_rows_than_was_cut_is_an_error(
 
     path = tmp_path / "export.xlsx"
     write_workbook(path, "s", MEETING, (meeting(n) for n in range(1, ROWS + 1)))
-    counted, elements, valued = pieces._row_span, pieces._row_elements, pieces.valued_rows
+    counted, valued = pieces._row_elements, pieces.valued_rows
     cut: list[int] = []
 
     def one_more_in_the_third_piece(text: bytes, start: int, end: int) -> int:
         cut.append(start)
         return counted(text, start, end) + (len(cut) == 3)
 
-    # every count of the third piece says one row more than the reader reads: its rows' span while cutting, then
-    # its row elements and its rows with a value when it is counted again
-    monkeypatch.setattr(pieces, "_row_span", one_more_in_the_third_piece)
-    monkeypatch.setattr(pieces, "_row_elements", lambda text, start, end: elements(text, start, end) + 1)
+    monkeypatch.setattr(pieces, "_row_elements", one_more_in_the_third_piece)
     monkeypatch.setattr(pieces, "valued_rows", lambda piece: valued(piece) + 1)
     request = {"path": str(path), "sheet": 0, "export_type": "meeting_list", "timezone": "Asia/Shanghai",
                "schema": "evolve", "output": "parquet", "out": str(tmp_path / "out.parquet"),
                "memory_limit": 2**33, "piece_bytes": small_pieces}  # fmt: skip
     with pytest.raises(FeishuVCTableError, match=r"sheet rows from \d+ hold \d+ rows with a value, but \d+ were"):
         _sheet_process.convert(request)
-    monkeypatch.setattr(pieces, "_row_span", counted)
+    monkeypatch.setattr(pieces, "_row_elements", counted)
     assert _sheet_process.convert(request)["rows"] == ROWS
 
 
@@ -164,23 +161,22 @@ def test_rows_are_named_by_their_sheet_row_below_formatted_blank_rows(
         read_export(raw_sheet(tmp_path / "bad.xlsx", grid_xml(grid)), "meeting_list")
 
 
-def test_pieces_whose_rows_skip_numbers_are_counted_again_and_lose_no_row(
+def test_pieces_whose_rows_skip_numbers_lose_no_row(
     tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A writer that leaves blank rows out numbers its rows with gaps: the rows a piece's numbers span are then more
-    than it holds, and the piece is counted again (its row elements), not refused."""
-    from airflow_provider_feishu_vc.tables import _sheet_process
-
+    """A writer that leaves blank rows out numbers its rows with gaps: every row is read, in pieces as whole."""
     grid = [(1, list(enumerate(MEETING)))]
     grid += [(2 + 3 * n + n % 2, list(enumerate(meeting(n)))) for n in range(1, ROWS + 1)]
     path = raw_sheet(tmp_path / "gaps.xlsx", grid_xml(grid))
+    assert sum(not p.whole for p in pieces.pieces(str(path), 0, small_pieces)) > 10
     table = read_export(path, "meeting_list")
     assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1)]
     assert table.equals(read_whole(path, "meeting_list", monkeypatch))
-    recount, recounted = pieces.recount, []
-    monkeypatch.setattr(pieces, "recount", lambda piece, read: recounted.append(read) or recount(piece, read))
-    request = {"path": str(path), "sheet": 0, "export_type": "meeting_list", "timezone": "Asia/Shanghai",
-               "schema": "evolve", "output": "parquet", "out": str(tmp_path / "out.parquet"),
-               "memory_limit": 2**33, "piece_bytes": small_pieces}  # fmt: skip
-    assert _sheet_process.convert(request)["rows"] == ROWS
-    assert len(recounted) > 10  # every piece: its numbers span more rows than it holds
+
+
+def test_a_count_in_slices_counts_a_row_that_straddles_two_slices_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pieces, "COUNT_BYTES", 8)
+    for offset in range(12):
+        text = b"x" * offset + b'<row r="1"><c/></row>' * 3 + b"<ro"
+        assert pieces._row_elements(text, 0, len(text)) == 3, offset
+        assert pieces._row_elements(text, offset + 1, len(text)) == 2, offset

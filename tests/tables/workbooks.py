@@ -99,14 +99,14 @@ def letters(position: int) -> str:
 
 
 #: A cell of :func:`write_grid`: ``("s", text)`` a shared string, ``("i", text)`` an inline string, ``("n", "12")``
-#: a number, ``("b", "1")`` a boolean, ``("e", "#N/A")`` an error value, ``("-", "")`` a formatted cell without a
-#: value.
+#: a number, ``("b", "1")`` a boolean, ``("e", "#N/A")`` an error value, ``("f", "")`` a formula's text result,
+#: ``("-", "")`` a formatted cell without a value.
 GridCell = tuple[str, str]
 
 
 def write_grid(path: Path, rows: Iterable[tuple[int, Sequence[tuple[int, GridCell]]]]) -> Path:
-    """A one-sheet workbook of ``(sheet row, [(0-based column, cell)])`` rows, in order, with a shared-strings part
-    when some cell is a shared string (the two ways xlsx writers store text)."""
+    """A one-sheet workbook of ``(sheet row, [(0-based column, cell)])`` rows, in the order given, with a
+    shared-strings part when some cell is a shared string (the two ways xlsx writers store text)."""
     shared: dict[str, int] = {}
     body = []
     for number, cells in rows:
@@ -117,6 +117,8 @@ def write_grid(path: Path, rows: Iterable[tuple[int, Sequence[tuple[int, GridCel
                 xml.append(f'<c r="{reference}" t="s"><v>{shared.setdefault(text, len(shared))}</v></c>')
             elif kind == "i":
                 xml.append(f'<c r="{reference}" t="inlineStr"><is><t xml:space="preserve">{escape(text)}</t></is></c>')
+            elif kind == "f":  # a formula with a text result (empty, as IF(...,"",...) gives)
+                xml.append(f'<c r="{reference}" t="str"><f>""&amp;""</f><v>{escape(text)}</v></c>')
             elif kind == "e":
                 xml.append(f'<c r="{reference}" t="e"><v>{escape(text)}</v></c>')
             elif kind in ("n", "b"):

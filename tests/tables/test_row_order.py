@@ -1,0 +1,213 @@
+"""Rows where a sheet puts them, not where its XML writes them: a row element out of the order of its number, a cell
+whose reference names another row, two row elements of one number, rows without a number. Read in pieces or whole,
+the table holds the rows a spreadsheet shows, in sheet order, or the read is an error saying rows would be lost."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
+from airflow_provider_feishu_vc.tables import pieces, read_export
+from airflow_provider_feishu_vc.tables.contract import DOCUMENTED_HEADERS
+from tests.tables.workbooks import grid_xml, raw_sheet
+
+MEETING = DOCUMENTED_HEADERS["meeting_list"]
+ROWS = 600
+SMALL_PIECES = 8 * 1024
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(pieces, "PIECE_BYTES", SMALL_PIECES)
+    return SMALL_PIECES
+
+
+def read_whole(path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    with monkeypatch.context() as patch:
+        patch.setattr(pieces, "PIECE_BYTES", 2**40)
+        return read_export(path, "meeting_list")
+
+
+def meeting(number: int) -> list[str]:
+    """A meeting-list row whose ID is its number."""
+    return [str(number), f"topic {number}", "kehan", "dev", "u1", "e1", "a@b.c", "138",
+            "2022.12.23 11:16:59 (GMT+08:00)", "2022.12.23 11:18:51 (GMT+08:00)", "00:01:52", "3",
+            "是", "否", "是", "否", "否"]  # fmt: skip
+
+
+def meeting_rows() -> list[tuple[int, list[tuple[int, str | None]]]]:
+    """The header in sheet row 1, meeting n in sheet row n + 1."""
+    return [(1, list(enumerate(MEETING)))] + [(n + 1, list(enumerate(meeting(n)))) for n in range(1, ROWS + 1)]
+
+
+def test_a_row_written_out_of_order_reads_in_sheet_order_in_pieces(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sheet row 401's element is written after row 31's, inside a piece of rows 29 to 36 (not its last row, so the
+    next piece starts after that piece's last row element): read alone, that piece put meeting 400 before 31."""
+    grid = meeting_rows()
+    grid.insert(31, grid.pop(401))
+    path = raw_sheet(tmp_path / "out-of-order.xlsx", grid_xml(grid))
+    cut = list(pieces.pieces(str(path), 0, small_pieces))
+    assert len(cut) > 10 and not any(piece.whole for piece in cut)
+    table = read_export(path, "meeting_list")
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1)]
+    assert table.equals(read_whole(path, monkeypatch))
+
+
+def test_a_cell_whose_reference_names_a_row_below_the_sheet_is_read_where_it_points_in_pieces(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row 21's only cell says it is A5000: a spreadsheet, and the whole read, put it in row 5000, after the last
+    meeting; the piece holding row 21 must not put it before the next pieces' rows."""
+    grid = meeting_rows()
+    xml = grid_xml(grid)
+    xml = re.sub(r'<row r="21">.*?</row>', '<row r="21"><c r="A5000" t="inlineStr"><is><t>far</t></is></c></row>', xml)
+    path = raw_sheet(tmp_path / "far-cell.xlsx", xml)
+    table = read_export(path, "meeting_list")
+    expected = [str(n) for n in range(1, ROWS + 1) if n != 20] + ["far"]
+    assert table.column("meeting_id").to_pylist() == expected
+    assert table.equals(read_whole(path, monkeypatch))
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+@pytest.mark.parametrize("at", [50, ROWS - 50])
+def test_two_row_elements_of_one_number_are_an_error_not_one_merged_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int, at: int
+) -> None:
+    """A second ``<row r="n">`` right after the first: the sheet reader lays both on one row (the later cells win);
+    the table would lose a row without a word."""
+    grid = meeting_rows()
+    grid.insert(at + 1, (at + 1, list(enumerate(meeting(9999)))))
+    path = raw_sheet(tmp_path / "twice.xlsx", grid_xml(grid))
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(FeishuVCTableError, match=r"rows with a value, but \d+ were read"):
+        read_export(path, "meeting_list")
+
+
+def test_a_cell_laid_over_another_rows_cell_is_an_error_in_pieces_and_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row 21's only cell says it is A301, where meeting 300's ID is: one of the two values is lost."""
+    xml = grid_xml(meeting_rows())
+    xml = re.sub(r'<row r="21">.*?</row>', '<row r="21"><c r="A301" t="inlineStr"><is><t>over</t></is></c></row>', xml)
+    path = raw_sheet(tmp_path / "over.xlsx", xml)
+    for piece_bytes in (SMALL_PIECES, 2**40):
+        monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+        with pytest.raises(FeishuVCTableError, match=r"rows with a value, but \d+ were read"):
+            read_export(path, "meeting_list")
+
+
+def test_rows_without_a_number_read_the_same_in_pieces_as_whole(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every fifth row element has no ``r`` (nor its cells): it is the row after the one before. A piece that starts
+    with one cannot tell where it sits: the sheet is read whole, never a piece laid over its neighbour."""
+    xml = grid_xml(meeting_rows())
+    cell_reference = re.compile(r' r="[A-Z]+\d+"')
+    for number in range(5, ROWS + 2, 5):
+        unnumbered = re.compile(rf'<row r="{number}">(.*?)</row>')
+        xml = unnumbered.sub(lambda m: "<row>" + cell_reference.sub("", m[1]) + "</row>", xml)
+    path = raw_sheet(tmp_path / "unnumbered.xlsx", xml)
+    table = read_export(path, "meeting_list")
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1)]
+    assert table.equals(read_whole(path, monkeypatch))
+
+
+def test_a_sheet_read_whole_after_its_pieces_names_cells_by_their_sheet_row(tmp_path: Path, small_pieces: int) -> None:
+    """Two formatted blank rows above the header, a note in an unheaded column of a later piece (so the sheet is read
+    whole after all), and a bad cell: the error names the cell's own row, not one counted from the sheet's first."""
+    width = len(MEETING)
+    grid = [(1, [(c, None) for c in range(width)]), (2, [(c, None) for c in range(width)])]
+    grid += [(n + 2, cells) for n, cells in meeting_rows()]
+    grid[500] = (grid[500][0], [*grid[500][1], (width + 1, "a late note")])
+    grid[550] = (grid[550][0], [(c, "many" if c == 11 else text) for c, text in grid[550][1]])
+    path = raw_sheet(tmp_path / "late-note.xlsx", grid_xml(grid))
+    with pytest.raises(FeishuVCTableError, match=rf"sheet row {grid[550][0]} \(cell L{grid[550][0]}\): 'many'"):
+        read_export(path, "meeting_list")
+
+
+def test_a_header_row_written_after_the_data_is_found_in_pieces(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header's row element comes last in the sheet's XML, far from the first piece: a spreadsheet shows it in row
+    1 all the same, and so does the table."""
+    grid = meeting_rows()
+    grid.append(grid.pop(0))
+    path = raw_sheet(tmp_path / "header-last.xlsx", grid_xml(grid))
+    table = read_export(path, "meeting_list")
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1)]
+    assert table.equals(read_whole(path, monkeypatch))
+
+
+def formula_blank(number: int) -> str:
+    """A row whose only cell is a formula with an empty text result (``=IF(...,"",...)``): the reader reads ''."""
+    return f'<row r="{number}"><c r="B{number}" t="str"><f>IF(A1="","",A1)</f><v></v></c></row>'
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+def test_rows_of_empty_formula_results_and_formatted_blank_rows_are_not_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    """Rows counted in the XML and rows read agree on what holds a value: a formula's empty text result is a cell the
+    reader reads (as ''), a formatted cell without a value is not; neither makes a row of the table."""
+    xml = grid_xml(meeting_rows())
+    for number in range(40, ROWS, 40):
+        xml = re.sub(rf'<row r="{number}">.*?</row>', formula_blank(number), xml)
+        xml = re.sub(
+            rf'<row r="{number + 1}">.*?</row>', f'<row r="{number + 1}"><c r="C{number + 1}" s="1"/></row>', xml
+        )
+    path = raw_sheet(tmp_path / "formula-blanks.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    table = read_export(path, "meeting_list")
+    gone = {number - 1 for number in range(40, ROWS, 40)} | {number for number in range(40, ROWS, 40)}
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1) if n not in gone]
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+@pytest.mark.parametrize(
+    "above", ['<c r="A1" t="e"><v>#N/A</v></c>', formula_blank(1)[len('<row r="1">') : -len("</row>")]]
+)
+def test_cells_are_named_by_their_sheet_row_below_a_row_of_error_values_or_empty_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int, above: str
+) -> None:
+    """Row 1 holds only an error value (read as empty) or a formula's empty result: the reader's cells start there,
+    not at the header in row 2, and a bad cell is named by its own sheet row all the same."""
+    grid = [(n + 1, cells) for n, cells in meeting_rows()]
+    grid[400] = (grid[400][0], [(c, "many" if c == 11 else text) for c, text in grid[400][1]])
+    xml = grid_xml(grid).replace("<sheetData>", f'<sheetData><row r="1">{above}</row>')
+    path = raw_sheet(tmp_path / "above.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(FeishuVCTableError, match=rf"sheet row {grid[400][0]} \(cell L{grid[400][0]}\): 'many'"):
+        read_export(path, "meeting_list")
+
+
+def test_a_sheet_read_whole_with_comments_among_its_rows_is_read_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A comment that looks like a row (no known writer puts one there) cannot be told from one by counting: the
+    sheet's rows are then not counted, and it reads as a spreadsheet shows it. Formatted blank rows make the reader's
+    count differ from the row elements, so that the rows are counted by value."""
+    xml = grid_xml(meeting_rows())
+    xml = xml.replace('<row r="30">', '<!-- <row r="7"><c r="A7"><v>1</v></c></row> --><row r="30">')
+    xml = re.sub(r'<row r="40">.*?</row>', '<row r="40"><c r="A40" s="1"/></row>', xml)
+    path = raw_sheet(tmp_path / "comment.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", 2**40)
+    table = read_export(path, "meeting_list")
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1) if n != 39]
+
+
+def test_a_workbook_with_two_parts_of_one_name_is_refused(tmp_path: Path) -> None:
+    """Two sheet parts under one name: readers differ on which one counts (this one took the last, silently)."""
+    path = raw_sheet(tmp_path / "twice.xlsx", grid_xml(meeting_rows()[:5]))
+    with (
+        pytest.warns(UserWarning, match="Duplicate name"),
+        zipfile.ZipFile(path, "a") as archive,
+    ):
+        archive.writestr("xl/worksheets/sheet1.xml", grid_xml(meeting_rows()[5:10]))
+    with pytest.raises(FeishuVCTableError, match=r"two parts named xl/worksheets/sheet1\.xml"):
+        read_export(path, "meeting_list")
