@@ -425,3 +425,26 @@ def test_exports_that_outlast_the_timeout_fail_the_try_and_leave_the_manifest(
         operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})  # type: ignore[arg-type]
     kept = json.loads((tmp_path / ".p.parquet.parts" / "manifest.json").read_text())
     assert len(kept["exports"]) == 2 and not (tmp_path / "p.parquet").exists()  # a retry resumes both exports
+
+
+@pytest.mark.parametrize("where", ["status", "download"])
+def test_a_meeting_list_export_that_is_gone_is_exported_again_within_the_try(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, where: str
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+
+    # Feishu forgot the meeting list's export (121004 at its status query) or its file expired (at the download).
+    # Before, the try failed and the manifest kept the export's id: every retry asked about it again, for good.
+    emulator.configure(known_meetings_only=True, export_delay=0.05)
+    gone = EXPORTS + str(FIRST_TASK_ID) if where == "status" else DOWNLOAD
+    emulator.inject(Fault.HTTP_ERROR, path=gone, status=404, code=121004)
+    operator = FeishuVCMeetingParticipantsOperator(
+        task_id="participants", destination=(tmp_path / "p.parquet").as_uri(), start_time=DAY_START,
+        end_time=DAY_START + 7200, poll_interval=0.1, max_poll_interval=0.3, timeout=60,
+    )  # fmt: skip
+    result = operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})  # type: ignore[arg-type]
+    assert result["landed_meetings"] == 2 and emulator.count(MEETINGS_CREATE) == 2
+    assert pq.read_table(tmp_path / "p.parquet").num_rows == sum(meeting_of_the_day(i).participants for i in range(2))
