@@ -448,3 +448,53 @@ def test_a_meeting_list_export_that_is_gone_is_exported_again_within_the_try(
     result = operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})  # type: ignore[arg-type]
     assert result["landed_meetings"] == 2 and emulator.count(MEETINGS_CREATE) == 2
     assert pq.read_table(tmp_path / "p.parquet").num_rows == sum(meeting_of_the_day(i).participants for i in range(2))
+
+
+class DictTaskState(dict):  # type: ignore[type-arg]
+    """The task's state store (Airflow 3.3's ``task_state_store``: get / set / delete), kept across tries."""
+
+    def set(self, key: str, value: object) -> None:
+        self[key] = value
+
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
+
+
+def test_a_try_lost_between_its_table_landing_and_the_parts_removal_leaves_no_parts_after_the_retry(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import airflow_provider_feishu_vc.operators.attendance as attendance
+
+    # Before, the retry kept the table its earlier try had landed and returned at once: the parts folder (every
+    # meeting's part and the manifest) stayed beside the table for good.
+    class Lost(BaseException):
+        pass
+
+    def lost(folder: object) -> None:
+        raise Lost("the worker was lost once the table had landed")
+
+    emulator.configure(known_meetings_only=True, export_delay=0.05)
+    target = tmp_path / "p.parquet"
+    state = DictTaskState()
+    tries = []
+    for try_number in (1, 2):
+        operator = attendance.FeishuVCMeetingParticipantsOperator(
+            task_id="participants", destination=target.as_uri(), start_time=DAY_START, end_time=DAY_START + 7200,
+            poll_interval=0.1, max_poll_interval=0.3, timeout=60,
+        )  # fmt: skip
+        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
+                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
+        with monkeypatch.context() as patched:
+            if try_number == 1:
+                patched.setattr(attendance, "_remove", lost)
+            try:
+                tries.append(operator.execute(context))  # type: ignore[arg-type]
+            except Lost:
+                assert target.exists() and (tmp_path / ".p.parquet.parts").exists()
+    [result] = tries
+    assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet"]
+    assert emulator.count(PARTICIPANTS_CREATE) == 2

@@ -221,6 +221,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 earlier = landed_by_earlier_try(context, self._landing_request, self.storage_conn_id, self.log)
                 if isinstance(earlier, dict):
                     self.log.info("%s was landed by an earlier try of this same request: kept", target)
+                    _remove(target.parent / f".{target.name}.parts")  # that try may have been lost before it could
                     return earlier
                 refuse_existing(target, self.overwrite)
             except FeishuVCConfigError as error:
