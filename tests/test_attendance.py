@@ -498,3 +498,53 @@ def test_a_try_lost_between_its_table_landing_and_the_parts_removal_leaves_no_pa
     assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet"]
     assert emulator.count(PARTICIPANTS_CREATE) == 2
+
+
+@pytest.mark.parametrize("after_link", [False, True])
+def test_a_try_killed_while_its_table_lands_leaves_no_hidden_part_after_the_retry(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_link: bool
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from airflow_provider_feishu_vc.hooks.landing import RenameLanding
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+
+    # kill -9 while the table is written beside its name (or once it is linked into place, before the hidden
+    # file is unlinked): no cleanup runs (here: abandon does nothing). Before, the retry landed the table again
+    # (or kept it) and the killed try's hidden .p.parquet.<id>.part stayed beside it, for a day.
+    class Killed(BaseException):
+        pass
+
+    link_into_place = RenameLanding._link_into_place
+
+    def killed(self: RenameLanding) -> bool:
+        if self.target.name != "p.parquet":
+            return link_into_place(self)
+        if after_link:
+            os.link(self.partial.path, self.target.path)
+        raise Killed
+
+    emulator.configure(known_meetings_only=True, export_delay=0.05)
+    target = tmp_path / "p.parquet"
+    state = DictTaskState()
+    tries = []
+    for try_number in (1, 2):
+        operator = FeishuVCMeetingParticipantsOperator(
+            task_id="participants", destination=target.as_uri(), start_time=DAY_START, end_time=DAY_START + 7200,
+            poll_interval=0.1, max_poll_interval=0.3, timeout=60,
+        )  # fmt: skip
+        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
+                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
+        with monkeypatch.context() as patched:
+            if try_number == 1:
+                patched.setattr(RenameLanding, "_link_into_place", killed)
+                patched.setattr(RenameLanding, "abandon", lambda self: None)
+            try:
+                tries.append(operator.execute(context))  # type: ignore[arg-type]
+            except Killed:
+                assert len(list(tmp_path.glob(".p.parquet.*.part"))) == 1  # what kill -9 leaves there
+    [result] = tries
+    assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet"]
+    assert emulator.count(PARTICIPANTS_CREATE) == 2

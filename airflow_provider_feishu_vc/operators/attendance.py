@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -222,6 +223,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 if isinstance(earlier, dict):
                     self.log.info("%s was landed by an earlier try of this same request: kept", target)
                     _remove(target.parent / f".{target.name}.parts")  # that try may have been lost before it could
+                    _remove_partial_tables(target)
                     return earlier
                 refuse_existing(target, self.overwrite)
             except FeishuVCConfigError as error:
@@ -231,6 +233,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             if manifest.load():
                 self.log.info("Resuming from %s: %d exports kept by an earlier try", manifest.path,
                               len(manifest.exports))  # fmt: skip
+                _remove_partial_tables(target)
             elif parts.exists():
                 self.log.info("Removing %s: an earlier try's parts for another request", parts)
                 _remove(parts)
@@ -633,6 +636,22 @@ def _remove(folder: ObjectStoragePath) -> None:
         shutil.rmtree(folder.path, ignore_errors=True)
     elif folder.exists():
         folder.fs.rm(folder.path, recursive=True)
+
+
+def _remove_partial_tables(target: ObjectStoragePath) -> None:
+    """Remove the hidden ``.<name>.<id>.part`` files of the table beside it: an earlier try of this same request
+    was lost while it landed the table (a try that fails removes its own; a lost one cannot)."""
+    import re
+
+    from airflow_provider_feishu_vc.hooks.landing import is_object_store
+
+    if is_object_store(target) or not target.parent.exists():  # an object store's upload shows nothing until done
+        return
+    partial = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}\.part")
+    for entry in target.parent.iterdir():
+        if partial.fullmatch(entry.name):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
 
 
 def participant_schema() -> pa.Schema:
