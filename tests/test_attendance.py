@@ -548,3 +548,45 @@ def test_a_try_killed_while_its_table_lands_leaves_no_hidden_part_after_the_retr
     assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet"]
     assert emulator.count(PARTICIPANTS_CREATE) == 2
+
+
+def test_a_try_lost_before_the_unexported_list_landed_beside_its_table_is_retried_into_both(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import airflow_provider_feishu_vc.operators.attendance as attendance
+
+    # allow_partial: the table lands, then the list of the meetings Feishu could not export beside it. Before, a
+    # try lost between the two was retried into the kept table alone: the list never landed.
+    class Lost(BaseException):
+        pass
+
+    def lost(path: object, data: bytes) -> None:
+        raise Lost("the worker was lost once the table had landed")
+
+    refused = meeting_of_the_day(1)
+    emulator.configure(known_meetings_only=True, export_delay=0.05, failing_meetings=f"{refused.meeting_no}:121005")
+    target = tmp_path / "p.parquet"
+    state = DictTaskState()
+    tries = []
+    for try_number in (1, 2):
+        operator = attendance.FeishuVCMeetingParticipantsOperator(
+            task_id="participants", destination=target.as_uri(), start_time=DAY_START, end_time=DAY_START + 7200,
+            poll_interval=0.1, max_poll_interval=0.3, timeout=60, allow_partial=True,
+        )  # fmt: skip
+        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
+                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
+        with monkeypatch.context() as patched:
+            if try_number == 1:
+                patched.setattr(attendance, "write_whole", lost)
+            try:
+                tries.append(operator.execute(context))  # type: ignore[arg-type]
+            except Lost:
+                assert target.exists() and not (tmp_path / "p.parquet.unexported.json").exists()
+    [result] = tries
+    assert [item["meeting_no"] for item in result["unexported"]] == [refused.meeting_no]
+    listed = json.loads((tmp_path / "p.parquet.unexported.json").read_text())
+    assert [(item["meeting_no"], item["code"]) for item in listed] == [(refused.meeting_no, 121005)]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet", "p.parquet.unexported.json"]

@@ -224,6 +224,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                     self.log.info("%s was landed by an earlier try of this same request: kept", target)
                     _remove(target.parent / f".{target.name}.parts")  # that try may have been lost before it could
                     _remove_partial_tables(target)
+                    self._land_unexported(target, earlier.get("unexported") or [])  # lost before it could, too
                     return earlier
                 refuse_existing(target, self.overwrite)
             except FeishuVCConfigError as error:
@@ -478,10 +479,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             if table is not None:
                 table.discard()
             rows, schema = self._merge(target, parts, landed, witness)
-        if unexported:
-            side = target.parent / f"{target.name}{UNEXPORTED_SUFFIX}"
-            write_whole(side, json.dumps(unexported, ensure_ascii=False, indent=1).encode())
-            self.log.warning("%d meetings could not be exported; listed in %s", len(unexported), side)
+        self._land_unexported(target, unexported)
         total_calls = sum(outcome.calls.values())
         fingerprint = schema_fingerprint(schema)
         result: dict[str, Any] = {
@@ -502,6 +500,13 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 }  # fmt: skip
         _remove(parts)
         return result
+
+    def _land_unexported(self, target: ObjectStoragePath, unexported: list[dict[str, Any]]) -> None:
+        """Land the list of the meetings that could not be exported beside the table (``allow_partial``)."""
+        if unexported:
+            side = target.parent / f"{target.name}{UNEXPORTED_SUFFIX}"
+            write_whole(side, json.dumps(unexported, ensure_ascii=False, indent=1).encode())
+            self.log.warning("%d meetings could not be exported; listed in %s", len(unexported), side)
 
     def _merge(
         self, target: ObjectStoragePath, parts: ObjectStoragePath, landed: list[MeetingExport],
