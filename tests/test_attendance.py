@@ -590,3 +590,46 @@ def test_a_try_lost_before_the_unexported_list_landed_beside_its_table_is_retrie
     listed = json.loads((tmp_path / "p.parquet.unexported.json").read_text())
     assert [(item["meeting_no"], item["code"]) for item in listed] == [(refused.meeting_no, 121005)]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet", "p.parquet.unexported.json"]
+
+
+def test_a_try_killed_while_its_table_uploads_to_s3_leaves_no_open_upload_after_the_retry(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import airflow_provider_feishu_vc.hooks.s3_upload as s3_upload
+    from airflow_provider_feishu_vc.hooks.landing import ObjectLanding
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+
+    # kill -9 while the table goes up to S3 as a multipart upload: nothing aborts it then (here: abandon does
+    # nothing). Before, the task kept no journal of its upload, so no retry aborted it: its parts stayed, billed.
+    class Killed(BaseException):
+        pass
+
+    def killed(self: ObjectLanding) -> None:
+        raise Killed
+
+    emulator.configure(known_meetings_only=True, export_delay=0.05)
+    state = DictTaskState()
+    tries = []
+    for try_number in (1, 2):
+        operator = FeishuVCMeetingParticipantsOperator(
+            task_id="participants", destination=f"s3://{S3_CONN_ID}@{bucket}/attendance/p.parquet",
+            start_time=DAY_START, end_time=DAY_START + 7200, poll_interval=0.1, max_poll_interval=0.3, timeout=60,
+        )  # fmt: skip
+        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
+                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
+        with monkeypatch.context() as patched:
+            if try_number == 1:  # parts of 1 KiB: the table is a multipart upload, begun when the kill comes
+                patched.setattr(s3_upload, "UPLOAD_PART_BYTES", 1024)
+                patched.setattr(ObjectLanding, "finish", killed)
+                patched.setattr(ObjectLanding, "abandon", lambda self: None)
+            try:
+                tries.append(operator.execute(context))  # type: ignore[arg-type]
+            except Killed:
+                assert s3_server.pending_uploads(bucket) == ["attendance/p.parquet"]
+    [result] = tries
+    assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
+    assert s3_server.pending_uploads(bucket) == []
+    assert [key for key in s3_server.keys(bucket) if key.startswith("attendance/")] == ["attendance/p.parquet"]

@@ -36,11 +36,13 @@ from airflow_provider_feishu_vc.operators.destinations import (
     task_instance_folder,
 )
 from airflow_provider_feishu_vc.operators.tries import (
+    abort_left_upload,
     fail_on_bad_input,
     forget_landing,
     landed_by_earlier_try,
     landing_witness,
     request_fingerprint,
+    upload_journal,
 )
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_feishu_vc.client.api import ExportTask
-    from airflow_provider_feishu_vc.hooks.landing import LandingWitness
+    from airflow_provider_feishu_vc.hooks.landing import LandingWitness, UploadJournal
 
 #: The meeting's columns in front of every participant row: what the meeting list says of it.
 MEETING_COLUMNS = ("meeting_id", "meeting_no", "meeting_topic", "meeting_start_time", "meeting_end_time")
@@ -219,6 +221,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 if self.meetings is None:
                     list_request = hook.resolve_export("meeting_list", **self.meeting_list_fields(context))
                 self._landing_request = self._request(target, list_request)
+                abort_left_upload(context, self.storage_conn_id, self.log)  # a killed try's table upload to S3
                 earlier = landed_by_earlier_try(context, self._landing_request, self.storage_conn_id, self.log)
                 if isinstance(earlier, dict):
                     self.log.info("%s was landed by an earlier try of this same request: kept", target)
@@ -474,11 +477,11 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
 
         table, self._table = self._table, None
         if table is not None and table.holds({export.meeting.meeting_no for export in landed}):
-            rows, schema = table.land(target, self.overwrite, witness)
+            rows, schema = table.land(target, self.overwrite, witness, upload_journal(context))
         else:  # a part with columns the contract does not know: merge the parts again, in a schema for all
             if table is not None:
                 table.discard()
-            rows, schema = self._merge(target, parts, landed, witness)
+            rows, schema = self._merge(target, parts, landed, witness, upload_journal(context))
         self._land_unexported(target, unexported)
         total_calls = sum(outcome.calls.values())
         fingerprint = schema_fingerprint(schema)
@@ -510,7 +513,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
 
     def _merge(
         self, target: ObjectStoragePath, parts: ObjectStoragePath, landed: list[MeetingExport],
-        witness: Callable[[int, pa.Schema], LandingWitness | None],
+        witness: Callable[[int, pa.Schema], LandingWitness | None], journal: UploadJournal | None = None,
     ) -> tuple[int, pa.Schema]:  # fmt: skip
         """Stream every part, with its meeting's columns in front, into one file, and land it whole."""
         import pyarrow as pa
@@ -535,7 +538,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                     table = with_meeting(part, export.meeting, schema)
                     write(table)
                     rows += table.num_rows
-            Landing.for_target(target, self.overwrite, witness=witness(rows, schema)).land_file(merged)
+            Landing.for_target(target, self.overwrite, journal, witness(rows, schema)).land_file(merged)
         return rows, schema
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -601,14 +604,16 @@ class IncrementalTable:
                 self._writing.__exit__(None, None, None)
 
     def land(
-        self, target: ObjectStoragePath, overwrite: bool, witness: Callable[[int, pa.Schema], LandingWitness | None]
-    ) -> tuple[int, pa.Schema]:
-        """Close the file and land it at ``target``, whole or not at all (``witness`` told just before it shows)."""
+        self, target: ObjectStoragePath, overwrite: bool, witness: Callable[[int, pa.Schema], LandingWitness | None],
+        journal: UploadJournal | None = None,
+    ) -> tuple[int, pa.Schema]:  # fmt: skip
+        """Close the file and land it at ``target``, whole or not at all (``witness`` told just before it shows;
+        ``journal`` when an upload to S3 begins and ends, so that a retry aborts one a killed try left open)."""
         from airflow_provider_feishu_vc.hooks.landing import Landing
 
         try:
             self._close()
-            Landing.for_target(target, overwrite, witness=witness(self.rows, self.schema)).land_file(self.path)
+            Landing.for_target(target, overwrite, journal, witness(self.rows, self.schema)).land_file(self.path)
         finally:
             self.discard()
         return self.rows, self.schema
