@@ -5,8 +5,10 @@ Each try runs in its own process, forked from a server process that imported the
 a try starts in milliseconds, with no thread of the test process copied into it). A drawn point in the try sends
 the process SIGKILL itself: no ``finally``, no ``except BaseException`` and no other thread gets to run after it,
 as when a worker is lost. The emulator (in the test process) serves drawn faults: an export Feishu reports failed
-(status 2), a file that is gone for good at its download (121004). The task's state (Airflow 3.3's store, which
-survives tries) is a JSON file the tries share.
+(status 2), a file that is gone for good at its download, an export forgotten at a status query (121004), a
+meeting it refuses (121005; the task then allows partial tables). The task polls, or defers (one trigger waits for
+every export; here run in the same process, which may be killed once it fired). The task's state (Airflow 3.3's
+store, which survives tries) is a JSON file the tries share.
 
 After the retries: the table is the union of every meeting's participants; each export (the meeting list's and
 every meeting's) was created once, plus one for each that failed, whose file went, or whose create Feishu had
@@ -56,10 +58,11 @@ POINTS = (
     "table_landed",  # the table is in place; the parts folder is not removed yet
     "unexported_landing",  # the table is in place; the list of the meetings Feishu refused is not (allow_partial)
     "returned",  # the parts folder is removed; the task did not return yet
+    "trigger_fired",  # deferrable: the trigger saw every export done or failed; the task did not resume yet
 )
 #: Points a try passes once (the others once per export or per meeting).
 ONCE = ("list_create_answered", "list_recorded", "meetings_recorded", "table_landing", "table_landed",
-        "unexported_landing", "returned")  # fmt: skip
+        "unexported_landing", "returned", "trigger_fired")  # fmt: skip
 #: Points after which the table is at its destination.
 TABLE_THERE = ("table_landed", "unexported_landing", "returned")
 CREATE_WINDOWS = ("list_create_answered", "create_answered")
@@ -88,6 +91,8 @@ class Schedule:
     gone_statuses: set[int] = field(default_factory=set)
     #: A meeting (its index) Feishu refuses to export (121005): the task then allows partial tables.
     refused: int | None = None
+    #: One trigger waits for the exports (the try resumes after it fired, in the same process here).
+    deferrable: bool = False
 
 
 @st.composite
@@ -99,7 +104,7 @@ def schedules(draw: st.DrawFn) -> Schedule:
     return Schedule(
         meetings, deaths, draw(st.sets(st.integers(1, exports + 2), max_size=2)),
         draw(st.sets(st.integers(1, exports + 2), max_size=1)), draw(st.sets(st.integers(1, exports + 2), max_size=1)),
-        draw(st.none() | st.integers(0, meetings - 1)),
+        draw(st.none() | st.integers(0, meetings - 1)), draw(st.booleans()),
     )  # fmt: skip
 
 
@@ -232,6 +237,7 @@ def _arm(death: Death | None, table: str) -> None:
         write_whole(path, data)
 
     attendance.write_whole = lands_unexported
+    _POINTS["trigger_fired"] = death is not None and death.point == "trigger_fired"
     remove = attendance._remove
 
     def removes_parts(folder: Any) -> None:
@@ -261,7 +267,7 @@ def run_try(spec: dict[str, Any]) -> None:
     operator = FeishuVCMeetingParticipantsOperator(
         task_id="participants", destination=spec["destination"], start_time=spec["start"], end_time=spec["end"],
         poll_interval=0.1, max_poll_interval=0.3, progress_interval=30.0, timeout=TRY_SECONDS / 2,
-        export_attempts=6, allow_partial=spec["allow_partial"],
+        export_attempts=6, allow_partial=spec["allow_partial"], deferrable=spec["deferrable"],
     )  # fmt: skip
     context = {
         "outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)),
@@ -269,11 +275,37 @@ def run_try(spec: dict[str, Any]) -> None:
         "ti": SimpleNamespace(try_number=spec["try_number"]),
     }
     try:
-        result: Any = {"result": operator.execute(context)}  # type: ignore[arg-type]
+        result: Any = {"result": _execute(operator, context)}
     except BaseException as error:
         result = {"error": f"{type(error).__name__}: {error}"}
     with open(spec["out"], "w") as handle:
         json.dump(result, handle, default=str)
+
+
+def _execute(operator: Any, context: dict[str, Any]) -> Any:
+    """Run the task, and after a deferral its trigger until the first event, then resume the task with it."""
+    import asyncio
+
+    from airflow.exceptions import TaskDeferred
+
+    try:
+        return operator.execute(context)
+    except TaskDeferred as deferred:
+        trigger, resume = deferred.trigger, getattr(operator, deferred.method_name)
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    event = asyncio.run(first_event())
+    if _POINTS.get("trigger_fired"):
+        _die()
+    return resume(context, event)
+
+
+#: The death's point, for points outside the patched code (``trigger_fired``).
+_POINTS: dict[str, bool] = {}
 
 
 def _forkserver() -> Any:
@@ -383,7 +415,7 @@ def test_a_task_killed_anywhere_is_retried_into_one_whole_table_creating_no_expo
         parts = target.parent / f".{target.name}.parts"
         spec = {
             "connection": emulator.connection(rate_limit_per_minute=60_000), "destination": target.as_uri(),
-            "table": str(target), "allow_partial": schedule.refused is not None,
+            "table": str(target), "allow_partial": schedule.refused is not None, "deferrable": schedule.deferrable,
             "start": DAY_START, "end": DAY_START + schedule.meetings * 3600, "state": str(folder / "state.json"),
         }  # fmt: skip
         processes = _forkserver()
