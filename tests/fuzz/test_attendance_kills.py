@@ -69,7 +69,7 @@ CREATE_WINDOWS = ("list_create_answered", "create_answered")
 #: Creator threads of the pipeline: at most this many creates can be answered and not kept at one kill.
 CREATORS = 2
 TRY_SECONDS = 120
-#: Examples of the deep profile (make fuzz): 6-14 s each on a 2-core machine (quiet or loaded), so 10-23 minutes.
+#: Examples of the deep profile (make fuzz): 4-14 s each on a 2-core machine (quiet or loaded), so 8-23 minutes.
 DEEP_EXAMPLES = 100
 
 
