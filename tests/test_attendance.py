@@ -538,3 +538,211 @@ def test_exports_that_outlast_the_timeout_fail_the_try_and_leave_the_manifest(
         operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})  # type: ignore[arg-type]
     kept = json.loads((tmp_path / ".p.parquet.parts" / "manifest.json").read_text())
     assert len(kept["exports"]) == 2 and not (tmp_path / "p.parquet").exists()  # a retry resumes both exports
+
+
+@pytest.mark.parametrize("where", ["status", "download"])
+def test_a_meeting_list_export_that_is_gone_is_exported_again_within_the_try(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, where: str
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+
+    # Feishu forgot the meeting list's export (121004 at its status query) or its file expired (at the download).
+    # Before, the try failed and the manifest kept the export's id: every retry asked about it again, for good.
+    emulator.configure(known_meetings_only=True, export_delay=0.05)
+    gone = EXPORTS + str(FIRST_TASK_ID) if where == "status" else DOWNLOAD
+    emulator.inject(Fault.HTTP_ERROR, path=gone, status=404, code=121004)
+    operator = FeishuVCMeetingParticipantsOperator(
+        task_id="participants", destination=(tmp_path / "p.parquet").as_uri(), start_time=DAY_START,
+        end_time=DAY_START + 7200, poll_interval=0.1, max_poll_interval=0.3, timeout=60,
+    )  # fmt: skip
+    result = operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})  # type: ignore[arg-type]
+    assert result["landed_meetings"] == 2 and emulator.count(MEETINGS_CREATE) == 2
+    assert pq.read_table(tmp_path / "p.parquet").num_rows == sum(meeting_of_the_day(i).participants for i in range(2))
+
+
+class DictTaskState(dict):  # type: ignore[type-arg]
+    """The task's state store (Airflow 3.3's ``task_state_store``: get / set / delete), kept across tries."""
+
+    def set(self, key: str, value: object) -> None:
+        self[key] = value
+
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
+
+
+def test_a_try_lost_between_its_table_landing_and_the_parts_removal_leaves_no_parts_after_the_retry(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import airflow_provider_feishu_vc.operators.attendance as attendance
+
+    # Before, the retry kept the table its earlier try had landed and returned at once: the parts folder (every
+    # meeting's part and the manifest) stayed beside the table for good.
+    class Lost(BaseException):
+        pass
+
+    def lost(folder: object) -> None:
+        raise Lost("the worker was lost once the table had landed")
+
+    emulator.configure(known_meetings_only=True, export_delay=0.05)
+    target = tmp_path / "p.parquet"
+    state = DictTaskState()
+    tries = []
+    for try_number in (1, 2):
+        operator = attendance.FeishuVCMeetingParticipantsOperator(
+            task_id="participants", destination=target.as_uri(), start_time=DAY_START, end_time=DAY_START + 7200,
+            poll_interval=0.1, max_poll_interval=0.3, timeout=60,
+        )  # fmt: skip
+        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
+                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
+        with monkeypatch.context() as patched:
+            if try_number == 1:
+                patched.setattr(attendance, "_remove", lost)
+            try:
+                tries.append(operator.execute(context))  # type: ignore[arg-type]
+            except Lost:
+                assert target.exists() and (tmp_path / ".p.parquet.parts").exists()
+    [result] = tries
+    assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet"]
+    assert emulator.count(PARTICIPANTS_CREATE) == 2
+
+
+@pytest.mark.parametrize("after_link", [False, True])
+def test_a_try_killed_while_its_table_lands_leaves_no_hidden_part_after_the_retry(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_link: bool
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from airflow_provider_feishu_vc.hooks.landing import RenameLanding
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+
+    # kill -9 while the table is written beside its name (or once it is linked into place, before the hidden
+    # file is unlinked): no cleanup runs (here: abandon does nothing). Before, the retry landed the table again
+    # (or kept it) and the killed try's hidden .p.parquet.<id>.part stayed beside it, for a day.
+    class Killed(BaseException):
+        pass
+
+    link_into_place = RenameLanding._link_into_place
+
+    def killed(self: RenameLanding) -> bool:
+        if self.target.name != "p.parquet":
+            return link_into_place(self)
+        if after_link:
+            os.link(self.partial.path, self.target.path)
+        raise Killed
+
+    emulator.configure(known_meetings_only=True, export_delay=0.05)
+    target = tmp_path / "p.parquet"
+    state = DictTaskState()
+    tries = []
+    for try_number in (1, 2):
+        operator = FeishuVCMeetingParticipantsOperator(
+            task_id="participants", destination=target.as_uri(), start_time=DAY_START, end_time=DAY_START + 7200,
+            poll_interval=0.1, max_poll_interval=0.3, timeout=60,
+        )  # fmt: skip
+        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
+                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
+        with monkeypatch.context() as patched:
+            if try_number == 1:
+                patched.setattr(RenameLanding, "_link_into_place", killed)
+                patched.setattr(RenameLanding, "abandon", lambda self: None)
+            try:
+                tries.append(operator.execute(context))  # type: ignore[arg-type]
+            except Killed:
+                assert len(list(tmp_path.glob(".p.parquet.*.part"))) == 1  # what kill -9 leaves there
+    [result] = tries
+    assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet"]
+    assert emulator.count(PARTICIPANTS_CREATE) == 2
+
+
+def test_a_try_lost_before_the_unexported_list_landed_beside_its_table_is_retried_into_both(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import airflow_provider_feishu_vc.operators.attendance as attendance
+
+    # allow_partial: the table lands, then the list of the meetings Feishu could not export beside it. Before, a
+    # try lost between the two was retried into the kept table alone: the list never landed.
+    class Lost(BaseException):
+        pass
+
+    def lost(path: object, data: bytes) -> None:
+        raise Lost("the worker was lost once the table had landed")
+
+    refused = meeting_of_the_day(1)
+    emulator.configure(known_meetings_only=True, export_delay=0.05, failing_meetings=f"{refused.meeting_no}:121005")
+    target = tmp_path / "p.parquet"
+    state = DictTaskState()
+    tries = []
+    for try_number in (1, 2):
+        operator = attendance.FeishuVCMeetingParticipantsOperator(
+            task_id="participants", destination=target.as_uri(), start_time=DAY_START, end_time=DAY_START + 7200,
+            poll_interval=0.1, max_poll_interval=0.3, timeout=60, allow_partial=True,
+        )  # fmt: skip
+        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
+                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
+        with monkeypatch.context() as patched:
+            if try_number == 1:
+                patched.setattr(attendance, "write_whole", lost)
+            try:
+                tries.append(operator.execute(context))  # type: ignore[arg-type]
+            except Lost:
+                assert target.exists() and not (tmp_path / "p.parquet.unexported.json").exists()
+    [result] = tries
+    assert [item["meeting_no"] for item in result["unexported"]] == [refused.meeting_no]
+    listed = json.loads((tmp_path / "p.parquet.unexported.json").read_text())
+    assert [(item["meeting_no"], item["code"]) for item in listed] == [(refused.meeting_no, 121005)]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet", "p.parquet.unexported.json"]
+
+
+def test_a_try_killed_while_its_table_uploads_to_s3_leaves_no_open_upload_after_the_retry(
+    emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    import airflow_provider_feishu_vc.hooks.s3_upload as s3_upload
+    from airflow_provider_feishu_vc.hooks.landing import ObjectLanding
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
+
+    # kill -9 while the table goes up to S3 as a multipart upload: nothing aborts it then (here: abandon does
+    # nothing). Before, the task kept no journal of its upload, so no retry aborted it: its parts stayed, billed.
+    class Killed(BaseException):
+        pass
+
+    def killed(self: ObjectLanding) -> None:
+        raise Killed
+
+    emulator.configure(known_meetings_only=True, export_delay=0.05)
+    state = DictTaskState()
+    tries = []
+    for try_number in (1, 2):
+        operator = FeishuVCMeetingParticipantsOperator(
+            task_id="participants", destination=f"s3://{S3_CONN_ID}@{bucket}/attendance/p.parquet",
+            start_time=DAY_START, end_time=DAY_START + 7200, poll_interval=0.1, max_poll_interval=0.3, timeout=60,
+        )  # fmt: skip
+        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
+                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
+        with monkeypatch.context() as patched:
+            if try_number == 1:  # parts of 1 KiB: the table is a multipart upload, begun when the kill comes
+                patched.setattr(s3_upload, "UPLOAD_PART_BYTES", 1024)
+                patched.setattr(ObjectLanding, "finish", killed)
+                patched.setattr(ObjectLanding, "abandon", lambda self: None)
+            try:
+                tries.append(operator.execute(context))  # type: ignore[arg-type]
+            except Killed:
+                assert s3_server.pending_uploads(bucket) == ["attendance/p.parquet"]
+    [result] = tries
+    assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
+    assert s3_server.pending_uploads(bucket) == []
+    assert [key for key in s3_server.keys(bucket) if key.startswith("attendance/")] == ["attendance/p.parquet"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -11,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
-from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCError
+from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError, FeishuVCConfigError, FeishuVCError
 from airflow_provider_feishu_vc.compat import conf, mask_secret
 from airflow_provider_feishu_vc.hooks.feishu_vc import FeishuVCHook, as_storage_path
 from airflow_provider_feishu_vc.hooks.user_token_store import VariableUserTokenStore
 from airflow_provider_feishu_vc.operators.attendance_run import (
+    GONE_CODE,
     CountingClient,
     Manifest,
     Meeting,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.sdk import Context, ObjectStoragePath
 
+    from airflow_provider_feishu_vc.client.api import ExportTask
     from airflow_provider_feishu_vc.hooks.landing import LandingWitness, UploadJournal
 
 #: The meeting's columns in front of every participant row: what the meeting list says of it.
@@ -107,7 +110,8 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
     :param table_schema: ``evolve`` (default) or ``freeze``, as for the export operators.
     :param poll_interval: Seconds to the first status query until a build time has been learned (default 5).
     :param max_poll_interval: Longest pause between status queries of one export (default 60).
-    :param export_attempts: Exports per meeting at most, when Feishu reports them failed (default 3).
+    :param export_attempts: Exports per meeting (and of the meeting list, per try) at most, when Feishu reports them
+        failed or gone (default 3).
     :param progress_interval: Seconds between progress lines in the log (default 30).
     :param timeout: Seconds a try may wait for Feishu (default 6 hours; each resumption after a deferral anew); then
         the try fails, and a retry resumes.
@@ -227,6 +231,9 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                     )  # fmt: skip
                 if isinstance(earlier, dict):
                     self.log.info("%s was landed by an earlier try of this same request: kept", target)
+                    _remove(target.parent / f".{target.name}.parts")  # that try may have been lost before it could
+                    _remove_partial_tables(target)
+                    self._land_unexported(target, earlier.get("unexported") or [])  # lost before it could, too
                     return earlier
                 refuse_existing(target, self.overwrite)
             except FeishuVCConfigError as error:
@@ -236,6 +243,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             if manifest.load():
                 self.log.info("Resuming from %s: %d exports kept by an earlier try", manifest.path,
                               len(manifest.exports))  # fmt: skip
+                _remove_partial_tables(target)
             elif parts.exists():
                 self.log.info("Removing %s: an earlier try's parts for another request", parts)
                 _remove(parts)
@@ -378,31 +386,53 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
         from airflow_provider_feishu_vc.client.api import ExportStatus
 
         fields = {**list_request["body"]}
-        while True:
-            if manifest.meeting_list_export is None:
-                manifest.meeting_list_export = client.create_export("meeting_list", **fields)
-                manifest.save()
-                self.log.info("Started the meeting list export %s", manifest.meeting_list_export)
-            started, polls, last_processing = time.monotonic(), 0, 0.0
-            time.sleep(timing.first())
-            while True:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise FeishuVCError(f"the meeting list export {manifest.meeting_list_export} took too long")
-                polls += 1
-                task = hook.check_export(manifest.meeting_list_export)
-                age = time.monotonic() - started
-                if task is not None and task.status is not ExportStatus.PROCESSING:
-                    break
-                last_processing = age
-                time.sleep(timing.again(age))
-            if task.status is ExportStatus.DONE:
-                timing.learned.append((last_processing + age) / 2 if polls > 1 else age)
-                break
-            self.log.warning("The meeting list export failed (%s); exporting it again", task.fail_msg)
-            manifest.meeting_list_export = None
+        creates, problem = 0, ""
         with tempfile.TemporaryDirectory(prefix="feishu-vc-meetings-") as folder:
-            workbook = hook.download_export(str(task.file_token), f"{folder}/", into_folder=True)
-            return meetings_of(read_export(workbook.path, "meeting_list", timezone=self.table_timezone))
+            while True:
+                if manifest.meeting_list_export is None:
+                    if creates >= self.export_attempts:
+                        raise FeishuVCError(f"the meeting list was exported {creates} times; the last {problem}")
+                    creates += 1
+                    manifest.meeting_list_export = client.create_export("meeting_list", **fields)
+                    manifest.save()
+                    self.log.info("Started the meeting list export %s", manifest.meeting_list_export)
+                try:
+                    task = self._wait_for_meeting_list(hook, manifest.meeting_list_export, timing, deadline)
+                    if task.status is ExportStatus.DONE:
+                        workbook = hook.download_export(str(task.file_token), f"{folder}/", into_folder=True)
+                        return meetings_of(read_export(workbook.path, "meeting_list", timezone=self.table_timezone))
+                    problem = f"failed ({task.fail_msg or 'no reason given'})"
+                except FeishuVCAPIError as error:  # Feishu forgot the export, or its file expired: it never returns
+                    if error.code != GONE_CODE:
+                        raise
+                    problem = f"is gone ({error})"
+                self.log.warning("The meeting list export %s %s; exporting it again", manifest.meeting_list_export,
+                                 problem)  # fmt: skip
+                manifest.meeting_list_export = None
+                manifest.save()
+
+    @staticmethod
+    def _wait_for_meeting_list(
+        hook: ParticipantsHook, export_task_id: str, timing: PollTiming, deadline: float | None
+    ) -> ExportTask:
+        """The meeting list export's state once it is done or failed (learning its build time when done)."""
+        from airflow_provider_feishu_vc.client.api import ExportStatus
+
+        started, polls, last_processing = time.monotonic(), 0, 0.0
+        time.sleep(timing.first())
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise FeishuVCError(f"the meeting list export {export_task_id} took too long")
+            polls += 1
+            task = hook.check_export(export_task_id)
+            age = time.monotonic() - started
+            if task is not None and task.status is not ExportStatus.PROCESSING:
+                break
+            last_processing = age
+            time.sleep(timing.again(age))
+        if task.status is ExportStatus.DONE:
+            timing.learned.append((last_processing + age) / 2 if polls > 1 else age)
+        return task
 
     @staticmethod
     def _landed_parts(parts: ObjectStoragePath) -> set[str]:
@@ -461,10 +491,7 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
             if table is not None:
                 table.discard()
             rows, schema = self._merge(target, parts, landed, witness, journal)
-        if unexported:
-            side = target.parent / f"{target.name}{UNEXPORTED_SUFFIX}"
-            write_whole(side, json.dumps(unexported, ensure_ascii=False, indent=1).encode())
-            self.log.warning("%d meetings could not be exported; listed in %s", len(unexported), side)
+        self._land_unexported(target, unexported)
         total_calls = sum(outcome.calls.values())
         fingerprint = schema_fingerprint(schema)
         result: dict[str, Any] = {
@@ -485,6 +512,13 @@ class FeishuVCMeetingParticipantsOperator(BaseOperator):
                 }  # fmt: skip
         _remove(parts)
         return result
+
+    def _land_unexported(self, target: ObjectStoragePath, unexported: list[dict[str, Any]]) -> None:
+        """Land the list of the meetings that could not be exported beside the table (``allow_partial``)."""
+        if unexported:
+            side = target.parent / f"{target.name}{UNEXPORTED_SUFFIX}"
+            write_whole(side, json.dumps(unexported, ensure_ascii=False, indent=1).encode())
+            self.log.warning("%d meetings could not be exported; listed in %s", len(unexported), side)
 
     def _merge(
         self, target: ObjectStoragePath, parts: ObjectStoragePath, landed: list[MeetingExport],
@@ -630,6 +664,22 @@ def _remove(folder: ObjectStoragePath) -> None:
         shutil.rmtree(folder.path, ignore_errors=True)
     elif folder.exists():
         folder.fs.rm(folder.path, recursive=True)
+
+
+def _remove_partial_tables(target: ObjectStoragePath) -> None:
+    """Remove the hidden ``.<name>.<id>.part`` files of the table beside it: an earlier try of this same request
+    was lost while it landed the table (a try that fails removes its own; a lost one cannot)."""
+    import re
+
+    from airflow_provider_feishu_vc.hooks.landing import is_object_store
+
+    if is_object_store(target) or not target.parent.exists():  # an object store's upload shows nothing until done
+        return
+    partial = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}\.part")
+    for entry in target.parent.iterdir():
+        if partial.fullmatch(entry.name):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
 
 
 def participant_schema() -> pa.Schema:
