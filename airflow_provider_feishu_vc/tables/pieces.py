@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 import xml.etree.ElementTree as ElementTree
 import zipfile
 import zlib
@@ -38,8 +37,6 @@ Bytes = bytes | memoryview
 PIECE_BYTES = 4 * 2**20
 #: A shared-strings table every piece would parse again, up to this size uncompressed.
 MAX_SHARED_STRINGS_BYTES = 16 * 2**20
-#: How many bytes of sheet XML are counted between two chances for other threads to run (:func:`_row_elements`).
-COUNT_BYTES = 256 * 2**10
 #: How many rows from the sheet's first row with a value may hold the header: the first piece holds them all.
 HEADER_SEARCH_ROWS = 10
 READ_BYTES = 8 * 2**20
@@ -280,14 +277,8 @@ def _after_rows(text: bytes, start: int, count: int) -> int | None:
 
 
 def _row_elements(text: bytes, start: int, end: int) -> int:
-    """How many row elements ``text[start:end]`` holds: one pass, in slices of :data:`COUNT_BYTES`, between which the
-    cutting thread lets the reading and typing threads have the GIL (a count holds it: a whole piece at once kept
-    them waiting)."""
-    counted = 0
-    for at in range(start, end, COUNT_BYTES):
-        counted += text.count(b"<row", at, min(at + COUNT_BYTES + 3, end))  # a match starting in the slice, whole
-        time.sleep(0)
-    return counted
+    """How many row elements ``text[start:end]`` holds (one pass, as quick as copying it)."""
+    return text.count(b"<row", start, end)
 
 
 def valued_rows(piece: Piece) -> int | None:

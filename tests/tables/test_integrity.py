@@ -172,11 +172,3 @@ def test_pieces_whose_rows_skip_numbers_lose_no_row(
     table = read_export(path, "meeting_list")
     assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1)]
     assert table.equals(read_whole(path, "meeting_list", monkeypatch))
-
-
-def test_a_count_in_slices_counts_a_row_that_straddles_two_slices_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pieces, "COUNT_BYTES", 8)
-    for offset in range(12):
-        text = b"x" * offset + b'<row r="1"><c/></row>' * 3 + b"<ro"
-        assert pieces._row_elements(text, 0, len(text)) == 3, offset
-        assert pieces._row_elements(text, offset + 1, len(text)) == 2, offset
