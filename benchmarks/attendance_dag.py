@@ -31,8 +31,11 @@ counted. A process that exits between the listing of its tree and the reading of
 or missed: the snapshots are taken while the deployment is quiet, so this is far below a task's cost.
 
 Wall time: from the trigger (this script's POST) to the run's ``end_date`` as Airflow recorded it. Task starts:
-the scheduler's "TaskInstance Finished" lines of the run (one per task process that ran: a deferral and its
-resumption are two, a retry another).
+the task processes the executor ran, one "TaskInstance Finished" line of the scheduler each (a deferral and its
+resumption are two, a retry another; the TI's state when the scheduler read the exit is shown too). The run's
+end is logged before its last task process has exited, so the last CPU reading waits until the scheduler has read
+at least as many exits as the run's task logs hold starts ("Worker startup parse complete"; a resumed process that
+Airflow's deferral race kills early writes none, so the scheduler's count can be the larger).
 
 python benchmarks/attendance_dag.py --meetings 30          # the three cases, printed as JSON
 python benchmarks/attendance_dag.py --meetings 30 --cases one,mapped
@@ -209,6 +212,12 @@ def run_one(
         if time.monotonic() > deadline:
             raise RuntimeError(f"{dag_id} did not finish within {timeout:.0f} s\n{airflow.tails()}")
         time.sleep(0.5)
+    # The run ends when its last task reports success; its process exits, and the scheduler reads that exit, a few
+    # seconds later on a loaded machine: wait for every task process's exit before the last reading.
+    started_tasks = task_starts(airflow.home / "logs", dag_id, run_id)
+    exits_by = time.monotonic() + 60
+    while sum(log.task_starts(dag_id, run_id).values()) < started_tasks and time.monotonic() < exits_by:
+        time.sleep(0.5)
     time.sleep(SETTLE_SECONDS)
     cpu = spent(before, snapshot(components))
     load_after = os.getloadavg()[0]
@@ -227,7 +236,7 @@ def run_one(
     starts = log.task_starts(dag_id, run_id)
     outcome: dict[str, Any] = {
         "state": state, "wall_s": round(wall, 1), "cpu_s": round(sum(cpu[n] for n in AIRFLOW_COMPONENTS), 1),
-        "cpu_by_component": cpu, "task_starts": sum(starts.values()), "task_exits": starts,
+        "cpu_by_component": cpu, "task_starts": max(started_tasks, sum(starts.values())), "task_exits": starts,
         "task_instances": states, "calls": feishu.stats()["requests"] - calls_before, "exports_created": created,
         "load_1min": [round(load_before, 2), round(load_after, 2)],
     }  # fmt: skip
@@ -240,6 +249,17 @@ def run_one(
         outcome["landed_meetings"] = sum(1 for i in instances if i["task_id"] == "participants"
                                          and i["state"] == "success")  # fmt: skip
     return outcome
+
+
+def task_starts(logs: Path, dag_id: str, run_id: str) -> int:
+    """Task processes the run started: each writes "Worker startup parse complete" once into its try's log (a
+    deferral's resumption appends to the same file)."""
+    folder = logs / f"dag_id={dag_id}" / f"run_id={run_id}"
+    return sum(
+        path.read_text(errors="replace").count("Worker startup parse complete")
+        for path in folder.rglob("attempt=*.log")
+        if ".trigger." not in path.name
+    )
 
 
 def task_instances(airflow: Any, dag_id: str, run_id: str) -> list[dict[str, Any]]:
