@@ -1,6 +1,7 @@
 """Run every benchmark and print one table: figure, baseline beside it, goal, PASS/FAIL.
 
-python benchmarks/run.py                   # everything (under 30 minutes on 2 cores); exits 1 if a goal fails
+python benchmarks/run.py                   # everything (under 30 minutes on 2 cores, plus ~8 for the attendance DAG
+                                           # run comparison at N = 100); exits 1 if a goal fails
 python benchmarks/run.py --load-one-core   # the same while a CPU-bound process keeps one core busy
 python benchmarks/run.py --sizes 100 --batched-sizes "" --repeats 1 --downloads 256 --baseline-sizes ""
 python benchmarks/run.py --skip-waiting --downloads "" --repeats 3   # imports and the shared limit only
