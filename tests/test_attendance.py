@@ -429,6 +429,41 @@ def test_a_partial_table_an_earlier_try_landed_is_not_kept_once_partial_tables_a
     assert isinstance(kept, dict) and [item["meeting_no"] for item in kept["unexported"]] == [refused.meeting_no]
 
 
+def test_the_manifest_encodes_the_meeting_list_once_not_once_per_kept_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every kept export rewrites the manifest. Re-encoding every meeting each time cost N^2 encodings: 9 CPU-s of
+    a 1,000-meeting run, most of its CPU (benchmarks/attendance_dag.py)."""
+    from dataclasses import asdict
+
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_feishu_vc.operators import attendance_run
+
+    encoded: list[attendance_run.Meeting] = []
+    monkeypatch.setattr(attendance_run, "asdict", lambda meeting: encoded.append(meeting) or asdict(meeting))
+    manifest = attendance_run.Manifest(ObjectStoragePath(tmp_path.as_uri()) / ".p.parquet.parts", "request")
+    starts = [DAY_START + i * 3600 for i in range(5)]
+    manifest.meetings = [
+        attendance_run.Meeting(str(400_000_000 + i), f"69{i}", f"周会 {i}", start, start + 60)
+        for i, start in enumerate(starts)
+    ]
+    manifest.save()
+    for i, meeting in enumerate(manifest.meetings):
+        manifest.keep_export(meeting.meeting_no, str(FIRST_TASK_ID + i))
+    manifest.keep_export("400000004", None)  # a failed export is forgotten: another save
+    assert len(encoded) == 5  # each meeting once, over 7 saves
+    again = attendance_run.Manifest(manifest.folder, "request")
+    assert again.load() and again.meetings == manifest.meetings and again.exports == manifest.exports
+    assert len(again.exports) == 4 and again.attempts == {m.meeting_no: 1 for m in manifest.meetings}
+    assert "周会 0" in manifest.path.read_text()  # kept as text, not \\u escapes
+    manifest.meetings = manifest.meetings[:2]  # another list (or the same list changed) is encoded anew
+    manifest.meetings[1] = attendance_run.Meeting("400000009", "699", None, DAY_START, DAY_START + 60)
+    manifest.save()
+    assert len(encoded) == 7
+    assert again.load() and again.meetings == manifest.meetings
+
+
 def test_the_exports_trigger_checks_its_arguments_by_name_and_serializes_whole() -> None:
     from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError
     from airflow_provider_feishu_vc.triggers.attendance import FeishuVCExportsTrigger

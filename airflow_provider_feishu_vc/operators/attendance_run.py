@@ -126,6 +126,9 @@ class Manifest:
         #: ``spent["calls"]``, so that a retry after a failed or lost try reports the whole run's calls.
         self.count_calls: Callable[[], dict[str, int]] | None = None
         self._lock = threading.Lock()
+        #: The meetings last encoded, and their JSON: each save after an export reuses it (re-encoding every
+        #: meeting per save made a run's manifest cost grow with N^2).
+        self._encoded: tuple[tuple[Meeting, ...], str] | None = None
 
     def load(self) -> bool:
         """Read what an earlier try kept for the same request; False (and nothing kept) when there is none."""
@@ -158,12 +161,24 @@ class Manifest:
                 "version": MANIFEST_VERSION,
                 "request": self.request,
                 "meeting_list_export": self.meeting_list_export,
-                "meetings": None if self.meetings is None else [asdict(meeting) for meeting in self.meetings],
                 "exports": dict(self.exports),
                 "attempts": dict(self.attempts),
                 "spent": spent,
             }
-            write_whole(self.path, json.dumps(document, ensure_ascii=False).encode())
+            text = json.dumps(document, ensure_ascii=False)
+            text = f'{text[:-1]}, "meetings": {self._meetings_json()}}}'  # the object, one member more
+            write_whole(self.path, text.encode())
+
+    def _meetings_json(self) -> str:
+        """The meetings as JSON, encoded again only when the list is another (or holds other meetings)."""
+        if self.meetings is None:
+            return "null"
+        meetings = tuple(self.meetings)
+        encoded = self._encoded
+        same = encoded is not None and len(encoded[0]) == len(meetings)
+        if encoded is None or not same or any(a is not b for a, b in zip(encoded[0], meetings, strict=True)):
+            encoded = self._encoded = (meetings, json.dumps([asdict(m) for m in meetings], ensure_ascii=False))
+        return encoded[1]
 
     def keep_export(self, meeting_no: str, export_task_id: str | None) -> None:
         with self._lock:
