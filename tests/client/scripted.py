@@ -44,10 +44,14 @@ class FakeClock:
 
 @dataclass
 class Script:
-    """Answers for the flow's HTTP requests, in order; tokens handed out as ``t-1``, ``t-2``, ..."""
+    """Answers for the flow's HTTP requests, in order; tokens handed out as ``t-1``, ``t-2``, ... (``token_prefix``
+    then the count)."""
 
     answers: list[HttpResponse | Exception]
     clock: FakeClock = field(default_factory=FakeClock)
+    #: What a token handed out starts with: a fuzz test that looks for tokens in messages wants one that no
+    #: generated answer can hold by chance (``t-1`` is in the JSON of the text "\t-1").
+    token_prefix: str = "t-"
     steps: list[Step] = field(default_factory=list)
     tokens_given: int = 0
     #: What the shared user-token store answers to each read, in order (then: the last save, or None).
@@ -89,7 +93,7 @@ class Script:
                 self.clock.now += step.seconds
             elif isinstance(step, NeedToken):
                 self.tokens_given += 1
-                driving.outcome = f"t-{self.tokens_given}"
+                driving.outcome = f"{self.token_prefix}{self.tokens_given}"
             elif isinstance(step, SharedUserTokens):
                 driving.outcome = self._store(step)
         return driving.result
