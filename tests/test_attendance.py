@@ -8,8 +8,10 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import airflow
 import pyarrow as pa
@@ -608,41 +610,61 @@ class DictTaskState(dict):  # type: ignore[type-arg]
         self.pop(key, None)
 
 
-def test_a_try_lost_between_its_table_landing_and_the_parts_removal_leaves_no_parts_after_the_retry(
-    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class LostTry(BaseException):
+    """The worker is lost (kill -9, a lost node): nothing after it runs in that try."""
+
+
+def lose(*_: object) -> None:
+    raise LostTry
+
+
+def retried_after_a_lost_try(
+    destination: str, monkeypatch: pytest.MonkeyPatch, lose_first_try: Callable[[pytest.MonkeyPatch], None],
+    after_the_loss: Callable[[], None], **options: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The participants of the day's first two meetings, landed at ``destination`` by two tries that share the
+    task's state: the first is lost where ``lose_first_try``'s patches raise :class:`LostTry` (``after_the_loss``
+    checks what it left); the second's result."""
     from collections import defaultdict
     from types import SimpleNamespace
 
-    import airflow_provider_feishu_vc.operators.attendance as attendance
+    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
 
-    # Before, the retry kept the table its earlier try had landed and returned at once: the parts folder (every
-    # meeting's part and the manifest) stayed beside the table for good.
-    class Lost(BaseException):
-        pass
-
-    def lost(folder: object) -> None:
-        raise Lost("the worker was lost once the table had landed")
-
-    emulator.configure(known_meetings_only=True, export_delay=0.05)
-    target = tmp_path / "p.parquet"
-    state = DictTaskState()
-    tries = []
+    state, results = DictTaskState(), []
     for try_number in (1, 2):
-        operator = attendance.FeishuVCMeetingParticipantsOperator(
-            task_id="participants", destination=target.as_uri(), start_time=DAY_START, end_time=DAY_START + 7200,
-            poll_interval=0.1, max_poll_interval=0.3, timeout=60,
+        operator = FeishuVCMeetingParticipantsOperator(
+            task_id="participants", destination=destination, start_time=DAY_START, end_time=DAY_START + 7200,
+            poll_interval=0.1, max_poll_interval=0.3, timeout=60, **options,
         )  # fmt: skip
         context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
                    "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
         with monkeypatch.context() as patched:
             if try_number == 1:
-                patched.setattr(attendance, "_remove", lost)
+                lose_first_try(patched)
             try:
-                tries.append(operator.execute(context))  # type: ignore[arg-type]
-            except Lost:
-                assert target.exists() and (tmp_path / ".p.parquet.parts").exists()
-    [result] = tries
+                results.append(operator.execute(context))  # type: ignore[arg-type]
+            except LostTry:
+                after_the_loss()
+    [result] = results
+    return result
+
+
+def test_a_try_lost_between_its_table_landing_and_the_parts_removal_leaves_no_parts_after_the_retry(
+    emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the retry kept the table its earlier try had landed and returned at once: the parts folder (every
+    # meeting's part and the manifest) stayed beside the table for good.
+    import airflow_provider_feishu_vc.operators.attendance as attendance
+
+    emulator.configure(known_meetings_only=True, export_delay=0.05)
+    target = tmp_path / "p.parquet"
+
+    def left() -> None:
+        assert target.exists() and (tmp_path / ".p.parquet.parts").exists()
+
+    result = retried_after_a_lost_try(
+        target.as_uri(), monkeypatch, lambda patched: patched.setattr(attendance, "_remove", lose), left
+    )
     assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet"]
     assert emulator.count(PARTICIPANTS_CREATE) == 2
@@ -652,17 +674,10 @@ def test_a_try_lost_between_its_table_landing_and_the_parts_removal_leaves_no_pa
 def test_a_try_killed_while_its_table_lands_leaves_no_hidden_part_after_the_retry(
     emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_link: bool
 ) -> None:
-    from collections import defaultdict
-    from types import SimpleNamespace
-
-    from airflow_provider_feishu_vc.hooks.landing import RenameLanding
-    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
-
     # kill -9 while the table is written beside its name (or once it is linked into place, before the hidden
     # file is unlinked): no cleanup runs (here: abandon does nothing). Before, the retry landed the table again
     # (or kept it) and the killed try's hidden .p.parquet.<id>.part stayed beside it, for a day.
-    class Killed(BaseException):
-        pass
+    from airflow_provider_feishu_vc.hooks.landing import RenameLanding
 
     link_into_place = RenameLanding._link_into_place
 
@@ -671,28 +686,17 @@ def test_a_try_killed_while_its_table_lands_leaves_no_hidden_part_after_the_retr
             return link_into_place(self)
         if after_link:
             os.link(self.partial.path, self.target.path)
-        raise Killed
+        raise LostTry
+
+    def kill_while_landing(patched: pytest.MonkeyPatch) -> None:
+        patched.setattr(RenameLanding, "_link_into_place", killed)
+        patched.setattr(RenameLanding, "abandon", lambda self: None)
+
+    def left() -> None:
+        assert len(list(tmp_path.glob(".p.parquet.*.part"))) == 1  # what kill -9 leaves there
 
     emulator.configure(known_meetings_only=True, export_delay=0.05)
-    target = tmp_path / "p.parquet"
-    state = DictTaskState()
-    tries = []
-    for try_number in (1, 2):
-        operator = FeishuVCMeetingParticipantsOperator(
-            task_id="participants", destination=target.as_uri(), start_time=DAY_START, end_time=DAY_START + 7200,
-            poll_interval=0.1, max_poll_interval=0.3, timeout=60,
-        )  # fmt: skip
-        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
-                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
-        with monkeypatch.context() as patched:
-            if try_number == 1:
-                patched.setattr(RenameLanding, "_link_into_place", killed)
-                patched.setattr(RenameLanding, "abandon", lambda self: None)
-            try:
-                tries.append(operator.execute(context))  # type: ignore[arg-type]
-            except Killed:
-                assert len(list(tmp_path.glob(".p.parquet.*.part"))) == 1  # what kill -9 leaves there
-    [result] = tries
+    result = retried_after_a_lost_try((tmp_path / "p.parquet").as_uri(), monkeypatch, kill_while_landing, left)
     assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["p.parquet"]
     assert emulator.count(PARTICIPANTS_CREATE) == 2
@@ -701,39 +705,21 @@ def test_a_try_killed_while_its_table_lands_leaves_no_hidden_part_after_the_retr
 def test_a_try_lost_before_the_unexported_list_landed_beside_its_table_is_retried_into_both(
     emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collections import defaultdict
-    from types import SimpleNamespace
-
-    import airflow_provider_feishu_vc.operators.attendance as attendance
-
     # allow_partial: the table lands, then the list of the meetings Feishu could not export beside it. Before, a
     # try lost between the two was retried into the kept table alone: the list never landed.
-    class Lost(BaseException):
-        pass
-
-    def lost(path: object, data: bytes) -> None:
-        raise Lost("the worker was lost once the table had landed")
+    import airflow_provider_feishu_vc.operators.attendance as attendance
 
     refused = meeting_of_the_day(1)
     emulator.configure(known_meetings_only=True, export_delay=0.05, failing_meetings=f"{refused.meeting_no}:121005")
     target = tmp_path / "p.parquet"
-    state = DictTaskState()
-    tries = []
-    for try_number in (1, 2):
-        operator = attendance.FeishuVCMeetingParticipantsOperator(
-            task_id="participants", destination=target.as_uri(), start_time=DAY_START, end_time=DAY_START + 7200,
-            poll_interval=0.1, max_poll_interval=0.3, timeout=60, allow_partial=True,
-        )  # fmt: skip
-        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
-                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
-        with monkeypatch.context() as patched:
-            if try_number == 1:
-                patched.setattr(attendance, "write_whole", lost)
-            try:
-                tries.append(operator.execute(context))  # type: ignore[arg-type]
-            except Lost:
-                assert target.exists() and not (tmp_path / "p.parquet.unexported.json").exists()
-    [result] = tries
+
+    def left() -> None:
+        assert target.exists() and not (tmp_path / "p.parquet.unexported.json").exists()
+
+    result = retried_after_a_lost_try(
+        target.as_uri(), monkeypatch, lambda patched: patched.setattr(attendance, "write_whole", lose), left,
+        allow_partial=True,
+    )  # fmt: skip
     assert [item["meeting_no"] for item in result["unexported"]] == [refused.meeting_no]
     listed = json.loads((tmp_path / "p.parquet.unexported.json").read_text())
     assert [(item["meeting_no"], item["code"]) for item in listed] == [(refused.meeting_no, 121005)]
@@ -743,41 +729,23 @@ def test_a_try_lost_before_the_unexported_list_landed_beside_its_table_is_retrie
 def test_a_try_killed_while_its_table_uploads_to_s3_leaves_no_open_upload_after_the_retry(
     emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collections import defaultdict
-    from types import SimpleNamespace
-
-    import airflow_provider_feishu_vc.hooks.s3_upload as s3_upload
-    from airflow_provider_feishu_vc.hooks.landing import ObjectLanding
-    from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
-
     # kill -9 while the table goes up to S3 as a multipart upload: nothing aborts it then (here: abandon does
     # nothing). Before, the task kept no journal of its upload, so no retry aborted it: its parts stayed, billed.
-    class Killed(BaseException):
-        pass
+    import airflow_provider_feishu_vc.hooks.s3_upload as s3_upload
+    from airflow_provider_feishu_vc.hooks.landing import ObjectLanding
 
-    def killed(self: ObjectLanding) -> None:
-        raise Killed
+    def kill_mid_upload(patched: pytest.MonkeyPatch) -> None:
+        patched.setattr(s3_upload, "UPLOAD_PART_BYTES", 1024)  # parts of 1 KiB: a multipart upload, begun
+        patched.setattr(ObjectLanding, "finish", lose)
+        patched.setattr(ObjectLanding, "abandon", lambda self: None)
+
+    def left() -> None:
+        assert s3_server.pending_uploads(bucket) == ["attendance/p.parquet"]
 
     emulator.configure(known_meetings_only=True, export_delay=0.05)
-    state = DictTaskState()
-    tries = []
-    for try_number in (1, 2):
-        operator = FeishuVCMeetingParticipantsOperator(
-            task_id="participants", destination=f"s3://{S3_CONN_ID}@{bucket}/attendance/p.parquet",
-            start_time=DAY_START, end_time=DAY_START + 7200, poll_interval=0.1, max_poll_interval=0.3, timeout=60,
-        )  # fmt: skip
-        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
-                   "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
-        with monkeypatch.context() as patched:
-            if try_number == 1:  # parts of 1 KiB: the table is a multipart upload, begun when the kill comes
-                patched.setattr(s3_upload, "UPLOAD_PART_BYTES", 1024)
-                patched.setattr(ObjectLanding, "finish", killed)
-                patched.setattr(ObjectLanding, "abandon", lambda self: None)
-            try:
-                tries.append(operator.execute(context))  # type: ignore[arg-type]
-            except Killed:
-                assert s3_server.pending_uploads(bucket) == ["attendance/p.parquet"]
-    [result] = tries
+    result = retried_after_a_lost_try(
+        f"s3://{S3_CONN_ID}@{bucket}/attendance/p.parquet", monkeypatch, kill_mid_upload, left
+    )
     assert result["rows"] == sum(meeting_of_the_day(i).participants for i in range(2))
     assert s3_server.pending_uploads(bucket) == []
     assert [key for key in s3_server.keys(bucket) if key.startswith("attendance/")] == ["attendance/p.parquet"]
