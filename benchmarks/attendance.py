@@ -58,8 +58,8 @@ def _given_meetings(feishu: Any, meetings: int, every: int, folder: str) -> str:
 
 def _child(meetings: int, window: float, folder: str, given: bool = False) -> dict[str, Any]:
     """In the child: run the operator once against a fresh emulator; return what it measured."""
-    from collections import defaultdict
-    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.context import OutletEventAccessors
 
     from airflow_provider_feishu_vc.testing.process import EmulatorProcess
 
@@ -79,7 +79,7 @@ def _child(meetings: int, window: float, folder: str, given: bool = False) -> di
             start_time=DAY_START, end_time=DAY_START + meetings * every, poll_interval=BUILD_SECONDS,
             progress_interval=float(os.environ.get("BENCH_PROGRESS", "30")),
         )  # fmt: skip
-        context: Any = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))}
+        context: Any = {"outlet_events": OutletEventAccessors()}
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.monotonic()
         result = operator.execute(context)

@@ -555,8 +555,8 @@ def test_a_try_killed_mid_run_is_resumed_without_a_second_create_or_download(
 def test_exports_that_outlast_the_timeout_fail_the_try_and_leave_the_manifest(
     emulator: FeishuVCEmulator, connection_env: str, config: object, tmp_path: Path
 ) -> None:
-    from collections import defaultdict
-    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.context import OutletEventAccessors
 
     from airflow_provider_feishu_vc.client.errors import FeishuVCError
     from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
@@ -572,7 +572,7 @@ def test_exports_that_outlast_the_timeout_fail_the_try_and_leave_the_manifest(
         meetings=(tmp_path / "meetings.xlsx").as_uri(), poll_interval=0.2, max_poll_interval=0.5, timeout=2,
     )  # fmt: skip
     with pytest.raises(FeishuVCError, match="were not all landed before the timeout"):
-        operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})  # type: ignore[arg-type]
+        operator.execute({"outlet_events": OutletEventAccessors()})  # type: ignore[arg-type]
     kept = json.loads((tmp_path / ".p.parquet.parts" / "manifest.json").read_text())
     assert len(kept["exports"]) == 2 and not (tmp_path / "p.parquet").exists()  # a retry resumes both exports
 
@@ -581,8 +581,8 @@ def test_exports_that_outlast_the_timeout_fail_the_try_and_leave_the_manifest(
 def test_a_meeting_list_export_that_is_gone_is_exported_again_within_the_try(
     emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path, where: str
 ) -> None:
-    from collections import defaultdict
-    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.context import OutletEventAccessors
 
     from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
 
@@ -595,7 +595,7 @@ def test_a_meeting_list_export_that_is_gone_is_exported_again_within_the_try(
         task_id="participants", destination=(tmp_path / "p.parquet").as_uri(), start_time=DAY_START,
         end_time=DAY_START + 7200, poll_interval=0.1, max_poll_interval=0.3, timeout=60,
     )  # fmt: skip
-    result = operator.execute({"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None))})  # type: ignore[arg-type]
+    result = operator.execute({"outlet_events": OutletEventAccessors()})  # type: ignore[arg-type]
     assert result["landed_meetings"] == 2 and emulator.count(MEETINGS_CREATE) == 2
     assert pq.read_table(tmp_path / "p.parquet").num_rows == sum(meeting_of_the_day(i).participants for i in range(2))
 
@@ -625,8 +625,9 @@ def retried_after_a_lost_try(
     """The participants of the day's first two meetings, landed at ``destination`` by two tries that share the
     task's state: the first is lost where ``lose_first_try``'s patches raise :class:`LostTry` (``after_the_loss``
     checks what it left); the second's result."""
-    from collections import defaultdict
     from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.context import OutletEventAccessors
 
     from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
 
@@ -636,7 +637,7 @@ def retried_after_a_lost_try(
             task_id="participants", destination=destination, start_time=DAY_START, end_time=DAY_START + 7200,
             poll_interval=0.1, max_poll_interval=0.3, timeout=60, **options,
         )  # fmt: skip
-        context = {"outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)), "task_state_store": state,
+        context = {"outlet_events": OutletEventAccessors(), "task_state_store": state,
                    "ti": SimpleNamespace(try_number=try_number)}  # fmt: skip
         with monkeypatch.context() as patched:
             if try_number == 1:

@@ -253,8 +253,9 @@ def _arm(death: Death | None, table: str) -> None:
 def run_try(spec: dict[str, Any]) -> None:
     """One try of the task (in a forked process): its result, or its error, written to ``spec["out"]``."""
     import logging
-    from collections import defaultdict
     from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.context import OutletEventAccessors
 
     log = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 1)
@@ -270,7 +271,7 @@ def run_try(spec: dict[str, Any]) -> None:
         export_attempts=6, allow_partial=spec["allow_partial"], deferrable=spec["deferrable"],
     )  # fmt: skip
     context = {
-        "outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)),
+        "outlet_events": OutletEventAccessors(),
         "task_state_store": FileTaskState(spec["state"]),
         "ti": SimpleNamespace(try_number=spec["try_number"]),
     }
