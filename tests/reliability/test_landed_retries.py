@@ -225,26 +225,35 @@ def operator_context(state: TaskState, try_number: int) -> dict[str, Any]:
     return {**try_context(state, try_number), "run_id": "manual__1", "outlet_events": OutletEventAccessors()}
 
 
+def day_file(store: str, tmp_path: Path, bucket: str) -> tuple[str, str | None]:
+    """Where a test's file lands, and its storage connection: a local file or an S3 object."""
+    if store == "local":
+        return (tmp_path / "day.xlsx").as_uri(), None
+    return f"s3://{bucket}/exports/day.xlsx", S3_CONN_ID
+
+
+def retry_refuses_a_replaced_file(operator: Any, state: Any, landed: Any) -> None:
+    """Someone replaces the file the first try landed (same size, other bytes): the retry refuses it, and leaves
+    it as it is."""
+    size = len(landed.read_bytes())
+    landed.write_bytes(b"x" * size)
+    with pytest.raises(Exception, match="already exists") as refused:
+        operator.execute(operator_context(state, 2))
+    assert type(refused.value).__name__ == "AirflowFailException"
+    assert landed.read_bytes() == b"x" * size
+
+
 @pytest.mark.parametrize("store", ["local", "s3"])
 def test_a_file_that_changed_since_the_earlier_try_landed_it_is_refused(
     emulator: FeishuVCEmulator, connection_env: str, s3_server: S3Server, bucket: str, tmp_path: Path, store: str
 ) -> None:
     export_task_id, file_token = done_export(emulator)
     state = TaskState()
-    if store == "local":
-        destination, conn_id = (tmp_path / "day.xlsx").as_uri(), None
-    else:
-        destination, conn_id = f"s3://{bucket}/exports/day.xlsx", S3_CONN_ID
+    destination, conn_id = day_file(store, tmp_path, bucket)
     operator = download_operator(file_token, export_task_id, destination, storage_conn_id=conn_id)
     with pytest.raises(RuntimeError, match="worker lost right after the file landed"):
         operator.execute(operator_context(state, 1))
-    landed = ObjectStoragePath(destination, conn_id=conn_id)
-    size = len(landed.read_bytes())
-    landed.write_bytes(b"x" * size)  # someone replaced it, same size, other bytes
-    with pytest.raises(Exception, match="already exists") as refused:
-        operator.execute(operator_context(state, 2))
-    assert type(refused.value).__name__ == "AirflowFailException"
-    assert landed.read_bytes() == b"x" * size
+    retry_refuses_a_replaced_file(operator, state, ObjectStoragePath(destination, conn_id=conn_id))
 
 
 def export_losing_the_worker_once_kept(destination: str, **more: Any) -> Any:
@@ -273,20 +282,11 @@ def test_a_file_replaced_after_the_one_task_operator_kept_it_is_refused(
     that one was there): a file replaced since, of the same size, became the task's result and asset event."""
     emulator.configure(export_delay=3600, processing_polls=1)
     state = TaskState()
-    if store == "local":
-        destination, conn_id = (tmp_path / "day.xlsx").as_uri(), None
-    else:
-        destination, conn_id = f"s3://{bucket}/exports/day.xlsx", S3_CONN_ID
+    destination, conn_id = day_file(store, tmp_path, bucket)
     operator = export_losing_the_worker_once_kept(destination, storage_conn_id=conn_id)
     with pytest.raises(RuntimeError, match="worker lost after the landed file was kept"):
         operator.execute(operator_context(state, 1))
-    landed = ObjectStoragePath(destination, conn_id=conn_id)
-    size = len(landed.read_bytes())
-    landed.write_bytes(b"x" * size)  # someone replaced it, same size, other bytes
-    with pytest.raises(Exception, match="already exists") as refused:
-        operator.execute(operator_context(state, 2))
-    assert type(refused.value).__name__ == "AirflowFailException"
-    assert landed.read_bytes() == b"x" * size
+    retry_refuses_a_replaced_file(operator, state, ObjectStoragePath(destination, conn_id=conn_id))
     assert len(emulator.export_ids()) == 1  # the retry resumed the export; it only refused the file
 
 
