@@ -1,8 +1,8 @@
 """Typed tables from Feishu VC export files: Parquet and CSV a warehouse loads, one schema per export kind.
 
 Needs the ``tables`` extra (``pip install "airflow-provider-feishu-vc[tables]"``: fastexcel, a Rust xlsx reader that
-returns Arrow, and pyarrow). Without it, the functions below raise Airflow's optional-feature error naming the
-extra; the rest of the provider never imports them.
+returns Arrow, pyarrow, and numpy for the row count). Without it, the functions below raise Airflow's
+optional-feature error naming the extra; the rest of the provider never imports them.
 
 - :func:`read_export` (``source``: a path, an ``ObjectStoragePath``, bytes or a binary file object) returns a
   ``pyarrow.Table`` typed by the kind's column contract (:mod:`.contract`): times as ``timestamp[us, UTC]``,
@@ -44,15 +44,15 @@ __all__ = [
 
 
 def require_tables_extra() -> None:
-    """Raise Airflow's optional-feature error, naming the extra, unless fastexcel and pyarrow are installed."""
+    """Raise Airflow's optional-feature error, naming the extra, unless fastexcel, pyarrow and numpy are installed."""
     from importlib.util import find_spec
 
-    missing = [name for name in ("fastexcel", "pyarrow") if find_spec(name) is None]
+    missing = [name for name in ("fastexcel", "pyarrow", "numpy") if find_spec(name) is None]
     if missing:
         from airflow_provider_feishu_vc.compat import AirflowOptionalProviderFeatureException
 
         raise AirflowOptionalProviderFeatureException(
-            f"Typed tables need {' and '.join(missing)}: install the provider with its '{EXTRA}' extra, "
+            f"Typed tables need {', '.join(missing)}: install the provider with its '{EXTRA}' extra, "
             f'pip install "airflow-provider-feishu-vc[{EXTRA}]"'
         )
 

@@ -9,6 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
 from airflow_provider_feishu_vc.tables import pieces, read_export
@@ -128,3 +130,16 @@ class monkeypatch_shared_limit:
 
     def __exit__(self, *_: object) -> None:
         pieces.MAX_SHARED_STRINGS_BYTES = self.saved
+
+
+@given(
+    text=st.lists(
+        st.sampled_from([b"<row", b"<ro", b"w", b"<", b'<row r="1"/>', b"</row>", b"x", b"\xe4\xbc\x9a"])
+    ).map(b"".join),
+    bounds=st.tuples(st.integers(0, 80), st.integers(0, 80)),
+)
+def test_the_row_element_count_finds_every_row_tag_at_every_offset(text: bytes, bounds: tuple[int, int]) -> None:
+    """The vector count of row elements agrees with ``bytes.count`` for any bytes and any bounds, a tag cut by
+    either bound included."""
+    start, end = min(min(bounds), len(text)), min(max(bounds), len(text))
+    assert pieces._row_elements(text, start, end) == text.count(b"<row", start, end)
