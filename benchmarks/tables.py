@@ -97,7 +97,7 @@ def run_size(rows: int, repeats: int, tools: tuple[str, ...]) -> dict[str, ToolR
 
 def row_count_seconds(rows: int) -> float:
     """CPU seconds the run-time row count spends on the ``rows``-row meeting list: counting each piece's row
-    elements while cutting (``pieces._row_elements``) plus counting the rows read with a value
+    elements (``Piece.counted``, in the thread that reads the piece) plus counting the rows read with a value
     (``reader.rows_with_values``), both timed directly in this process over the same pieces ``ours`` reads. Only
     the count is timed: cutting and reading, which the table needs anyway, are not."""
     import time
@@ -121,6 +121,7 @@ def row_count_seconds(rows: int) -> float:
     pieces._row_elements = timed_count
     try:
         for piece in pieces.pieces(str(meeting_list(rows)), 0):
+            piece.counted()
             cells = pa.Table.from_batches([
                 fastexcel.read_excel(piece.source).load_sheet(
                     piece.sheet, header_row=None, dtypes="string", skip_whitespace_tail_rows=True, eager=True

@@ -141,7 +141,7 @@ class PieceReads:
             if damaged:
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
             piece = dataclasses.replace(piece, rows=rows)
-        return pa.Table.from_batches([batch]), piece
+        return pa.Table.from_batches([batch]), piece.counted()
 
 
 def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str, Any]:

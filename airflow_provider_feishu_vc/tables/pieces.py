@@ -6,9 +6,10 @@ about :data:`PIECE_BYTES`; each piece becomes a small stored (uncompressed) work
 parts. Every piece after the first starts with a copy of the sheet's first row with a value (the header, or a
 title above it), renumbered to sit just above the piece's first row, so that the reader can check where the piece's
 cell range starts: a piece whose copy is not where the first piece's row was is read shifted into place, or the
-sheet read whole (``reader.TableBuilder.data_of``). While cutting, each piece's rows are counted from its XML,
-apart from the sheet reader (its row elements: one quick pass; when they differ from the rows read, those holding a
-value, exactly); a piece read with another count is an error, never a table with rows lost, merged or invented.
+sheet read whole (``reader.TableBuilder.data_of``). Each piece's rows are counted from its XML apart from the sheet
+reader, by the thread that reads it (:meth:`Piece.counted`: its row elements, one vector pass; when they differ from
+the rows read, those holding a value, exactly); a piece read with another count is an error, never a table with
+rows lost, merged or invented.
 
 A sheet is read whole (one piece: the file itself) when cutting it would gain nothing or could differ from reading
 it whole: it is small, the workbook has more than one worksheet, the shared-strings table is large (every piece
@@ -18,6 +19,7 @@ Stdlib and numpy only (no pyarrow): cutting runs beside the reading, in a thread
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import xml.etree.ElementTree as ElementTree
@@ -89,6 +91,15 @@ class Piece:
     rows: int | None = None
     #: Whether the piece's first row is a copy of the sheet's first row with a value (every piece after the first).
     copy: bool = False
+    #: Where in a cut piece's ``source`` its own rows' XML (the copy left out) starts and ends, to be counted.
+    rows_at: tuple[int, int] | None = None
+
+    def counted(self) -> Piece:
+        """The piece with its row elements counted (a cut piece; counted by the thread that reads it, so that
+        cutting the next piece does not wait for the count)."""
+        if self.rows_at is None or not isinstance(self.source, bytes):
+            return self
+        return dataclasses.replace(self, rows=_row_elements(self.source, *self.rows_at))
 
 
 def pieces(path: str, sheet: int | str, piece_bytes: int = PIECE_BYTES) -> Iterator[Piece]:
@@ -112,10 +123,10 @@ def _pieces(path: str, sheet: int | str, piece_bytes: int) -> Iterator[Piece]:
             if not cut.start():
                 yield Piece(path, sheet, _first_valued_row(archive, sheet), whole=True)
                 return
-            for first_row, rows, count in cut.pieces():
-                workbook = _workbook(others, part.filename, (cut.head, *rows, TAIL))
+            for first_row, rows in cut.pieces():
+                workbook, rows_at = _workbook(others, part.filename, (cut.head, *rows, TAIL))
                 del rows  # the rows' text is freed before the next piece is cut
-                yield Piece(workbook, 0, first_row, whole=False, rows=count, copy=first_row != cut.header_row)
+                yield Piece(workbook, 0, first_row, whole=False, copy=first_row != cut.header_row, rows_at=rows_at)
 
 
 def _cuttable_sheet(archive: zipfile.ZipFile, sheet: int | str, piece_bytes: int) -> zipfile.ZipInfo | None:
@@ -206,9 +217,9 @@ class _Cutter:
             return True
         return False
 
-    def pieces(self) -> Iterator[tuple[int, tuple[Bytes, ...], int]]:
-        """(sheet row of the piece's first row with a value, the rows' XML in parts, how many row elements it has)
-        for each piece; later pieces lead with a copy of the sheet's first row with a value (not counted)."""
+    def pieces(self) -> Iterator[tuple[int, tuple[Bytes, ...]]]:
+        """(sheet row of the piece's first row with a value, the rows' XML in parts) for each piece; later pieces lead
+        with a copy of the sheet's first row with a value."""
         blocks, size, wanted, ended = [self.rest], len(self.rest), self.piece_bytes, False
         first = True
         while True:
@@ -244,13 +255,13 @@ class _Cutter:
 
     def _piece(
         self, text: bytes, view: memoryview, start: int, end: int, first: bool
-    ) -> Iterator[tuple[int, tuple[Bytes, ...], int]]:
-        """``text[start:end]`` (``view`` is ``text``'s memoryview) as a piece, with its count of row elements."""
-        rows, count = view[start:end], _row_elements(text, start, end)
+    ) -> Iterator[tuple[int, tuple[Bytes, ...]]]:
+        """``text[start:end]`` (``view`` is ``text``'s memoryview) as a piece."""
+        rows = view[start:end]
         if first:
-            yield self.header_row, (rows,), count
+            yield self.header_row, (rows,)
         elif ROW_START.search(rows):
-            yield (*self._with_header(rows), count)
+            yield self._with_header(rows)
         last = ROW_NUMBER.match(text, max(text.rfind(b"<row", start, end), 0))
         if last is not None:
             self.last_row = int(last.group(1))
@@ -408,12 +419,21 @@ def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
         yield text, start, len(text)
 
 
-def _workbook(others: list[tuple[zipfile.ZipInfo, bytes]], sheet_name: str, sheet_xml: tuple[Bytes, ...]) -> bytes:
+def _workbook(
+    others: list[tuple[zipfile.ZipInfo, bytes]], sheet_name: str, sheet_xml: tuple[Bytes, ...]
+) -> tuple[bytes, tuple[int, int]]:
+    """A stored workbook of ``others`` and the sheet written from ``sheet_xml`` (head, [copy,] rows, tail), and where
+    in it the rows lie (stored entries are written through to ``out`` as they are)."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as piece:
         for info, content in others:
             piece.writestr(info.filename, content)
         with piece.open(sheet_name, "w", force_zip64=True) as sheet:
-            for part in sheet_xml:
+            *before, rows, tail = sheet_xml
+            for part in before:
                 sheet.write(part)
-    return out.getvalue()
+            start = out.tell()
+            sheet.write(rows)
+            rows_at = (start, out.tell())
+            sheet.write(tail)
+    return out.getvalue(), rows_at

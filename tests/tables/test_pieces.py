@@ -65,6 +65,7 @@ def test_pieces_cover_every_row_once_in_order(tmp_path: Path, small_pieces: int)
         if number:
             assert piece.first_row == int(values[1])  # the copy sits in the row above: sheet row = value + 1 - 1
         seen += values[1:]
+        assert piece.counted().rows == len(values) - piece.copy  # every row element of the piece, its copy left out
     assert seen == [str(n) for n in range(1, 2001)]
 
 
