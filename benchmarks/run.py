@@ -276,7 +276,7 @@ def bench_row_count(section: str, rows: int, repeats: int, seconds: list[float])
             f"{spread(counted, ' s', 2)} / {spread(uncounted, ' s', 2)} = {100 * cost:+.1f}%", "",
             cost < 0.05)  # fmt: skip
     counting, took = tables.row_count_seconds(rows), statistics.median(counted)
-    row(section, "run-time row count: its own CPU time (in the reading threads, after each read) / ours' seconds",
+    row(section, "run-time row count: its own CPU time (its own thread, beside each read) / ours' seconds",
         f"{counting:.2f} s / {took:.2f} s = {100 * counting / took:.1f}%")  # fmt: skip
 
 

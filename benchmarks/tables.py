@@ -97,9 +97,9 @@ def run_size(rows: int, repeats: int, tools: tuple[str, ...]) -> dict[str, ToolR
 
 def row_count_seconds(rows: int) -> float:
     """CPU seconds the run-time row count spends on the ``rows``-row meeting list: counting each piece's row
-    elements (``Piece.counted``, in the thread that reads the piece) plus counting the rows read with a value
-    (``reader.rows_with_values``), both timed directly in this process over the same pieces ``ours`` reads. Only
-    the count is timed: cutting and reading, which the table needs anyway, are not."""
+    elements (``Piece.counted``, in a thread of its own while the piece is read) plus counting the rows read with a
+    value (``reader.rows_with_values``), both timed directly in this process over the same pieces ``ours`` reads.
+    Only the count is timed: cutting and reading, which the table needs anyway, are not."""
     import time
 
     import fastexcel

@@ -82,6 +82,8 @@ class PieceReads:
     def __init__(self, stack: ExitStack, sheet_pieces: Iterator[Piece], path: str) -> None:
         self.cutter = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="cut"))
         self.readers = stack.enter_context(ThreadPoolExecutor(READS_AT_ONCE, thread_name_prefix="read"))
+        #: Counts a cut piece's row elements while it is read (numpy, like calamine, lets go of the GIL).
+        self.counter = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="count"))
         self.sheet_pieces, self.path = sheet_pieces, path
         self.upcoming: Future[Piece | None] | None = self.cutter.submit(next, sheet_pieces, None)
         self.reads: deque[Future[tuple[pa.Table, Piece]]] = deque()
@@ -126,6 +128,7 @@ class PieceReads:
         # calamine does not check CRC-32, nor say when two rows fall on one: for a sheet read whole, check the file
         # and count the sheet's rows beside the read (cut pieces are checked and counted as they are cut)
         checked = self.cutter.submit(check_whole, self.path, piece.sheet) if piece.whole else None
+        counted = None if piece.whole else self.counter.submit(piece.counted)
         began = time.perf_counter()
         try:
             batch = fastexcel.read_excel(piece.source).load_sheet(
@@ -141,7 +144,7 @@ class PieceReads:
             if damaged:
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
             piece = dataclasses.replace(piece, rows=rows)
-        return pa.Table.from_batches([batch]), piece.counted()
+        return pa.Table.from_batches([batch]), piece if counted is None else counted.result()
 
 
 def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str, Any]:

@@ -7,8 +7,8 @@ parts. Every piece after the first starts with a copy of the sheet's first row w
 title above it), renumbered to sit just above the piece's first row, so that the reader can check where the piece's
 cell range starts: a piece whose copy is not where the first piece's row was is read shifted into place, or the
 sheet read whole (``reader.TableBuilder.data_of``). Each piece's rows are counted from its XML apart from the sheet
-reader, by the thread that reads it (:meth:`Piece.counted`: its row elements, one vector pass; when they differ from
-the rows read, those holding a value, exactly); a piece read with another count is an error, never a table with
+reader, while the piece is read (:meth:`Piece.counted`: its row elements, one vector pass; when they differ from the
+rows read, those holding a value, exactly); a piece read with another count is an error, never a table with
 rows lost, merged or invented.
 
 A sheet is read whole (one piece: the file itself) when cutting it would gain nothing or could differ from reading
@@ -95,8 +95,8 @@ class Piece:
     rows_at: tuple[int, int] | None = None
 
     def counted(self) -> Piece:
-        """The piece with its row elements counted (a cut piece; counted by the thread that reads it, so that
-        cutting the next piece does not wait for the count)."""
+        """The piece with its row elements counted (a cut piece; counted in a thread of its own while the piece is
+        read, so that neither cutting the next piece nor handing this one on waits for the count)."""
         if self.rows_at is None or not isinstance(self.source, bytes):
             return self
         return dataclasses.replace(self, rows=_row_elements(self.source, *self.rows_at))
