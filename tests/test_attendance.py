@@ -21,7 +21,7 @@ from packaging.version import Version
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCAPIError
 from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
-from airflow_provider_feishu_vc.operators.attendance import MEETING_COLUMNS, participant_schema
+from airflow_provider_feishu_vc.operators.attendance_table import MEETING_COLUMNS, participant_schema
 from airflow_provider_feishu_vc.tables import read_export
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.emulator import data

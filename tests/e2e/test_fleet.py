@@ -20,7 +20,7 @@ import pytest
 
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
-from airflow_provider_feishu_vc.operators.attendance import MEETING_COLUMNS, participant_schema
+from airflow_provider_feishu_vc.operators.attendance_table import MEETING_COLUMNS, participant_schema
 from airflow_provider_feishu_vc.tables import read_export
 from airflow_provider_feishu_vc.testing.emulator import data
 from airflow_provider_feishu_vc.testing.emulator.app import DOWNLOAD_PATH
