@@ -30,6 +30,7 @@ from airflow_provider_feishu_vc.testing.emulator.state import FIRST_TASK_ID
 from tests.conftest import DAGS_FOLDER, S3_CONN_ID, load_dag_file
 from tests.s3 import S3Server
 from tests.tables.test_table_operators import asset_extras, xcoms
+from tests.task_state import TaskState
 
 EXPORTS = "/open-apis/vc/v1/exports/"
 #: The task's state store (``task_state_store``, kept across tries) is Airflow 3.3's.
@@ -344,7 +345,6 @@ def test_a_try_killed_mid_upload_of_its_table_leaves_the_upload_for_the_next_try
     from airflow_provider_feishu_vc.hooks import s3_upload
     from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
     from tests.conftest import S3_CONN_ID
-    from tests.reliability.test_review_findings import TaskState
 
     class WorkerKilled(BaseException):
         """kill -9: nothing after it runs, no upload is aborted."""
@@ -396,7 +396,6 @@ def test_a_partial_table_an_earlier_try_landed_is_not_kept_once_partial_tables_a
 
     from airflow_provider_feishu_vc.client.errors import FeishuVCError
     from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
-    from tests.reliability.test_review_findings import TaskState
 
     refused = meeting_of_the_day(2)
     emulator.configure(known_meetings_only=True, export_delay=0.3, failing_meetings=f"{refused.meeting_no}:121005")
@@ -600,16 +599,6 @@ def test_a_meeting_list_export_that_is_gone_is_exported_again_within_the_try(
     assert pq.read_table(tmp_path / "p.parquet").num_rows == sum(meeting_of_the_day(i).participants for i in range(2))
 
 
-class DictTaskState(dict):  # type: ignore[type-arg]
-    """The task's state store (Airflow 3.3's ``task_state_store``: get / set / delete), kept across tries."""
-
-    def set(self, key: str, value: object) -> None:
-        self[key] = value
-
-    def delete(self, key: str) -> None:
-        self.pop(key, None)
-
-
 class LostTry(BaseException):
     """The worker is lost (kill -9, a lost node): nothing after it runs in that try."""
 
@@ -631,7 +620,7 @@ def retried_after_a_lost_try(
 
     from airflow_provider_feishu_vc.operators.attendance import FeishuVCMeetingParticipantsOperator
 
-    state, results = DictTaskState(), []
+    state, results = TaskState(), []
     for try_number in (1, 2):
         operator = FeishuVCMeetingParticipantsOperator(
             task_id="participants", destination=destination, start_time=DAY_START, end_time=DAY_START + 7200,

@@ -184,7 +184,7 @@ def test_a_retry_of_a_try_that_landed_the_file_is_not_refused_as_taken(
     emulator: FeishuVCEmulator, connection_env: str, tmp_path: Path
 ) -> None:
     from airflow_provider_feishu_vc.operators.tries import EXPORT_KEY
-    from tests.reliability.test_review_findings import TaskState, task_context
+    from tests.task_state import TaskState, task_context
 
     emulator.configure(export_delay=0)
     operator = FeishuVCExportOperator(

@@ -130,7 +130,7 @@ def test_an_export_gone_from_feishu_is_started_anew(
     emulator: FeishuVCEmulator, connection_env: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from airflow_provider_feishu_vc.operators.tries import EXPORT_KEY
-    from tests.reliability.test_review_findings import TaskState, task_context
+    from tests.task_state import TaskState, task_context
 
     operator = FeishuVCExportOperator(task_id="export", export_type="meeting_list", deferrable=True, **ONE_DAY)
     context = task_context(TaskState())

@@ -24,6 +24,7 @@ from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.emulator.faults import Fault
 from tests.conftest import S3_CONN_ID, load_dag_file
 from tests.s3 import S3Server
+from tests.task_state import child_environment
 
 CONN_ID = S3_CONN_ID
 DOWNLOAD_PATH = "/open-apis/vc/v1/exports/download"
@@ -257,30 +258,12 @@ def test_openlineage_names_the_landed_file_and_the_export_never_a_temporary_name
 
 
 KILLED_TRY = """
-import json, sys
-from pathlib import Path
+import sys
 
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_feishu_vc.operators.feishu_vc import FeishuVCExportOperator
-
-
-class FileTaskState:  # Airflow 3.3's task state store (get / set / delete), kept in a file across processes
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-
-    def _all(self) -> dict:
-        return json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def get(self, key, default=None):
-        return self._all().get(key, default)
-
-    def set(self, key, value, **_):
-        self.path.write_text(json.dumps({**self._all(), key: value}))
-
-    def delete(self, key):
-        self.path.write_text(json.dumps({k: v for k, v in self._all().items() if k != key}))
-
+from tests.task_state import FileTaskState
 
 state_file, destination, conn_id = sys.argv[1:]
 operator = FeishuVCExportOperator(
@@ -306,7 +289,7 @@ def test_the_retry_of_a_try_killed_mid_upload_aborts_the_upload_it_left_and_land
     script.write_text(KILLED_TRY)
     command = [sys.executable, str(script), str(state_file), f"s3://{bucket}/exports/", CONN_ID]
     since = len(s3_server.requests)
-    killed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_environment())
     try:
         deadline = time.monotonic() + 60
         while not any("partNumber=1&" in r.query + "&" for r in s3_server.requests[since:]):
@@ -319,7 +302,7 @@ def test_the_retry_of_a_try_killed_mid_upload_aborts_the_upload_it_left_and_land
     left = json.loads(state_file.read_text())["feishu_vc_open_upload"]
     assert left["uri"].endswith(".xlsx") and left["upload_id"]
 
-    retry = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    retry = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=child_environment())
     assert retry.returncode == 0, retry.stdout[-3000:] + retry.stderr[-3000:]
     assert "Aborted the upload to" in retry.stdout + retry.stderr
     [export_task_id] = emulator.export_ids()  # the retry resumed the same export

@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.emulator import data
 from tests.fuzz.checks import boundary
+from tests.task_state import FileTaskState
 
 BOUNDARY = "attendance: kill -9 and retry"
 #: 2026-11-23 00:00 in Shanghai; the emulator lists one meeting an hour from the range's start.
@@ -109,37 +110,6 @@ def schedules(draw: st.DrawFn) -> Schedule:
 
 
 # -- one try, in its own process ---------------------------------------------------------------------------
-
-
-class FileTaskState:
-    """The task's state store (``get`` / ``set`` / ``delete``), kept in a JSON file every try reads."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            with open(self.path) as handle:
-                kept: dict[str, Any] = json.load(handle)
-                return kept
-        except FileNotFoundError:
-            return {}
-
-    def _write(self, kept: dict[str, Any]) -> None:
-        with open(f"{self.path}.tmp", "w") as handle:
-            json.dump(kept, handle)
-        os.replace(f"{self.path}.tmp", self.path)
-
-    def get(self, key: str) -> Any:
-        return self._read().get(key)
-
-    def set(self, key: str, value: Any) -> None:
-        self._write({**self._read(), key: value})
-
-    def delete(self, key: str) -> None:
-        kept = self._read()
-        kept.pop(key, None)
-        self._write(kept)
 
 
 def _die() -> None:

@@ -22,8 +22,8 @@ from airflow_provider_feishu_vc.hooks.s3_upload import UPLOAD_PART_BYTES, Parall
 from airflow_provider_feishu_vc.operators.tries import abort_left_upload, upload_journal
 from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from tests.conftest import S3_CONN_ID
-from tests.reliability.test_review_findings import TaskState
 from tests.s3 import S3Server
+from tests.task_state import TaskState, child_environment
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
 log = logging.getLogger(__name__)
@@ -320,32 +320,14 @@ def test_another_exports_file_at_the_destination_is_refused(
 
 
 KILLED_AFTER_LANDING = """
-import json, os, signal, sys
-from pathlib import Path
+import os, signal, sys
 from types import SimpleNamespace
 
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_feishu_vc.operators.destinations import LandsExportFiles
 from airflow_provider_feishu_vc.operators.feishu_vc import FeishuVCDownloadExportOperator
-
-
-class FileTaskState:  # Airflow 3.3's task state store (get / set / delete), kept in a file across processes
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def _all(self):
-        return json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def get(self, key, default=None):
-        return self._all().get(key, default)
-
-    def set(self, key, value, **_):
-        self.path.write_text(json.dumps({**self._all(), key: value}))
-
-    def delete(self, key):
-        self.path.write_text(json.dumps({k: v for k, v in self._all().items() if k != key}))
-
+from tests.task_state import FileTaskState
 
 state_file, destination, file_token, export_task_id, try_number = sys.argv[1:]
 if try_number == "1":
@@ -381,7 +363,9 @@ def test_a_download_whose_worker_is_killed_right_after_the_file_landed_is_retrie
 
     def one_try(number: int) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, str(script), str(state_file), destination, file_token, export_task_id, str(number)]
-        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=120, check=False, env=child_environment()
+        )
 
     killed = one_try(1)
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]

@@ -32,6 +32,7 @@ from airflow_provider_feishu_vc.testing import FeishuVCEmulator
 from airflow_provider_feishu_vc.testing.emulator.faults import Fault
 from tests.client.scripted import FakeClock, Script, answer
 from tests.conftest import APP_ID, APP_SECRET, UNPACED, airflow_cli, load_dag_file
+from tests.task_state import TaskState, task_context
 from tests.test_user_tokens import (
     CONN_ID,
     OAUTH_PATH,
@@ -153,28 +154,6 @@ def test_2_each_process_finds_the_user_token_stale_at_its_own_moment() -> None:
 
 
 # -- 3. resuming ignores what the export was for -----------------------------------------------------------------
-
-
-class TaskState:
-    """A task instance's state store as Airflow 3.3 hands it to a task: get / set / delete, kept across tries."""
-
-    def __init__(self, values: dict[str, Any] | None = None) -> None:
-        self.values: dict[str, Any] = dict(values or {})
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any, **_: Any) -> None:
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
-
-
-def task_context(state: TaskState, run_id: str = "manual__1") -> dict[str, Any]:
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-    return {"task_state_store": state, "run_id": run_id, "outlet_events": OutletEventAccessors(), "map_index": -1}
 
 
 @pytest.fixture
