@@ -46,10 +46,10 @@ UNPACED = {"rate_limit_per_minute": 60_000}
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> Iterator[None]:
-    from airflow_provider_feishu_vc.client import user_grant
+    from airflow_provider_feishu_vc.client import grant_process
 
     TOKEN_CACHE.clear()
-    user_grant.PROCESS = user_grant.ProcessGrants()  # what this "process" knows of each grant, as a new process
+    grant_process.PROCESS = grant_process.ProcessGrants()  # what this "process" knows of each grant, as a new process
     yield
     TOKEN_CACHE.clear()
 

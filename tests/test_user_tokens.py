@@ -284,7 +284,7 @@ def test_a_successor_whose_save_was_cut_short_is_offered_at_exit(
     """A task's time limit (or Ctrl-C) that strikes while the new tokens are being saved ends the fetch without a
     failed save: before, nothing handed the set to the exit flush (only a close, which code using the hook may
     never reach) and no ERROR said it could be lost; the fetch's turn stayed taken until its flow was collected."""
-    from airflow_provider_feishu_vc.client import unsaved_tokens, user_grant
+    from airflow_provider_feishu_vc.client import grant_process, unsaved_tokens, user_grant
     from airflow_provider_feishu_vc.client.config import ClientConfig
     from airflow_provider_feishu_vc.client.stored_tokens import RefreshLease, StoredUserTokens
     from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
@@ -317,7 +317,7 @@ def test_a_successor_whose_save_was_cut_short_is_offered_at_exit(
 
     monkeypatch.setattr(user_grant, "LEASE_SETTLE", 0.01)
     monkeypatch.setattr(user_grant, "CLOSE_FLUSH_SECONDS", 1.0)
-    monkeypatch.setattr(user_grant, "PROCESS", user_grant.ProcessGrants())
+    monkeypatch.setattr(grant_process, "PROCESS", grant_process.ProcessGrants())
     monkeypatch.setattr(unsaved_tokens, "_UNSAVED", {})
     monkeypatch.setattr(unsaved_tokens, "_STORES", {}, raising=False)
     store = CutShortStore()

@@ -291,9 +291,9 @@ class AsyncFeishuVCClient(ExportCalls):
         if self._open:
             self._open = False
             if self.token_store is not None:
-                from airflow_provider_feishu_vc.client import unsaved_tokens, user_grant
+                from airflow_provider_feishu_vc.client import grant_process, unsaved_tokens
 
-                await unsaved_tokens.aflush(user_grant.PROCESS.find(self.config), self.token_store)
+                await unsaved_tokens.aflush(grant_process.PROCESS.find(self.config), self.token_store)
             await self._session.leave()
 
     if TYPE_CHECKING:  # what the shared calls of ExportCalls return when this driver runs them

@@ -82,9 +82,9 @@ class FeishuVCClient(ExportCalls):
     def close(self) -> None:
         """Close the connections; first, offer the store any user tokens this process could not save yet."""
         if self.token_store is not None:
-            from airflow_provider_feishu_vc.client import unsaved_tokens, user_grant
+            from airflow_provider_feishu_vc.client import grant_process, unsaved_tokens
 
-            unsaved_tokens.flush(user_grant.PROCESS.find(self.config), self.token_store)
+            unsaved_tokens.flush(grant_process.PROCESS.find(self.config), self.token_store)
         if self._http is not None:
             self._http.close()
             self._http = None

@@ -14,12 +14,12 @@ import threading
 import time
 from typing import Any
 
-from airflow_provider_feishu_vc.client import user_grant
+from airflow_provider_feishu_vc.client import grant_process, user_grant
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import FeishuVCTokenStoreError
+from airflow_provider_feishu_vc.client.grant_process import GrantInProcess
 from airflow_provider_feishu_vc.client.protocol import Driving, Flow, SharedUserTokens, Sleep, T
 from airflow_provider_feishu_vc.client.stored_tokens import UserTokenStore
-from airflow_provider_feishu_vc.client.user_grant import GrantInProcess
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def watch(config: ClientConfig, store: UserTokenStore) -> None:
     """At exit, offer ``store`` any set of ``config``'s grant this process holds unsaved then (a client with a
     store calls this)."""
     with _guard:
-        _STORES[user_grant.ProcessGrants.grant_key(config)] = (config, store)
+        _STORES[grant_process.ProcessGrants.grant_key(config)] = (config, store)
         _register_exit_hook()
 
 
@@ -132,7 +132,7 @@ def flush_all_at_exit() -> None:
     with _guard:
         pending = dict(_UNSAVED)
         for config, store in _STORES.values():
-            grant = user_grant.PROCESS.find(config)
+            grant = grant_process.PROCESS.find(config)
             if grant is not None and grant.unsaved is not None:
                 pending.setdefault(id(grant), (grant, store))
     for grant, store in pending.values():

@@ -26,15 +26,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
-import threading
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_feishu_vc.client import grant_process
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import (
     REFRESH_TOKEN_USED_CODE,
@@ -42,6 +40,7 @@ from airflow_provider_feishu_vc.client.errors import (
     FeishuVCConfigError,
     FeishuVCTokenStoreError,
 )
+from airflow_provider_feishu_vc.client.grant_process import GrantInProcess
 from airflow_provider_feishu_vc.client.protocol import Flow, RetryPolicy, SharedUserTokens, Sleep
 from airflow_provider_feishu_vc.client.stored_tokens import LEASE_SECONDS, RefreshLease, StoredUserTokens
 from airflow_provider_feishu_vc.client.tokens import (
@@ -109,109 +108,6 @@ CLOSE_FLUSH_SECONDS = 60.0
 _PROCESS_SPREAD = random.random()
 #: The command that gives a connection a new grant when one is lost.
 REGRANT_COMMAND = "python -m airflow_provider_feishu_vc.user_tokens <conn_id> <code> <redirect_uri>"
-
-
-class GrantInProcess:
-    """What one process knows of one grant beyond the store, shared by all its callers (threads and event loops):
-    whose turn it is, the lease it holds, the lease it watches, the newest tokens it knows, the set it could not
-    save yet, and the refresh tokens Feishu already answered it for."""
-
-    def __init__(self, process_id: str) -> None:
-        self.process_id = process_id
-        self._guard = threading.Lock()
-        self._turn: object | None = None
-        #: The lease this process wrote last, and when it began writing it (monotonic).
-        self.lease: RefreshLease | None = None
-        self.lease_since = 0.0
-        self._watched: RefreshLease | None = None
-        self._watched_since = 0.0
-        #: The newest set this process knows (saved or not), and the one only it knows (its saves failed).
-        self.latest: StoredUserTokens | None = None
-        self.unsaved: StoredUserTokens | None = None
-        #: Whether a driver is offering ``unsaved`` in the background.
-        self.saving_in_background = False
-        self._answered: set[str] = set()
-
-    def take_turn(self) -> object | None:
-        """A turn at fetching this grant's tokens, or None while another caller of this process has it."""
-        with self._guard:
-            if self._turn is not None:
-                return None
-            self._turn = object()
-            return self._turn
-
-    def end_turn(self, turn: object) -> None:
-        with self._guard:
-            if self._turn is turn:
-                self._turn = None
-
-    def age(self, lease: RefreshLease) -> float:
-        """Seconds since this process first saw ``lease`` (by value), on its own monotonic clock."""
-        now = time.monotonic()
-        with self._guard:
-            if lease != self._watched:
-                self._watched, self._watched_since = lease, now
-            return now - self._watched_since
-
-    def know(self, tokens: StoredUserTokens | None) -> None:
-        if tokens is not None and (self.latest is None or tokens.generation >= self.latest.generation):
-            self.latest = tokens
-
-    def saved(self, tokens: StoredUserTokens) -> None:
-        with self._guard:
-            if self.unsaved is not None and self.unsaved.generation <= tokens.generation:
-                self.unsaved = None
-
-    def answered(self, refresh_token: str) -> None:
-        """Feishu answered a refresh with ``refresh_token``: it is spent, and never sent again by this process."""
-        self._answered.add(hashlib.sha256(refresh_token.encode()).hexdigest())
-
-    def was_answered(self, refresh_token: str) -> bool:
-        return hashlib.sha256(refresh_token.encode()).hexdigest() in self._answered
-
-
-class ProcessGrants:
-    """This process's :class:`GrantInProcess` of every grant it uses, and its id in refresh leases."""
-
-    def __init__(self) -> None:
-        self.process_id = uuid.uuid4().hex[:12]
-        self._guard = threading.Lock()
-        self._grants: dict[str, GrantInProcess] = {}
-
-    @staticmethod
-    def grant_key(config: ClientConfig) -> str:
-        """Which grant ``config`` acts with (the app and the grant's first token), as a digest."""
-        seed = "\n".join((*config.app_key, config.refresh_token or config.user_access_token or ""))
-        return hashlib.sha256(seed.encode()).hexdigest()
-
-    def of(self, config: ClientConfig) -> GrantInProcess:
-        with self._guard:
-            return self._grants.setdefault(self.grant_key(config), GrantInProcess(self.process_id))
-
-    def find(self, config: ClientConfig) -> GrantInProcess | None:
-        with self._guard:
-            return self._grants.get(self.grant_key(config))
-
-    def forked(self) -> None:
-        """In the child of ``os.fork``: a name of its own in leases, and none of the parent's grant state. Kept,
-        the child would take a live lease of its parent or a sibling for its own (while that holder's save is
-        failing: a second refresh of the same token), wait minutes for a turn a parent's thread held at the fork
-        (or for ever on a lock it held), and offer the parent's unsaved set outside the parent's turn."""
-        self.process_id = uuid.uuid4().hex[:12]
-        self._guard = threading.Lock()
-        self._grants = {}
-
-
-#: The grants of this process (a simulation of many processes swaps it per process).
-PROCESS = ProcessGrants()
-
-
-def _forked() -> None:
-    PROCESS.forked()
-
-
-if hasattr(os, "register_at_fork"):  # a task's multiprocessing pool, a worker forking its task runner
-    os.register_at_fork(after_in_child=_forked)
 
 
 def refresh_margin(lifetime: float, spread: float = _PROCESS_SPREAD) -> float:
@@ -293,7 +189,7 @@ def fetch_user_token(
     ``stale`` is a token Feishu just rejected; ``shared`` False means there is no store (this process only)."""
     if not shared:
         return (yield from _refresh_alone(config, policy, current, stale))
-    grant = PROCESS.of(config)
+    grant = grant_process.PROCESS.of(config)
     turn = grant.take_turn()
     waited = 0.0
     while turn is None:
@@ -589,7 +485,7 @@ def flush_unsaved(grant: GrantInProcess, seconds: float | None = None) -> Flow[b
 
 def flush_on_close(config: ClientConfig) -> Flow[bool]:
     """:func:`flush_unsaved` for the grant ``config`` acts with, if this process holds a set of it unsaved."""
-    grant = PROCESS.find(config)
+    grant = grant_process.PROCESS.find(config)
     if grant is None or grant.unsaved is None:
         return True
     return (yield from flush_unsaved(grant))

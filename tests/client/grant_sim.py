@@ -36,6 +36,11 @@ from airflow_provider_feishu_vc.client.protocol import (
 )
 from airflow_provider_feishu_vc.client.token_cache import TokenCache
 
+try:  # where this process's state of each grant lives (its own module since 2026-12-05; user_grant before)
+    from airflow_provider_feishu_vc.client import grant_process as grants_home
+except ImportError:
+    grants_home = user_grant
+
 CONFIG = ClientConfig(base_url="https://open.feishu.cn", app_id="cli_sim", app_secret="s", refresh_token="r-0")
 POLICY = RetryPolicy(max_retries=0)
 #: The longest write delay the simulated deployment is built for (the default, 10 s).
@@ -254,7 +259,7 @@ class Simulation:
         if forked_from is not None:
             wall_skew, origin = forked_from.wall_skew, forked_from.monotonic_origin
         process = Process(name, wall_skew=wall_skew, monotonic_origin=origin, forked_from=forked_from)
-        grants_class = getattr(user_grant, "ProcessGrants", None)
+        grants_class = getattr(grants_home, "ProcessGrants", None)
         process.grants = grants_class() if grants_class is not None else f"{name}-{random.Random(name).random()}"
         for index, program in enumerate(programs):
             self._start(process, self._closing(process, program(process, index), index), at)
@@ -307,9 +312,9 @@ class Simulation:
     @contextmanager
     def _installed(self) -> Iterator[None]:
         clocks = _Clocks(self)
-        saved = {module: module.time for module in (user_grant, stored_tokens, tokens)}  # type: ignore[attr-defined]
+        saved = {module: module.time for module in (user_grant, grants_home, stored_tokens, tokens)}  # type: ignore[attr-defined]
         prefix = getattr(stored_tokens, "_PROCESS_LEASE_PREFIX", None)
-        grants = getattr(user_grant, "PROCESS", None)
+        grants = getattr(grants_home, "PROCESS", None)
         for module in saved:
             module.time = clocks  # type: ignore[attr-defined]
         # The bounds a deployment runs with by default (the tests' environment shortens them for real processes).
@@ -329,14 +334,14 @@ class Simulation:
             if prefix is not None:
                 stored_tokens._PROCESS_LEASE_PREFIX = prefix  # type: ignore[attr-defined]
             if grants is not None:
-                user_grant.PROCESS = grants  # type: ignore[attr-defined]
+                grants_home.PROCESS = grants  # type: ignore[attr-defined]
 
     def _switch_to(self, process: Process) -> None:
         self.stepping = process
         if isinstance(process.grants, str):  # a release without per-process grant state: its name in leases
             stored_tokens._PROCESS_LEASE_PREFIX = process.grants  # type: ignore[attr-defined]
         else:
-            user_grant.PROCESS = process.grants  # type: ignore[attr-defined]
+            grants_home.PROCESS = process.grants  # type: ignore[attr-defined]
 
     def _perform(self, caller: _Caller, step: Step) -> float:
         process = caller.process

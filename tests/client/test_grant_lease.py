@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_feishu_vc.client import unsaved_tokens, user_grant
+from airflow_provider_feishu_vc.client import grant_process, unsaved_tokens, user_grant
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCTokenStoreError
+from airflow_provider_feishu_vc.client.grant_process import GrantInProcess
 from airflow_provider_feishu_vc.client.protocol import Sleep, Step
 from airflow_provider_feishu_vc.client.stored_tokens import LEASE_SECONDS, RefreshLease, StoredUserTokens
 from airflow_provider_feishu_vc.client.token_cache import TOKEN_CACHE, token_key
-from airflow_provider_feishu_vc.client.user_grant import GrantInProcess
 from tests.client.grant_sim import CONFIG, Feishu, Process, Program, Simulation, Store, fetches
 
 
@@ -135,6 +135,22 @@ def test_2e_two_children_forked_from_one_process_refresh_a_token_once() -> None:
     assert saves["P-child1"] > 20, "the first child's saves never failed: nothing was tested"
     assert [token for _, token in feishu.sent] == ["r-0"]
     assert sim.violations() == []
+
+
+def test_2f_a_holder_killed_before_its_refresh_hands_the_grant_on_once_its_lease_has_aged() -> None:
+    """A takes the lease and is killed (kill -9) before it sends its refresh; B, asking 5 s later, must wait out A's
+    lease by its own clock, then refresh the unspent token itself. Also proves that the simulation's clocks reach
+    every module whose code ages a lease: with a host clock there, A's lease would never age and B never refresh."""
+    from airflow_provider_feishu_vc.client.protocol import HttpRequest
+
+    feishu = Feishu(latency=lambda process, index: 0.2)
+    sim = Simulation(feishu=feishu, kill=lambda process, step: process.name == "A" and isinstance(step, HttpRequest))
+    sim.add("A", [once()])
+    sim.add("B", [after(5.0, once())])
+    sim.run()
+    assert feishu.sent == [("B", "r-0")]
+    assert sim.violations() == []
+    assert sim.store.tokens.final().refresh_token == "r-1"
 
 
 def test_the_stated_bounds_fit_together() -> None:
@@ -259,7 +275,7 @@ def test_a_forked_child_is_a_process_of_its_own_for_every_grant() -> None:
     of its own held, at exit offered the parent's unsaved set outside the parent's turn, and never registered its own
     exit hook (Airflow's task runner clears the handlers a fork inherits: its unsaved sets were not offered at
     exit)."""
-    grant = user_grant.PROCESS.of(CONFIG)
+    grant = grant_process.PROCESS.of(CONFIG)
     turn = grant.take_turn()
     assert turn is not None
     grant.lease = RefreshLease.new(grant.process_id)
@@ -274,9 +290,9 @@ def test_a_forked_child_is_a_process_of_its_own_for_every_grant() -> None:
         pid = os.fork()
         if pid == 0:  # the child: report what it sees, and leave without running anything of pytest's
             try:
-                child = user_grant.PROCESS.of(CONFIG)
+                child = grant_process.PROCESS.of(CONFIG)
                 seen = {
-                    "name": user_grant.PROCESS.process_id,
+                    "name": grant_process.PROCESS.process_id,
                     "grant_name": child.process_id,
                     "turn_free": child.take_turn() is not None,
                     "lease": child.lease is not None,
@@ -297,6 +313,6 @@ def test_a_forked_child_is_a_process_of_its_own_for_every_grant() -> None:
         grant.end_turn(turn)
         unsaved_tokens._UNSAVED.pop(id(parent_grant), None)
         unsaved_tokens._exit_hook_registered = registered
-    assert seen["name"] != user_grant.PROCESS.process_id and seen["grant_name"] == seen["name"]
+    assert seen["name"] != grant_process.PROCESS.process_id and seen["grant_name"] == seen["name"]
     assert seen["turn_free"] and not seen["lease"] and seen["token_lock_free"]
     assert seen["unsaved"] == 0 and not seen["exit_hook_registered"]
