@@ -1,17 +1,21 @@
 """What a Redis restart does to a CeleryExecutor scheduler, on its own and in a few minutes (no workers, no Feishu):
 
-    PYTHONPATH=$PWD .venv/bin/python -m tests.e2e.redis_outage [--supervise]
+    PYTHONPATH=$PWD .venv/bin/python -m tests.e2e.redis_outage [--supervise] [--freeze]
 
 It starts PostgreSQL, Redis, the API server, the DAG processor and the scheduler as the fleet does (tests/e2e/fleet.py),
 triggers a one-task DAG (no worker takes it: the task stays in the executor, which asks Redis for its state in every
 scheduler loop), stops Redis until the scheduler has met the outage, starts it again, then triggers a second run.
 It prints whether the scheduler was DEAD (its process exited), HUNG (alive, no heartbeat) or ALIVE, and exits 0 only
 when the second run's task was sent to Celery. Without ``--supervise`` Airflow 3.3's scheduler dies and nothing is
-sent; with it, the supervisor starts the scheduler again and the second task is sent."""
+sent; with it, the supervisor starts the scheduler again and the second task is sent. ``--freeze`` stops the
+scheduler's main process (SIGSTOP) instead of Redis: a hung scheduler, which only the supervisor's health probes
+(``[scheduler] enable_health_check``) find and replace."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -49,6 +53,7 @@ def trigger(fleet: Fleet) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--supervise", action="store_true", help="run the scheduler under the fleet's supervisor")
+    parser.add_argument("--freeze", action="store_true", help="hang the scheduler (SIGSTOP) instead of stopping Redis")
     args = parser.parse_args()
     fleet = Fleet(Path(tempfile.mkdtemp(prefix="feishu-vc-redis-outage-")), {}, supervise=args.supervise)
     (fleet.dags / f"{DAG_ID}.py").write_text(DAG)
@@ -66,17 +71,21 @@ def main() -> int:
         first = trigger(fleet)
         fleet.wait_for("the first task to be sent to Celery", lambda: sent_to_celery(fleet, first), SEND_SECONDS)
         scheduler = fleet.processes["scheduler"]
-        outage = fleet.restart_redis()
-        print(f"Redis was down {outage.seconds:.1f} s; the scheduler {outage.scheduler}", flush=True)
-        if scheduler.poll() is not None:
-            print(f"DEAD: the scheduler (pid {scheduler.pid}) exited with {scheduler.returncode}", flush=True)
+        if args.freeze:  # hung by construction: only the supervisor's probes can tell
+            os.kill(scheduler.pid, signal.SIGSTOP)  # its health endpoint's process runs on and answers 503
+            print(f"HUNG: froze the scheduler (pid {scheduler.pid})", flush=True)
         else:
-            before = fleet.scheduler_heartbeat()
-            try:  # Airflow's scheduler heartbeats every 5 s: a minute without one is a hang, not a slow loop
-                fleet.wait_for("a scheduler heartbeat", lambda: fleet.scheduler_heartbeat() != before, 60)
-                print(f"ALIVE: the scheduler (pid {scheduler.pid}) runs and heartbeats", flush=True)
-            except StepFailed:
-                print(f"HUNG: the scheduler (pid {scheduler.pid}) runs, no heartbeat for 60 s", flush=True)
+            outage = fleet.restart_redis()
+            print(f"Redis was down {outage.seconds:.1f} s; the scheduler {outage.scheduler}", flush=True)
+            if scheduler.poll() is not None:
+                print(f"DEAD: the scheduler (pid {scheduler.pid}) exited with {scheduler.returncode}", flush=True)
+            else:
+                before = fleet.scheduler_heartbeat()
+                try:  # Airflow's scheduler heartbeats every 5 s: a minute without one is a hang, not a slow loop
+                    fleet.wait_for("a scheduler heartbeat", lambda: fleet.scheduler_heartbeat() != before, 60)
+                    print(f"ALIVE: the scheduler (pid {scheduler.pid}) runs and heartbeats", flush=True)
+                except StepFailed:
+                    print(f"HUNG: the scheduler (pid {scheduler.pid}) runs, no heartbeat for 60 s", flush=True)
         second = trigger(fleet)
         try:
             fleet.wait_for("the second task to be sent to Celery", lambda: sent_to_celery(fleet, second), SEND_SECONDS)
