@@ -217,7 +217,8 @@ class Deployment:
             rf"TaskInstance Finished: dag_id={re.escape(dag_id)}, task_id=[^,]+, run_id={re.escape(run_id)}, "
             r"map_index=(-?\d+), .*?, state=deferred,"
         )
-        text = (self.logs / "scheduler.log").read_text(errors="replace")
+        # Every scheduler's log: a restarted scheduler's earlier logs are kept as scheduler.<ns>.log.
+        text = "\n".join(log.read_text(errors="replace") for log in sorted(self.logs.glob("scheduler*.log")))
         return {int(match.group(1)) for match in finished.finditer(text)}
 
     # -- REST --------------------------------------------------------------------------------------------------

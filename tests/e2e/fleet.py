@@ -1,7 +1,9 @@
 """A CeleryExecutor fleet on this machine (make e2e-celery): PostgreSQL, Redis (Debian's redis-server, append-only),
 moto's S3, an API server, scheduler, DAG processor and two triggerers, and two Celery workers that share nothing but
 the broker, the API server and S3: each has its own AIRFLOW_HOME and its own copy of the DAG folder, files land in
-S3 only and task logs go to S3 (remote logging), so the UI reads them without the workers.
+S3 only and task logs go to S3 (remote logging), so the UI reads them without the workers. The scheduler runs under
+a supervisor (tests/e2e/supervisor.py), as in Airflow's docker-compose quick start: restarted when it exits or its
+health endpoint stops answering, each restart recorded for the tests to check.
 
 Workers are given the metadata DB's address with an ``application_name`` of their own, and PostgreSQL logs every
 connection, so a test can count the connections workers opened (there must be none)."""
@@ -15,12 +17,16 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from airflow_provider_feishu_vc.testing.process import free_port
 from tests import os_packages
 from tests.e2e.deployment import AIRFLOW, REPO, Deployment, StepFailed, _wait_for_port
+from tests.e2e.supervisor import Supervisor
 
 WORKERS = ("worker-a", "worker-b")
 #: How long a task's heartbeat may be missing before the scheduler fails the try (Airflow's default is 300 s): a
@@ -32,6 +38,17 @@ DAG_FILES = [
     REPO / "tests" / "e2e" / "fleet_dags" / "feishu_vc_fleet.py",
 ]
 CONTROL_APPLICATION = "fleet-control-plane"
+#: How long Redis may stay down waiting for the scheduler to meet the outage (it meets it within a few loops).
+REDIS_OUTAGE_LIMIT_SECONDS = 180
+
+
+@dataclass(frozen=True)
+class RedisOutage:
+    #: ``time.monotonic()`` when Redis was stopped, and how long it was down.
+    at: float
+    seconds: float
+    #: How the scheduler met it: ``exited 1`` or ``ran 2 heartbeats``.
+    scheduler: str
 
 
 def redis_server() -> str:
@@ -42,9 +59,13 @@ def redis_server() -> str:
 
 
 class Fleet(Deployment):
-    def __init__(self, root: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self, root: Path, extra_env: dict[str, str], *, supervise: bool = True) -> None:
         super().__init__(root, extra_env, dag_files=DAG_FILES)
         self.redis_port = free_port()
+        self.scheduler_health_port = free_port()
+        self.supervise = supervise
+        self.supervisor = Supervisor(self)
+        self._starting = threading.Lock()  # the supervisor's thread restarts processes too
         self.redis_dir = root / "redis"
         self.redis_dir.mkdir()
         self.postgres_settings = ["log_connections=on"]
@@ -71,6 +92,11 @@ class Fleet(Deployment):
                 "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
                 "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": "s3://fleet-logs/task-logs",
                 "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "aws_fleet",
+                # The scheduler's health endpoint (a process beside it: 200 while its heartbeat is fresh), which
+                # the supervisor probes as docker-compose's health check does.
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self.scheduler_health_port),
             }
         )
         self.database = database
@@ -78,10 +104,11 @@ class Fleet(Deployment):
     # -- processes -----------------------------------------------------------------------------------------------
 
     def start(self, name: str, command: list[str], **env: str) -> subprocess.Popen[bytes]:
-        self.commands[name] = (command, env)
-        if (self.logs / f"{name}.log").exists():  # a restart: keep what the earlier process wrote
-            (self.logs / f"{name}.log").rename(self.logs / f"{name}.{time.time_ns()}.log")
-        return super().start(name, command, **env)
+        with self._starting:
+            self.commands[name] = (command, env)
+            if (self.logs / f"{name}.log").exists():  # a restart: keep what the earlier process wrote
+                (self.logs / f"{name}.log").rename(self.logs / f"{name}.{time.time_ns()}.log")
+            return super().start(name, command, **env)
 
     def restart(self, name: str) -> None:
         command, env = self.commands[name]
@@ -92,15 +119,43 @@ class Fleet(Deployment):
                    "--dir", str(self.redis_dir), "--save", "", "--protected-mode", "no"]  # fmt: skip
         _wait_for_port(self.redis_port, 30, "redis-server", self.start("redis", command))
 
-    def restart_redis(self) -> float:
-        """Stop Redis (SIGTERM: it flushes its append-only file), start it again; the seconds it was down."""
+    def restart_redis(self) -> RedisOutage:
+        """Stop Redis (SIGTERM: it flushes its append-only file), keep it down until the scheduler has met the
+        outage, start it again.
+
+        The scheduler has met it when it has exited, or when it has written two heartbeats since Redis stopped:
+        between those its loop asked Celery's result backend for the states of the tasks it sent (the executor's
+        ``sync``, before the heartbeat in every loop). A restart of a fraction of a second falls between two of the
+        scheduler's calls to Redis or not, by chance; held down until the scheduler has met it, every run takes the
+        same path."""
+        scheduler = self.processes["scheduler"]
         process = self.processes["redis"]
-        down_at = time.monotonic()
+        down_at, down_since = time.monotonic(), datetime.now(timezone.utc)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
-        self.restart("redis")
-        _wait_for_port(self.redis_port, 30, "redis-server", self.processes["redis"])
-        return time.monotonic() - down_at
+        beats: set[datetime] = set()
+        try:
+            while scheduler.poll() is None and len(beats) < 2:
+                if time.monotonic() - down_at > REDIS_OUTAGE_LIMIT_SECONDS:
+                    raise StepFailed(f"the scheduler neither exited nor sent 2 heartbeats in the "
+                                     f"{REDIS_OUTAGE_LIMIT_SECONDS} s Redis was down")  # fmt: skip
+                beat = self.scheduler_heartbeat()
+                if beat is not None and beat > down_since:
+                    beats.add(beat)
+                time.sleep(0.2)
+            met = f"exited {scheduler.returncode}" if scheduler.poll() is not None else "ran 2 heartbeats"
+        finally:
+            self.restart("redis")
+            _wait_for_port(self.redis_port, 30, "redis-server", self.processes["redis"])
+        return RedisOutage(down_at, time.monotonic() - down_at, met)
+
+    def scheduler_heartbeat(self) -> datetime | None:
+        """The latest scheduler heartbeat in the metadata DB, as the API server reports it."""
+        try:
+            latest = self.api("GET", "/api/v2/monitor/health")["scheduler"]["latest_scheduler_heartbeat"]
+        except (OSError, KeyError, TypeError, ValueError):
+            return None
+        return datetime.fromisoformat(latest.replace("Z", "+00:00")) if latest else None
 
     def worker_env(self, name: str) -> dict[str, str]:
         """A worker's own AIRFLOW_HOME and DAG folder, and the metadata DB's address under a name of its own."""
@@ -137,12 +192,23 @@ class Fleet(Deployment):
     def start_airflow(self) -> None:
         self.start_redis()
         super().start_airflow()
+        if self.supervise:
+            self.supervisor.keep("scheduler", f"http://127.0.0.1:{self.scheduler_health_port}/health")
+            self.supervisor.start()
         for name in WORKERS:
             self.start_worker(name)
         self.wait_for_workers()
         #: Connections the workers opened while starting: the ``airflow`` CLI writes an audit row for the command
         #: it runs (``airflow.utils.cli_action_loggers.default_action_log``) when it has the DB's address.
         self.worker_connections_at_start = self.worker_connections()
+
+    def stop_all(self) -> None:
+        self.supervisor.stop()  # first: what is stopped now stays stopped
+        super().stop_all()
+
+    def tails(self, lines: int = 25) -> str:
+        restarts = "\n".join(str(restart) for restart in self.supervisor.restarts) or "none"
+        return f"{super().tails(lines)}\n--- restarts by the supervisor:\n{restarts}"
 
     def worker_connections(self) -> int:
         return sum(n for name, n in self.database_connections().items() if name.startswith("fleet-worker"))
