@@ -143,7 +143,8 @@ class PieceReads:
             damaged, rows = checked.result()
             if damaged:
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
-            piece = dataclasses.replace(piece, rows=rows)
+            if rows is not None:
+                piece = dataclasses.replace(piece, rows=rows[0], twice=rows[1])
         return pa.Table.from_batches([batch]), piece if counted is None else counted.result()
 
 

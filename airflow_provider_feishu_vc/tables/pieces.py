@@ -27,7 +27,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
 
@@ -93,13 +93,18 @@ class Piece:
     copy: bool = False
     #: Where in a cut piece's ``source`` its own rows' XML (the copy left out) starts and ends, to be counted.
     rows_at: tuple[int, int] | None = None
+    #: A row number two of the piece's row elements carry (the sheet reader lays them on one row), or None.
+    twice: int | None = None
 
     def counted(self) -> Piece:
-        """The piece with its row elements counted (a cut piece; counted in a thread of its own while the piece is
-        read, so that neither cutting the next piece nor handing this one on waits for the count)."""
+        """The piece with its row elements counted and their numbers checked (a cut piece; in a thread of its own
+        while the piece is read, so that neither cutting the next piece nor handing this one on waits for it)."""
         if self.rows_at is None or not isinstance(self.source, bytes):
             return self
-        return dataclasses.replace(self, rows=_row_elements(self.source, *self.rows_at))
+        numbers = _row_numbers(self.source, *self.rows_at)
+        if numbers is None:  # not counted
+            return self
+        return dataclasses.replace(self, rows=len(numbers), twice=_twice(numbers, self.source, *self.rows_at))
 
 
 def pieces(path: str, sheet: int | str, piece_bytes: int = PIECE_BYTES) -> Iterator[Piece]:
@@ -289,19 +294,60 @@ def _after_rows(text: bytes, start: int, count: int) -> int | None:
 
 #: ``<row`` read as one little-endian 32-bit word.
 _ROW_WORD = int.from_bytes(b"<row", "little")
+#: What follows ``<row`` in the row elements every known writer writes: the row number comes first.
+_NUMBER_FIRST = b' r="'
+#: The most digits a row number read a vector at a time may have (a sheet has at most 1,048,576 rows).
+_NUMBER_DIGITS = 10
 
 
-def _row_elements(text: bytes, start: int, end: int) -> int:
-    """How many row elements ``text[start:end]`` holds: the places where it spells ``<row``, found as 32-bit words at
-    each of the four byte offsets (numpy compares words a vector at a time: a third of ``bytes.count``'s time, the
-    same whatever the cells hold)."""
+def _row_numbers(text: bytes, start: int, end: int, previous: int = 0) -> Any:
+    """The numbers of the row elements ``text[start:end]`` holds, in the order written, as a numpy array (a row
+    without a number is the one before's plus one, ``previous`` before the first, as the sheet reader numbers it).
+
+    The elements are the places where ``text`` spells ``<row``, found as 32-bit words at each of the four byte offsets
+    (numpy compares words a vector at a time: a third of ``bytes.count``'s time, the same whatever the cells hold);
+    their numbers are read a vector at a time where ``r`` comes first, else one by one."""
     import numpy as np
 
-    found = 0
-    for shift in range(min(4, end - start)):
-        words = (end - start - shift) // 4
-        found += int(np.count_nonzero(np.frombuffer(text, "<u4", words, start + shift) == _ROW_WORD))
-    return found
+    found = [
+        np.flatnonzero(np.frombuffer(text, "<u4", (end - start - shift) // 4, start + shift) == _ROW_WORD) * 4
+        + (start + shift)
+        for shift in range(min(4, end - start))
+    ]
+    at = np.sort(np.concatenate(found)) if found else np.empty(0, np.int64)
+    if not at.size:
+        return at
+    tail = len(_NUMBER_FIRST) + _NUMBER_DIGITS + 1
+    window = np.frombuffer(text, np.uint8)[np.minimum(at[:, None] + np.arange(4, 4 + tail), len(text) - 1)]
+    digits = window[:, len(_NUMBER_FIRST) :].astype(np.int64) - ord("0")
+    is_digit = (digits >= 0) & (digits <= 9)
+    length = np.argmin(is_digit, axis=1)  # digits before the first other byte (0 when all are digits: one by one)
+    quick = (
+        (window[:, : len(_NUMBER_FIRST)] == np.frombuffer(_NUMBER_FIRST, np.uint8)).all(axis=1)
+        & (length > 0)
+        & (digits[np.arange(at.size), length] == ord('"') - ord("0"))
+    )  # near the end of ``text`` the window repeats its last byte: all digits (one by one), or the closing quote
+    numbers = np.zeros(at.size, np.int64)
+    for place in range(_NUMBER_DIGITS):
+        numbers = np.where(place < length, numbers * 10 + digits[:, place], numbers)
+    for index in np.flatnonzero(~quick).tolist():
+        written = ROW_NUMBER.match(text, int(at[index]))
+        before = int(numbers[index - 1]) if index else previous
+        numbers[index] = int(written.group(1)) if written else before + 1
+    return numbers
+
+
+def _twice(numbers: Any, text: bytes, start: int, end: int) -> int | None:
+    """The lowest number that ``numbers`` (a numpy array, of the row elements in ``text[start:end]``) holds twice,
+    or None; None too when those rows hold comments, CDATA or processing instructions (text there could look like a
+    row: no known writer puts any there)."""
+    import numpy as np
+
+    ordered = np.sort(numbers)
+    twice = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if not twice.size or text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0:
+        return None
+    return int(ordered[twice[0]])
 
 
 def valued_rows(piece: Piece) -> int | None:
@@ -367,12 +413,12 @@ def whole(path: str, sheet: int | str) -> Piece:
         raise FeishuVCTableError(f"source is a damaged xlsx workbook: {error}") from None
 
 
-def check_whole(path: str, sheet: int | str) -> tuple[str | None, int | None]:
+def check_whole(path: str, sheet: int | str) -> tuple[str | None, tuple[int, int | None] | None]:
     """For a sheet read whole, in one pass over the file: what is wrong with the first part whose bytes do not match
     their CRC-32 (None when every part does: calamine does not check, and a flipped bit in a compressed sheet can read
-    as other rows), and how many row elements the sheet holds, as a cut piece's are counted (None when it cannot be
-    told here: a workbook of several worksheets)."""
-    rows: int | None = None
+    as other rows), and how many row elements the sheet holds, with a row number two of them carry, as a cut piece's
+    are counted (None when it cannot be told here: a workbook of several worksheets)."""
+    rows: tuple[int, int | None] | None = None
     try:
         with zipfile.ZipFile(path) as archive:
             sheet_part = _only_sheet(archive, sheet)
@@ -387,12 +433,23 @@ def check_whole(path: str, sheet: int | str) -> tuple[str | None, int | None]:
     return None, rows
 
 
-def _row_elements_of(stream: IO[bytes]) -> int | None:
-    """How many row elements the sheet XML read from ``stream`` holds (None when it has no ``<sheetData>``)."""
-    counted = None
+def _row_elements_of(stream: IO[bytes]) -> tuple[int, int | None] | None:
+    """How many row elements the sheet XML read from ``stream`` holds, and a row number two of them carry (None when
+    it has no ``<sheetData>``)."""
+    import numpy as np
+
+    parts, previous, unsure = [], 0, False
     for text, start, end in _sheet_rows(stream):
-        counted = (counted or 0) + _row_elements(text, start, end)
-    return counted
+        numbers = _row_numbers(text, start, end, previous)
+        if numbers is None:  # not counted
+            return None
+        parts.append(numbers)
+        previous = int(numbers[-1]) if len(numbers) else previous
+        unsure = unsure or text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0
+    if not parts:
+        return None
+    numbers = np.concatenate(parts)
+    return len(numbers), None if unsure else _twice(numbers, b"", 0, 0)
 
 
 def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:

@@ -214,6 +214,11 @@ class TableBuilder:
             if self.has_data_outside(cells):
                 raise WholeSheetNeeded("a later piece has data in a column the first did not")
         self.read_to = piece.first_row + cells.num_rows - 1
+        if piece.twice is not None:  # the reader lays both on one row: the row count alone can miss it
+            raise FeishuVCTableError(
+                f"source's sheet has two row elements numbered {piece.twice}: the sheet reader lays them on one row, "
+                "and the table would not hold exactly the sheet's rows"
+            )
         read = rows_with_values(cells) - piece.copy
         counted = pieces.valued_rows(piece) if piece.rows is not None and read != piece.rows else read
         if counted is not None and read != counted:

@@ -129,21 +129,22 @@ def test_a_piece_read_with_another_count_of_rows_than_was_cut_is_an_error(
 
     path = tmp_path / "export.xlsx"
     write_workbook(path, "s", MEETING, (meeting(n) for n in range(1, ROWS + 1)))
-    counted, valued = pieces._row_elements, pieces.valued_rows
+    counted, valued = pieces._row_numbers, pieces.valued_rows
     cut: list[int] = []
 
-    def one_more_in_the_third_piece(text: bytes, start: int, end: int) -> int:
+    def one_more_in_the_third_piece(text: bytes, start: int, end: int) -> object:
         cut.append(start)
-        return counted(text, start, end) + (len(cut) == 3)
+        numbers = counted(text, start, end)
+        return numbers if len(cut) != 3 else [*numbers.tolist(), -1]
 
-    monkeypatch.setattr(pieces, "_row_elements", one_more_in_the_third_piece)
+    monkeypatch.setattr(pieces, "_row_numbers", one_more_in_the_third_piece)
     monkeypatch.setattr(pieces, "valued_rows", lambda piece: valued(piece) + 1)
     request = {"path": str(path), "sheet": 0, "export_type": "meeting_list", "timezone": "Asia/Shanghai",
                "schema": "evolve", "output": "parquet", "out": str(tmp_path / "out.parquet"),
                "memory_limit": 2**33, "piece_bytes": small_pieces}  # fmt: skip
     with pytest.raises(FeishuVCTableError, match=r"sheet rows from \d+ hold \d+ rows with a value, but \d+ were"):
         _sheet_process.convert(request)
-    monkeypatch.setattr(pieces, "_row_elements", counted)
+    monkeypatch.setattr(pieces, "_row_numbers", counted)
     assert _sheet_process.convert(request)["rows"] == ROWS
 
 

@@ -85,7 +85,7 @@ def test_two_row_elements_of_one_number_are_an_error_not_one_merged_row(
     grid.insert(at + 1, (at + 1, list(enumerate(meeting(9999)))))
     path = raw_sheet(tmp_path / "twice.xlsx", grid_xml(grid))
     monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
-    with pytest.raises(FeishuVCTableError, match=r"rows with a value, but \d+ were read"):
+    with pytest.raises(FeishuVCTableError, match=rf"two row elements numbered {at + 1}\b"):
         read_export(path, "meeting_list")
 
 
@@ -210,4 +210,22 @@ def test_a_workbook_with_two_parts_of_one_name_is_refused(tmp_path: Path) -> Non
     ):
         archive.writestr("xl/worksheets/sheet1.xml", grid_xml(meeting_rows()[5:10]))
     with pytest.raises(FeishuVCTableError, match=r"two parts named xl/worksheets/sheet1\.xml"):
+        read_export(path, "meeting_list")
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+@pytest.mark.parametrize("twice", [23, 300], ids=["same-piece", "later-piece"])
+def test_two_row_elements_of_one_number_are_an_error_even_beside_a_cell_that_names_an_empty_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int, twice: int
+) -> None:
+    """A second ``<row r="n">`` (two rows laid on one: one row fewer read) and, in row 21, a cell naming A5000 (one
+    row more read): a count of row elements against rows read saw as many of each, and the read lost meeting
+    ``n - 1`` without a word (in pieces, a piece holding row 21 but not row n alone reads one row too many)."""
+    grid = meeting_rows()
+    grid.insert(twice, (twice, list(enumerate(meeting(9999)))))
+    far = '<c r="A5000" t="inlineStr"><is><t>far</t></is></c></row>'
+    xml = re.sub(r'(<row r="21">.*?)</row>', lambda m: m[1] + far, grid_xml(grid), count=1)
+    path = raw_sheet(tmp_path / "twice-and-far.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(FeishuVCTableError, match=rf"two row elements numbered {twice}\b|rows with a value, but"):
         read_export(path, "meeting_list")
