@@ -117,13 +117,12 @@ class PieceReads:
 
     def _read(self, piece: Piece) -> tuple[pa.Table, Piece]:
         """The piece's cells, and the piece (a sheet read whole: with its rows counted, when they can be)."""
-        import dataclasses
 
         import fastexcel
         import pyarrow as pa
 
         from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
-        from airflow_provider_feishu_vc.tables.pieces import check_whole
+        from airflow_provider_feishu_vc.tables.pieces import check_whole, numbered
 
         # calamine does not check CRC-32, nor say when two rows fall on one: for a sheet read whole, check the file
         # and count the sheet's rows beside the read (cut pieces are checked and counted as they are cut)
@@ -144,7 +143,7 @@ class PieceReads:
             if damaged:
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
             if rows is not None:
-                piece = dataclasses.replace(piece, rows=rows[0], twice=rows[1])
+                piece = numbered(piece, *rows)
         return pa.Table.from_batches([batch]), piece if counted is None else counted.result()
 
 

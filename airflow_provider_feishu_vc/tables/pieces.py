@@ -95,6 +95,9 @@ class Piece:
     rows_at: tuple[int, int] | None = None
     #: A row number two of the piece's row elements carry (the sheet reader lays them on one row), or None.
     twice: int | None = None
+    #: The numbers of the piece's row elements (a numpy array; None: not counted): a row read elsewhere holds a cell
+    #: that names another row, and the piece's cells are then checked one by one (:func:`cell_rows`).
+    numbers: Any = None
 
     def counted(self) -> Piece:
         """The piece with its row elements counted and their numbers checked (a cut piece; in a thread of its own
@@ -104,7 +107,19 @@ class Piece:
         numbers = _row_numbers(self.source, *self.rows_at)
         if numbers is None:  # not counted
             return self
-        return dataclasses.replace(self, rows=len(numbers), twice=_twice(numbers, self.source, *self.rows_at))
+        return numbered(self, numbers, _unsure(self.source, *self.rows_at))
+
+
+def numbered(piece: Piece, numbers: Any, unsure: bool) -> Piece:
+    """``piece`` with the numbers of its row elements (``unsure``: its rows hold comments, CDATA or processing
+    instructions, where text could look like a row: no number held twice is then an error)."""
+    return dataclasses.replace(piece, rows=len(numbers), twice=None if unsure else _twice(numbers), numbers=numbers)
+
+
+def _unsure(text: bytes, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` holds a comment, CDATA or a processing instruction (no known writer puts any
+    among the rows)."""
+    return text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0
 
 
 def pieces(path: str, sheet: int | str, piece_bytes: int = PIECE_BYTES) -> Iterator[Piece]:
@@ -337,17 +352,13 @@ def _row_numbers(text: bytes, start: int, end: int, previous: int = 0) -> Any:
     return numbers
 
 
-def _twice(numbers: Any, text: bytes, start: int, end: int) -> int | None:
-    """The lowest number that ``numbers`` (a numpy array, of the row elements in ``text[start:end]``) holds twice,
-    or None; None too when those rows hold comments, CDATA or processing instructions (text there could look like a
-    row: no known writer puts any there)."""
+def _twice(numbers: Any) -> int | None:
+    """The lowest number that ``numbers`` (a numpy array) holds twice, or None."""
     import numpy as np
 
     ordered = np.sort(numbers)
     twice = np.flatnonzero(ordered[1:] == ordered[:-1])
-    if not twice.size or text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0:
-        return None
-    return int(ordered[twice[0]])
+    return int(ordered[twice[0]]) if twice.size else None
 
 
 def valued_rows(piece: Piece) -> int | None:
@@ -368,6 +379,70 @@ def valued_rows(piece: Piece) -> int | None:
     text, start = _sheet_xml(piece)
     rows = _valued_rows(text, start, len(text))
     return rows - 1 if piece.copy else rows
+
+
+#: A cell element, and its reference (column letters, row number).
+CELL = re.compile(rb"<c\b[^>]*?(?:/>|>.*?</c>)", re.DOTALL)
+CELL_REFERENCE = re.compile(rb'<c\b[^>]*?\sr="([A-Za-z]+)(\d+)"')  # the sheet reader takes a5 for A5
+NO_VALUE_CELL = re.compile(_NO_VALUE_CELL)
+
+
+def cell_rows(piece: Piece) -> tuple[Any, str | None]:
+    """The sheet rows the cells of a piece with a value name (a numpy array, in order; a cut piece's copy of the
+    sheet's first row with a value left out), and a cell two of them name (the sheet reader keeps one value), or None:
+    one regular-expression pass over every cell, for a piece where a cell names a row that has no row element."""
+    import numpy as np
+
+    named: set[int] = set()
+    seen: set[tuple[int, int]] = set()
+    twice: list[str] = []
+    if isinstance(piece.source, str):
+        with zipfile.ZipFile(piece.source) as archive:
+            part = _only_sheet(archive, piece.sheet)
+            assert part is not None, "a sheet whose rows were counted"
+            with archive.open(part) as stream:
+                previous = 0
+                for text, start, end in _sheet_rows(stream):
+                    previous = _name_cells(text, start, end, previous, named, seen, twice)
+    else:
+        assert piece.rows_at is not None, "a cut piece whose rows were counted"
+        _name_cells(piece.source, *piece.rows_at, 0, named, seen, twice)
+    return np.array(sorted(named), np.int64), (twice[0] if twice else None)
+
+
+def _name_cells(
+    text: bytes, start: int, end: int, previous: int, named: set[int], seen: set[tuple[int, int]], twice: list[str]
+) -> int:
+    """Add the sheet rows that the cells with a value of the rows in ``text[start:end]`` name to ``named``, and
+    each cell named twice to ``twice`` (in ``seen``: the cells named so far); the number of the last row."""
+    for row in ROW.finditer(text, start, end):
+        element = row.group(0)
+        written = ROW_NUMBER.match(element)
+        previous = int(written.group(1)) if written else previous + 1
+        column = -1
+        for cell in CELL.finditer(element):
+            reference = CELL_REFERENCE.match(cell.group(0))
+            number = previous
+            if reference is None:
+                column += 1
+            else:
+                column = _column_index(reference.group(1))
+                number = int(reference.group(2))
+            if NO_VALUE_CELL.fullmatch(cell.group(0)):
+                continue
+            if (number, column) in seen and not twice:
+                twice.append(f"{reference.group(1).decode().upper() if reference else column + 1}{number}")
+            seen.add((number, column))
+            named.add(number)
+    return previous
+
+
+def _column_index(letters: bytes) -> int:
+    """The 0-based column of spreadsheet letters: A -> 0, AA -> 26."""
+    index = 0
+    for letter in letters.upper():
+        index = index * 26 + letter - ord("A") + 1
+    return index - 1
 
 
 def _sheet_xml(piece: Piece) -> tuple[bytes, int]:
@@ -413,12 +488,12 @@ def whole(path: str, sheet: int | str) -> Piece:
         raise FeishuVCTableError(f"source is a damaged xlsx workbook: {error}") from None
 
 
-def check_whole(path: str, sheet: int | str) -> tuple[str | None, tuple[int, int | None] | None]:
+def check_whole(path: str, sheet: int | str) -> tuple[str | None, tuple[Any, bool] | None]:
     """For a sheet read whole, in one pass over the file: what is wrong with the first part whose bytes do not match
     their CRC-32 (None when every part does: calamine does not check, and a flipped bit in a compressed sheet can read
-    as other rows), and how many row elements the sheet holds, with a row number two of them carry, as a cut piece's
-    are counted (None when it cannot be told here: a workbook of several worksheets)."""
-    rows: tuple[int, int | None] | None = None
+    as other rows), and the numbers of the sheet's row elements, as a cut piece's are read, with whether its rows
+    hold comments (None when it cannot be told here: a workbook of several worksheets); see :func:`numbered`."""
+    rows: tuple[Any, bool] | None = None
     try:
         with zipfile.ZipFile(path) as archive:
             sheet_part = _only_sheet(archive, sheet)
@@ -433,9 +508,9 @@ def check_whole(path: str, sheet: int | str) -> tuple[str | None, tuple[int, int
     return None, rows
 
 
-def _row_elements_of(stream: IO[bytes]) -> tuple[int, int | None] | None:
-    """How many row elements the sheet XML read from ``stream`` holds, and a row number two of them carry (None when
-    it has no ``<sheetData>``)."""
+def _row_elements_of(stream: IO[bytes]) -> tuple[Any, bool] | None:
+    """The numbers of the row elements in the sheet XML read from ``stream``, and whether its rows hold comments,
+    CDATA or processing instructions (None when it has no ``<sheetData>``)."""
     import numpy as np
 
     parts, previous, unsure = [], 0, False
@@ -445,11 +520,8 @@ def _row_elements_of(stream: IO[bytes]) -> tuple[int, int | None] | None:
             return None
         parts.append(numbers)
         previous = int(numbers[-1]) if len(numbers) else previous
-        unsure = unsure or text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0
-    if not parts:
-        return None
-    numbers = np.concatenate(parts)
-    return len(numbers), None if unsure else _twice(numbers, b"", 0, 0)
+        unsure = unsure or _unsure(text, start, end)
+    return (np.concatenate(parts), unsure) if parts else None
 
 
 def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -221,6 +222,25 @@ class TableBuilder:
             )
         read = rows_with_values(cells) - piece.copy
         counted = pieces.valued_rows(piece) if piece.rows is not None and read != piece.rows else read
+        if piece.numbers is not None:
+            read_at = valued_sheet_rows(cells, piece.first_row)[int(piece.copy) :]
+            if not np.isin(read_at, piece.numbers).all():  # a cell names a row without an element: check every cell
+                named, twice = pieces.cell_rows(piece)
+                if twice is not None:
+                    raise FeishuVCTableError(
+                        f"source's sheet names cell {twice} twice: the sheet reader keeps one of its values, and the "
+                        "table would not hold exactly the sheet's rows"
+                    )
+                # compared from their first rows: a sheet read whole whose first row element is not its first row
+                # may start its cell range above piece.first_row
+                if not np.array_equal(read_at - read_at[:1], named - named[:1]):
+                    differing = int(np.setxor1d(read_at - read_at[:1], named - named[:1])[0]) + int(named[:1].sum())
+                    raise FeishuVCTableError(
+                        f"source's sheet rows from {piece.first_row + piece.copy}: {len(read_at)} rows with a value "
+                        f"were read where the cells name {len(named)} (sheet row {differing} differs): the table "
+                        "would not hold exactly the sheet's rows"
+                    )
+                counted = read
         if counted is not None and read != counted:
             raise FeishuVCTableError(
                 f"source's sheet rows from {piece.first_row + piece.copy} hold {counted} rows with a value, but "
@@ -281,6 +301,16 @@ def header_score(row: list[str | None], kind: str) -> int:
     """How many distinct columns of ``kind``'s contract the cells of ``row`` name."""
     index = _header_index(kind)
     return len({column.field for value in row if value and (column := index.get(header_key(value)))})
+
+
+def valued_sheet_rows(cells: pa.Table, first_row: int) -> Any:
+    """The sheet rows (a numpy array, in order) of the rows of ``cells`` with a value, ``first_row`` the first's."""
+    if cells.num_rows == 0 or any(column.null_count == 0 for column in cells.columns):
+        return np.arange(first_row, first_row + cells.num_rows)
+    valued: Any = None
+    for column in cells.columns:
+        valued = pc.is_valid(column) if valued is None else pc.or_(valued, pc.is_valid(column))
+    return np.flatnonzero(valued.to_numpy(zero_copy_only=False)) + first_row
 
 
 def rows_with_values(cells: pa.Table) -> int:

@@ -229,3 +229,35 @@ def test_two_row_elements_of_one_number_are_an_error_even_beside_a_cell_that_nam
     monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
     with pytest.raises(FeishuVCTableError, match=rf"two row elements numbered {twice}\b|rows with a value, but"):
         read_export(path, "meeting_list")
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+def test_a_cell_laid_over_another_rows_cell_is_an_error_even_beside_a_cell_that_names_an_empty_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    """Row 21's only cell says it is A301 (row 21 is gone, and one of two values in A301), and row 25 holds a cell
+    naming A5000 (a row more): the count of rows came out even, and the sheet read whole lost meeting 20."""
+    xml = grid_xml(meeting_rows())
+    xml = re.sub(r'<row r="21">.*?</row>', '<row r="21"><c r="A301" t="inlineStr"><is><t>over</t></is></c></row>', xml)
+    far = '<c r="A5000" t="inlineStr"><is><t>far</t></is></c></row>'
+    xml = re.sub(r'(<row r="25">.*?)</row>', lambda m: m[1] + far, xml, count=1)
+    path = raw_sheet(tmp_path / "over-and-far.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(FeishuVCTableError, match=r"cell A301 twice|rows with a value, but"):
+        read_export(path, "meeting_list")
+
+
+@pytest.mark.parametrize("reference", ["A5000", "a5000"])
+def test_a_cell_naming_an_empty_row_beside_a_blank_row_reads_the_same_in_pieces_as_whole(
+    tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch, reference: str
+) -> None:
+    """Row 21 a formatted blank row, row 25 with one more cell naming A5000 (the sheet reader takes a lower-case
+    reference as well): the cells are checked one by one, and the table holds what they name, in pieces and whole."""
+    xml = grid_xml(meeting_rows())
+    far = f'<c r="{reference}" t="inlineStr"><is><t>far</t></is></c></row>'
+    xml = re.sub(r'(<row r="25">.*?)</row>', lambda m: m[1] + far, xml, count=1)
+    xml = re.sub(r'<row r="21">.*?</row>', '<row r="21" s="1"/>', xml)
+    path = raw_sheet(tmp_path / "blank-and-far.xlsx", xml)
+    table = read_export(path, "meeting_list")
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1) if n != 20] + ["far"]
+    assert table.equals(read_whole(path, monkeypatch))
