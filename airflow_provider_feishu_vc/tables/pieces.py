@@ -282,6 +282,8 @@ class _Cutter:
             yield self.header_row, (rows,)
         elif ROW_START.search(rows):
             yield self._with_header(rows)
+        elif bytes(rows).strip():  # no ``<row``, yet more than space: rows the cutter does not know (``<x:row>``)
+            raise WholeSheetNeeded("a piece holds no row element spelled <row")
         last = ROW_NUMBER.match(text, max(text.rfind(b"<row", start, end), 0))
         if last is not None:
             self.last_row = int(last.group(1))
