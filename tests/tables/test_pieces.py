@@ -157,13 +157,14 @@ def test_the_row_element_count_finds_every_row_tag_at_every_offset(text: bytes, 
     ),
     filler=st.sampled_from([b"", b"x", b"xy", b"xyz", b"\xe4\xbc\x9a"]),
     cut=st.integers(0, 3),
+    lead=st.integers(0, 3),
 )  # fmt: skip
 def test_the_row_numbers_are_read_as_the_sheet_reader_numbers_rows(
-    rows: list[tuple[str, int]], filler: bytes, cut: int
+    rows: list[tuple[str, int]], filler: bytes, cut: int, lead: int
 ) -> None:
     """Each row element's number, read a vector at a time, is the one its ``r`` says (or the one before's plus one),
     whatever comes before ``r``, however many digits it has, wherever the element ends up against the end."""
-    text = filler + b"".join(tag.format(number).encode() + filler for tag, number in rows)
+    text = b"x" * lead + b"".join(tag.format(number).encode() + filler for tag, number in rows)
     text = text[: len(text) - cut] if rows and text.endswith(b">") else text
     expected, previous = [], 7
     for found in re.finditer(rb"<row", text):
