@@ -178,6 +178,8 @@ def _first_valued_row(archive: zipfile.ZipFile, sheet: int | str) -> int:
         return 1
     with archive.open(part) as stream:
         head = stream.read(HEAD_BYTES)
+    named = None if SHEET_DATA.search(head) else PREFIXED_SHEET_DATA.search(head)
+    head = _unprefixed(head, named.group(1) if named else b"")
     opened = SHEET_DATA.search(head)
     number = 0
     for match in ROW.finditer(head, opened.end() if opened else len(head)):
@@ -528,12 +530,16 @@ def _row_elements_of(stream: IO[bytes]) -> tuple[Any, bool] | None:
 
 def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
     """What the ``<sheetData>`` of the sheet XML read from ``stream`` holds, in parts ``text[start:end]`` that end at
-    a row's end (or at the end of the rows)."""
-    text, start = b"", -1
+    a row's end (or at the end of the rows); a sheet whose elements carry a prefix (``<x:row>``) with it left out."""
+    text, start, prefix = b"", -1, b""
     while block := stream.read(READ_BYTES):
-        text = text + block if text else block
+        text = _unprefixed(text + block if text else block, prefix)
         if start < 0:
             found = SHEET_DATA.search(text)
+            if found is None and (named := PREFIXED_SHEET_DATA.search(text)) is not None:
+                prefix = named.group(1)
+                text = _unprefixed(text, prefix)
+                found = SHEET_DATA.search(text)
             if found is None:
                 continue
             start = found.end()
@@ -548,6 +554,15 @@ def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
             text, start = text[end:], 0
     if start >= 0:
         yield text, start, len(text)
+
+
+#: The rows of a sheet whose elements carry a prefix (``<x:sheetData>``, as the .NET Open XML SDK writes them).
+PREFIXED_SHEET_DATA = re.compile(rb"<([A-Za-z_][\w.-]*):sheetData\s*>")
+
+
+def _unprefixed(text: bytes, prefix: bytes) -> bytes:
+    """``text`` with ``prefix`` left out of its tags (the sheet reader reads such elements as it reads the others)."""
+    return text.replace(b"<" + prefix + b":", b"<").replace(b"</" + prefix + b":", b"</") if prefix else text
 
 
 def _workbook(
