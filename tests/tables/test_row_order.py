@@ -4,12 +4,18 @@ the table holds the rows a spreadsheet shows, in sheet order, or the read is an 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
 from airflow_provider_feishu_vc.tables import pieces, read_export
@@ -305,3 +311,89 @@ def test_a_sheet_of_prefixed_elements_is_counted_too(
     path = raw_sheet(tmp_path / "prefixed-twice.xlsx", prefixed(grid_xml(grid)))
     with pytest.raises(FeishuVCTableError, match=r"two row elements numbered 51\b"):
         read_export(path, "meeting_list")
+
+
+LAST = 121  # the sheet rows of the generated sheets: the header and meetings 1 to 120 (about 15 small pieces)
+hostile_edit = st.one_of(
+    st.tuples(st.just("twice"), st.integers(2, LAST)),  # a second row element of that number, after the first
+    st.tuples(st.just("blank"), st.integers(2, LAST)),  # the row's cells left without a value
+    st.tuples(st.just("far"), st.integers(2, LAST), st.integers(2, LAST + 40)),  # one more cell, naming A<target>
+    st.tuples(st.just("move"), st.integers(2, LAST), st.integers(2, LAST + 40)),  # the row's cells: one, A<target>
+)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(edits=st.lists(hostile_edit, min_size=1, max_size=4))
+def test_rows_laid_on_one_or_named_elsewhere_read_as_the_cells_say_or_are_an_error(
+    edits: list[tuple[Any, ...]],
+) -> None:
+    """Row elements of one number, blank rows, cells naming other rows, in any mix, in pieces and whole: two row
+    elements of one number are an error; else the table holds exactly the rows the cells name, in order (a model of
+    the sheet reader: a cell sits where its reference says), or, where two cells name one cell, the read may be an
+    error. A count of rows alone can be evened out by a row named elsewhere."""
+    rows = {n: list(enumerate(meeting(n - 1))) for n in range(2, LAST + 1)}
+    extra: dict[int, list[int]] = {}  # cells added to a row element: the rows their references name
+    seconds = set()
+    for edit in edits:
+        kind, number = edit[0], edit[1]
+        if kind == "twice":
+            seconds.add(number)
+        elif kind == "blank":
+            rows[number] = [(column, None) for column, _ in rows[number]]
+            extra.pop(number, None)
+        else:
+            if kind == "move":
+                rows[number] = []
+            extra.setdefault(number, []).append(edit[2])
+    elements = [(1, list(enumerate(MEETING)))]
+    for number in range(2, LAST + 1):
+        elements.append((number, rows[number]))
+        if number in seconds:
+            elements.append((number, list(enumerate(meeting(9000 + number)))))
+    xml = grid_xml(elements)
+    named: dict[tuple[int, int], str] = {}
+    twice: set[tuple[int, int]] = set()
+
+    def name(cell: tuple[int, int], text: str) -> None:
+        if cell in named:
+            twice.add(cell)
+        named[cell] = text
+
+    for number, cells in elements:
+        for column, text in cells:
+            if text is not None:
+                name((number, column), text)
+    for number, targets in extra.items():
+        far = "".join(f'<c r="A{t}" t="inlineStr"><is><t>far {t}</t></is></c>' for t in targets)
+        element = re.compile(rf'(<row r="{number}"[^>]*?)(?:/>|>(.*?)</row>)')
+        xml = element.sub(lambda m, far=far: f"{m[1]}>{m[2] or ''}{far}</row>", xml, count=1)  # type: ignore[misc]
+        for target in targets:
+            name((target, 0), f"far {target}")
+    sheet_rows = sorted({n for n, _ in named if n > 1})
+    with tempfile.TemporaryDirectory() as folder:
+        path = raw_sheet(Path(folder) / "hostile.xlsx", xml)
+        for piece_bytes in (2048, 2**40):
+            with patched(pieces, "PIECE_BYTES", piece_bytes):
+                if seconds:
+                    with pytest.raises(FeishuVCTableError, match="two row elements numbered"):
+                        read_export(path, "meeting_list")
+                    continue
+                try:
+                    ids = read_export(path, "meeting_list").column("meeting_id").to_pylist()
+                except FeishuVCTableError:
+                    assert twice, "only two cells naming one cell may make the read an error"
+                    continue
+                assert len(ids) == len(sheet_rows)
+                for number, read in zip(sheet_rows, ids, strict=True):
+                    if (number, 0) not in twice:
+                        assert read == named.get((number, 0))
+
+
+@contextlib.contextmanager
+def patched(owner: object, name: str, value: object) -> Iterator[None]:
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
