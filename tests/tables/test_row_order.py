@@ -375,7 +375,7 @@ def test_rows_laid_on_one_or_named_elsewhere_read_as_the_cells_say_or_are_an_err
         for piece_bytes in (2048, 2**40):
             with patched(pieces, "PIECE_BYTES", piece_bytes):
                 if seconds:
-                    with pytest.raises(FeishuVCTableError, match="two row elements numbered|names cell"):
+                    with pytest.raises(FeishuVCTableError, match=None if twice else "two row elements numbered"):
                         read_export(path, "meeting_list")
                     continue
                 try:
