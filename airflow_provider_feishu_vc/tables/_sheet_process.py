@@ -143,7 +143,7 @@ class PieceReads:
             if damaged:
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
             if rows is not None:
-                piece = numbered(piece, *rows)
+                piece = numbered(piece, rows)
         return pa.Table.from_batches([batch]), piece if counted is None else counted.result()
 
 

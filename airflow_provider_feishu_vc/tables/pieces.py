@@ -104,22 +104,43 @@ class Piece:
         while the piece is read, so that neither cutting the next piece nor handing this one on waits for it)."""
         if self.rows_at is None or not isinstance(self.source, bytes):
             return self
-        numbers = _row_numbers(self.source, *self.rows_at)
+        numbers = _row_numbers(*own_rows(self))
         if numbers is None:  # not counted
             return self
-        return numbered(self, numbers, _unsure(self.source, *self.rows_at))
+        return numbered(self, numbers)
 
 
-def numbered(piece: Piece, numbers: Any, unsure: bool) -> Piece:
-    """``piece`` with the numbers of its row elements (``unsure``: its rows hold comments, CDATA or processing
-    instructions, where text could look like a row: no number held twice is then an error)."""
-    return dataclasses.replace(piece, rows=len(numbers), twice=None if unsure else _twice(numbers), numbers=numbers)
+def numbered(piece: Piece, numbers: Any) -> Piece:
+    """``piece`` with the numbers of its row elements (a numpy array)."""
+    return dataclasses.replace(piece, rows=len(numbers), twice=_twice(numbers), numbers=numbers)
 
 
-def _unsure(text: bytes, start: int, end: int) -> bool:
-    """Whether ``text[start:end]`` holds a comment, CDATA or a processing instruction (no known writer puts any
-    among the rows)."""
+def own_rows(piece: Piece) -> tuple[bytes, int, int]:
+    """A cut piece's own rows' XML, its copy left out, as ``text[start:end]`` (comments, CDATA and processing
+    instructions left out: :func:`_without_markup`); a ``WholeSheetNeeded`` for one cut in two by the piece's end."""
+    assert isinstance(piece.source, bytes) and piece.rows_at is not None, "a cut piece"
+    text, (start, end) = piece.source, piece.rows_at
+    if not _has_markup(text, start, end):
+        return text, start, end
+    text = _without_markup(text[start:end])
+    if MARKUP_START.search(text):
+        raise WholeSheetNeeded("a comment, CDATA or processing instruction runs past a piece's end")
+    return text, 0, len(text)
+
+
+#: Comments, CDATA and processing instructions (no known writer puts any among a sheet's rows), and how each starts.
+MARKUP = re.compile(rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>", re.DOTALL)
+MARKUP_START = re.compile(rb"<!--|<!\[CDATA\[|<\?")
+
+
+def _has_markup(text: bytes, start: int, end: int) -> bool:
     return text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0
+
+
+def _without_markup(text: bytes) -> bytes:
+    """``text`` without its comments and processing instructions (text there could look like a row), and each CDATA
+    section as one letter (text: a value, as the sheet reader reads it); one left open at the end stays."""
+    return MARKUP.sub(lambda found: b"x" if found.group(0).startswith(b"<![") else b"", text)
 
 
 def pieces(path: str, sheet: int | str, piece_bytes: int = PIECE_BYTES) -> Iterator[Piece]:
@@ -367,22 +388,14 @@ def _twice(numbers: Any) -> int | None:
 
 def valued_rows(piece: Piece) -> int | None:
     """How many rows of a piece hold a value, a cut piece's copy of the sheet's first such row left out (one pass of
-    a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none). None for a sheet
-    read whole whose rows hold comments, CDATA or processing instructions (text there could look like a row)."""
+    a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
     if isinstance(piece.source, str):  # the sheet read whole, its rows counted (:func:`check_whole`)
         with zipfile.ZipFile(piece.source) as archive:
             part = _only_sheet(archive, piece.sheet)
             assert part is not None, "a sheet whose rows were counted"
             with archive.open(part) as stream:
-                counted = 0
-                for text, start, end in _sheet_rows(stream):
-                    if text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0:
-                        return None
-                    counted += _valued_rows(text, start, end)
-                return counted
-    text, start = _sheet_xml(piece)
-    rows = _valued_rows(text, start, len(text))
-    return rows - 1 if piece.copy else rows
+                return sum(_valued_rows(text, start, end) for text, start, end in _sheet_rows(stream))
+    return _valued_rows(*own_rows(piece))
 
 
 #: A cell element, and its reference (column letters, row number).
@@ -409,8 +422,7 @@ def cell_rows(piece: Piece) -> tuple[Any, str | None]:
                 for text, start, end in _sheet_rows(stream):
                     previous = _name_cells(text, start, end, previous, named, seen, twice)
     else:
-        assert piece.rows_at is not None, "a cut piece whose rows were counted"
-        _name_cells(piece.source, *piece.rows_at, 0, named, seen, twice)
+        _name_cells(*own_rows(piece), 0, named, seen, twice)
     return np.array(sorted(named), np.int64), (twice[0] if twice else None)
 
 
@@ -449,16 +461,6 @@ def _column_index(letters: bytes) -> int:
     return index - 1
 
 
-def _sheet_xml(piece: Piece) -> tuple[bytes, int]:
-    """A cut piece's sheet XML, and where its rows start."""
-    assert isinstance(piece.source, bytes), "a cut piece"
-    with zipfile.ZipFile(io.BytesIO(piece.source)) as archive:
-        part = next(i for i in archive.infolist() if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename))
-        text = archive.read(part)
-    opened = SHEET_DATA.search(text)
-    return text, opened.end() if opened else 0
-
-
 def _valued_rows(text: bytes, start: int, end: int) -> int:
     """How many rows of ``text[start:end]`` (whole rows) hold a value."""
     return text.count(b"<row", start, end) - len(VALUELESS_ROW.findall(text, start, end))
@@ -492,12 +494,12 @@ def whole(path: str, sheet: int | str) -> Piece:
         raise FeishuVCTableError(f"source is a damaged xlsx workbook: {error}") from None
 
 
-def check_whole(path: str, sheet: int | str) -> tuple[str | None, tuple[Any, bool] | None]:
+def check_whole(path: str, sheet: int | str) -> tuple[str | None, Any]:
     """For a sheet read whole, in one pass over the file: what is wrong with the first part whose bytes do not match
     their CRC-32 (None when every part does: calamine does not check, and a flipped bit in a compressed sheet can read
-    as other rows), and the numbers of the sheet's row elements, as a cut piece's are read, with whether its rows
-    hold comments (None when it cannot be told here: a workbook of several worksheets); see :func:`numbered`."""
-    rows: tuple[Any, bool] | None = None
+    as other rows), and the numbers of the sheet's row elements, as a cut piece's are read (None when it cannot be
+    told here: a workbook of several worksheets); see :func:`numbered`."""
+    rows: Any = None
     try:
         with zipfile.ZipFile(path) as archive:
             sheet_part = _only_sheet(archive, sheet)
@@ -512,20 +514,19 @@ def check_whole(path: str, sheet: int | str) -> tuple[str | None, tuple[Any, boo
     return None, rows
 
 
-def _row_elements_of(stream: IO[bytes]) -> tuple[Any, bool] | None:
-    """The numbers of the row elements in the sheet XML read from ``stream``, and whether its rows hold comments,
-    CDATA or processing instructions (None when it has no ``<sheetData>``)."""
+def _row_elements_of(stream: IO[bytes]) -> Any:
+    """The numbers of the row elements in the sheet XML read from ``stream`` (a numpy array; None when it has no
+    ``<sheetData>``)."""
     import numpy as np
 
-    parts, previous, unsure = [], 0, False
+    parts, previous = [], 0
     for text, start, end in _sheet_rows(stream):
         numbers = _row_numbers(text, start, end, previous)
         if numbers is None:  # not counted
             return None
         parts.append(numbers)
         previous = int(numbers[-1]) if len(numbers) else previous
-        unsure = unsure or _unsure(text, start, end)
-    return (np.concatenate(parts), unsure) if parts else None
+    return np.concatenate(parts) if parts else None
 
 
 def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
@@ -543,9 +544,14 @@ def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
             if found is None:
                 continue
             start = found.end()
-        end = text.rfind(ROW_END, start)
+        limit = len(text)
+        if _has_markup(text, start, limit):
+            text = text[:start] + _without_markup(text[start:])
+            left_open = MARKUP_START.search(text, start)
+            limit = left_open.start() if left_open else len(text)
+        end = text.rfind(ROW_END, start, limit)
         end = start if end < 0 else end + len(ROW_END)
-        close = text.find(SHEET_DATA_END, end)
+        close = text.find(SHEET_DATA_END, end, limit)
         if close >= 0:
             yield text, start, close
             return
