@@ -104,10 +104,16 @@ class Piece:
         while the piece is read, so that neither cutting the next piece nor handing this one on waits for it)."""
         if self.rows_at is None or not isinstance(self.source, bytes):
             return self
-        numbers = _row_numbers(*own_rows(self))
+        numbers = _row_numbers(self.source, *self.rows_at)
         if numbers is None:  # not counted
             return self
-        return numbered(self, numbers)
+        return numbered(self, numbers if _twice(numbers) is None else _row_numbers(*own_rows(self)))
+
+
+def exactly(piece: Piece) -> Piece:
+    """A counted cut piece with the numbers of its row elements read without comments, CDATA and processing
+    instructions (:func:`own_rows`), where the quick count (which sees ``<row`` there too) could be off."""
+    return piece if piece.rows is None or piece.rows_at is None else numbered(piece, _row_numbers(*own_rows(piece)))
 
 
 def numbered(piece: Piece, numbers: Any) -> Piece:
@@ -134,7 +140,14 @@ MARKUP_START = re.compile(rb"<!--|<!\[CDATA\[|<\?")
 
 
 def _has_markup(text: bytes, start: int, end: int) -> bool:
-    return text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0
+    """Whether ``text[start:end]`` holds ``<!`` or ``<?`` (found by their rare second byte: ``<`` is everywhere)."""
+    for mark in b"!?":
+        at = text.find(mark, start, end)
+        while at >= 0:
+            if at > start and text[at - 1] == ord("<"):
+                return True
+            at = text.find(mark, at + 1, end)
+    return False
 
 
 def _without_markup(text: bytes) -> bytes:
@@ -381,12 +394,14 @@ def _twice(numbers: Any) -> int | None:
     """The lowest number that ``numbers`` (a numpy array) holds twice, or None."""
     import numpy as np
 
+    if bool(np.all(numbers[1:] > numbers[:-1])):  # in order, as every known writer writes them: no sort
+        return None
     ordered = np.sort(numbers)
     twice = np.flatnonzero(ordered[1:] == ordered[:-1])
     return int(ordered[twice[0]]) if twice.size else None
 
 
-def valued_rows(piece: Piece) -> int | None:
+def valued_rows(piece: Piece) -> int:
     """How many rows of a piece hold a value, a cut piece's copy of the sheet's first such row left out (one pass of
     a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
     if isinstance(piece.source, str):  # the sheet read whole, its rows counted (:func:`check_whole`)

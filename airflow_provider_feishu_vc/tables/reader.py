@@ -221,7 +221,10 @@ class TableBuilder:
                 "and the table would not hold exactly the sheet's rows"
             )
         read = rows_with_values(cells) - piece.copy
-        counted = pieces.valued_rows(piece) if piece.rows is not None and read != piece.rows else read
+        counted = read
+        if piece.rows is not None and read != piece.rows:  # rows without a value, or comments, or a row lost
+            piece = pieces.exactly(piece)
+            counted = pieces.valued_rows(piece)
         if piece.numbers is not None:
             read_at = valued_sheet_rows(cells, piece.first_row)[int(piece.copy) :]
             if not np.isin(read_at, piece.numbers).all():  # a cell names a row without an element: check every cell
@@ -241,7 +244,7 @@ class TableBuilder:
                         "would not hold exactly the sheet's rows"
                     )
                 counted = read
-        if counted is not None and read != counted:
+        if read != counted:
             raise FeishuVCTableError(
                 f"source's sheet rows from {piece.first_row + piece.copy} hold {counted} rows with a value, but "
                 f"{read} were read: the table would not hold exactly the sheet's rows"
