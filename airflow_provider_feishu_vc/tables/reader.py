@@ -227,22 +227,8 @@ class TableBuilder:
             counted = pieces.valued_rows(piece)
         if piece.numbers is not None:
             read_at = valued_sheet_rows(cells, piece.first_row)[int(piece.copy) :]
-            if not np.isin(read_at, piece.numbers).all():  # a cell names a row without an element: check every cell
-                named, twice = pieces.cell_rows(piece)
-                if twice is not None:
-                    raise FeishuVCTableError(
-                        f"source's sheet names cell {twice} twice: the sheet reader keeps one of its values, and the "
-                        "table would not hold exactly the sheet's rows"
-                    )
-                # compared from their first rows: a sheet read whole whose first row element is not its first row
-                # may start its cell range above piece.first_row
-                if not np.array_equal(read_at - read_at[:1], named - named[:1]):
-                    differing = int(np.setxor1d(read_at - read_at[:1], named - named[:1])[0]) + int(named[:1].sum())
-                    raise FeishuVCTableError(
-                        f"source's sheet rows from {piece.first_row + piece.copy}: {len(read_at)} rows with a value "
-                        f"were read where the cells name {len(named)} (sheet row {differing} differs): the table "
-                        "would not hold exactly the sheet's rows"
-                    )
+            if read != counted or not np.isin(read_at, piece.numbers).all():  # a cell may name another row
+                _check_cells(piece, read_at)
                 counted = read
         if read != counted:
             raise FeishuVCTableError(
@@ -304,6 +290,27 @@ def header_score(row: list[str | None], kind: str) -> int:
     """How many distinct columns of ``kind``'s contract the cells of ``row`` name."""
     index = _header_index(kind)
     return len({column.field for value in row if value and (column := index.get(header_key(value)))})
+
+
+def _check_cells(piece: Piece, read_at: Any) -> None:
+    """Where the rows read differ from the row elements (a cell names another row, or a row was lost): every cell of
+    the piece, one by one; an error unless the rows read with a value (``read_at``, sheet rows) are the rows its cells
+    name, no two naming one cell."""
+    named, twice = pieces.cell_rows(piece)
+    if twice is not None:
+        raise FeishuVCTableError(
+            f"source's sheet names cell {twice} twice: the sheet reader keeps one of its values, and the table would "
+            "not hold exactly the sheet's rows"
+        )
+    # compared from their first rows: a sheet read whole whose first row element is not its first row may start its
+    # cell range above piece.first_row
+    if not np.array_equal(read_at - read_at[:1], named - named[:1]):
+        differing = int(np.setxor1d(read_at - read_at[:1], named - named[:1])[0]) + int(named[:1].sum())
+        raise FeishuVCTableError(
+            f"source's sheet rows from {piece.first_row + piece.copy} hold {len(named)} rows with a value, but "
+            f"{len(read_at)} were read (sheet row {differing} differs): the table would not hold exactly the sheet's "
+            "rows"
+        )
 
 
 def valued_sheet_rows(cells: pa.Table, first_row: int) -> Any:
