@@ -122,7 +122,7 @@ class PieceReads:
         import pyarrow as pa
 
         from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
-        from airflow_provider_feishu_vc.tables.pieces import check_whole, numbered
+        from airflow_provider_feishu_vc.tables.pieces import check_whole, numbered, own_rows
 
         # calamine does not check CRC-32, nor say when two rows fall on one: for a sheet read whole, check the file
         # and count the sheet's rows beside the read (cut pieces are checked and counted as they are cut)
@@ -136,6 +136,8 @@ class PieceReads:
         except Exception:
             if checked is not None and (damaged := checked.result()[0]):  # what broke the read, said plainly
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}") from None
+            if not piece.whole:
+                own_rows(piece)  # a comment or CDATA cut in two by the piece's end: WholeSheetNeeded, read whole
             raise
         self.seconds_reading += time.perf_counter() - began
         if checked is not None:
