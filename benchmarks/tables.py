@@ -108,17 +108,17 @@ def row_count_seconds(rows: int) -> float:
     from airflow_provider_feishu_vc.tables import pieces, reader
 
     counting = 0.0
-    original = pieces._row_elements
+    original = pieces._row_numbers
 
-    def timed_count(text: bytes, start: int, end: int) -> int:
+    def timed_count(text: bytes, start: int, end: int, previous: int = 0) -> object:
         nonlocal counting
         began = time.perf_counter()
         try:
-            return original(text, start, end)
+            return original(text, start, end, previous)
         finally:
             counting += time.perf_counter() - began
 
-    pieces._row_elements = timed_count
+    pieces._row_numbers = timed_count
     try:
         for piece in pieces.pieces(str(meeting_list(rows)), 0):
             piece.counted()
@@ -131,5 +131,5 @@ def row_count_seconds(rows: int) -> float:
             reader.rows_with_values(cells)
             counting += time.perf_counter() - began
     finally:
-        pieces._row_elements = original
+        pieces._row_numbers = original
     return counting

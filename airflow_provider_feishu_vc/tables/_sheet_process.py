@@ -117,13 +117,12 @@ class PieceReads:
 
     def _read(self, piece: Piece) -> tuple[pa.Table, Piece]:
         """The piece's cells, and the piece (a sheet read whole: with its rows counted, when they can be)."""
-        import dataclasses
 
         import fastexcel
         import pyarrow as pa
 
         from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
-        from airflow_provider_feishu_vc.tables.pieces import check_whole
+        from airflow_provider_feishu_vc.tables.pieces import check_whole, numbered, own_rows
 
         # calamine does not check CRC-32, nor say when two rows fall on one: for a sheet read whole, check the file
         # and count the sheet's rows beside the read (cut pieces are checked and counted as they are cut)
@@ -137,13 +136,16 @@ class PieceReads:
         except Exception:
             if checked is not None and (damaged := checked.result()[0]):  # what broke the read, said plainly
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}") from None
+            if not piece.whole:
+                own_rows(piece)  # a comment or CDATA cut in two by the piece's end: WholeSheetNeeded, read whole
             raise
         self.seconds_reading += time.perf_counter() - began
         if checked is not None:
             damaged, rows = checked.result()
             if damaged:
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
-            piece = dataclasses.replace(piece, rows=rows)
+            if rows is not None:
+                piece = numbered(piece, rows)
         return pa.Table.from_batches([batch]), piece if counted is None else counted.result()
 
 

@@ -27,7 +27,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
 
@@ -93,13 +93,67 @@ class Piece:
     copy: bool = False
     #: Where in a cut piece's ``source`` its own rows' XML (the copy left out) starts and ends, to be counted.
     rows_at: tuple[int, int] | None = None
+    #: A row number two of the piece's row elements carry (the sheet reader lays them on one row), or None.
+    twice: int | None = None
+    #: The numbers of the piece's row elements (a numpy array; None: not counted): a row read elsewhere holds a cell
+    #: that names another row, and the piece's cells are then checked one by one (:func:`cell_rows`).
+    numbers: Any = None
 
     def counted(self) -> Piece:
-        """The piece with its row elements counted (a cut piece; counted in a thread of its own while the piece is
-        read, so that neither cutting the next piece nor handing this one on waits for the count)."""
+        """The piece with its row elements counted and their numbers checked (a cut piece; in a thread of its own
+        while the piece is read, so that neither cutting the next piece nor handing this one on waits for it)."""
         if self.rows_at is None or not isinstance(self.source, bytes):
             return self
-        return dataclasses.replace(self, rows=_row_elements(self.source, *self.rows_at))
+        numbers = _row_numbers(self.source, *self.rows_at)
+        if numbers is None:  # not counted
+            return self
+        return numbered(self, numbers if _twice(numbers) is None else _row_numbers(*own_rows(self)))
+
+
+def exactly(piece: Piece) -> Piece:
+    """A counted cut piece with the numbers of its row elements read without comments, CDATA and processing
+    instructions (:func:`own_rows`), where the quick count (which sees ``<row`` there too) could be off."""
+    return piece if piece.rows is None or piece.rows_at is None else numbered(piece, _row_numbers(*own_rows(piece)))
+
+
+def numbered(piece: Piece, numbers: Any) -> Piece:
+    """``piece`` with the numbers of its row elements (a numpy array)."""
+    return dataclasses.replace(piece, rows=len(numbers), twice=_twice(numbers), numbers=numbers)
+
+
+def own_rows(piece: Piece) -> tuple[bytes, int, int]:
+    """A cut piece's own rows' XML, its copy left out, as ``text[start:end]`` (comments, CDATA and processing
+    instructions left out: :func:`_without_markup`); a ``WholeSheetNeeded`` for one cut in two by the piece's end."""
+    assert isinstance(piece.source, bytes) and piece.rows_at is not None, "a cut piece"
+    text, (start, end) = piece.source, piece.rows_at
+    if not _has_markup(text, start, end):
+        return text, start, end
+    text = _without_markup(text[start:end])
+    if MARKUP_START.search(text):
+        raise WholeSheetNeeded("a comment, CDATA or processing instruction runs past a piece's end")
+    return text, 0, len(text)
+
+
+#: Comments, CDATA and processing instructions (no known writer puts any among a sheet's rows), and how each starts.
+MARKUP = re.compile(rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>", re.DOTALL)
+MARKUP_START = re.compile(rb"<!--|<!\[CDATA\[|<\?")
+
+
+def _has_markup(text: bytes, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` holds ``<!`` or ``<?`` (found by their rare second byte: ``<`` is everywhere)."""
+    for mark in b"!?":
+        at = text.find(mark, start, end)
+        while at >= 0:
+            if at > start and text[at - 1] == ord("<"):
+                return True
+            at = text.find(mark, at + 1, end)
+    return False
+
+
+def _without_markup(text: bytes) -> bytes:
+    """``text`` without its comments and processing instructions (text there could look like a row), and each CDATA
+    section as one letter (text: a value, as the sheet reader reads it); one left open at the end stays."""
+    return MARKUP.sub(lambda found: b"x" if found.group(0).startswith(b"<![") else b"", text)
 
 
 def pieces(path: str, sheet: int | str, piece_bytes: int = PIECE_BYTES) -> Iterator[Piece]:
@@ -158,6 +212,8 @@ def _first_valued_row(archive: zipfile.ZipFile, sheet: int | str) -> int:
         return 1
     with archive.open(part) as stream:
         head = stream.read(HEAD_BYTES)
+    named = None if SHEET_DATA.search(head) else PREFIXED_SHEET_DATA.search(head)
+    head = _unprefixed(head, named.group(1) if named else b"")
     opened = SHEET_DATA.search(head)
     number = 0
     for match in ROW.finditer(head, opened.end() if opened else len(head)):
@@ -262,6 +318,8 @@ class _Cutter:
             yield self.header_row, (rows,)
         elif ROW_START.search(rows):
             yield self._with_header(rows)
+        elif bytes(rows).strip():  # no ``<row``, yet more than space: rows the cutter does not know (``<x:row>``)
+            raise WholeSheetNeeded("a piece holds no row element spelled <row")
         last = ROW_NUMBER.match(text, max(text.rfind(b"<row", start, end), 0))
         if last is not None:
             self.last_row = int(last.group(1))
@@ -289,49 +347,133 @@ def _after_rows(text: bytes, start: int, count: int) -> int | None:
 
 #: ``<row`` read as one little-endian 32-bit word.
 _ROW_WORD = int.from_bytes(b"<row", "little")
+#: What follows ``<row`` in the row elements every known writer writes: the row number comes first.
+_NUMBER_FIRST = b' r="'
+#: The most digits a row number read a vector at a time may have (a sheet has at most 1,048,576 rows).
+_NUMBER_DIGITS = 10
 
 
-def _row_elements(text: bytes, start: int, end: int) -> int:
-    """How many row elements ``text[start:end]`` holds: the places where it spells ``<row``, found as 32-bit words at
-    each of the four byte offsets (numpy compares words a vector at a time: a third of ``bytes.count``'s time, the
-    same whatever the cells hold)."""
+def _row_numbers(text: bytes, start: int, end: int, previous: int = 0) -> Any:
+    """The numbers of the row elements ``text[start:end]`` holds, in the order written, as a numpy array (a row
+    without a number is the one before's plus one, ``previous`` before the first, as the sheet reader numbers it).
+
+    The elements are the places where ``text`` spells ``<row``, found as 32-bit words at each of the four byte offsets
+    (numpy compares words a vector at a time: a third of ``bytes.count``'s time, the same whatever the cells hold);
+    their numbers are read a vector at a time where ``r`` comes first, else one by one."""
     import numpy as np
 
-    found = 0
-    for shift in range(min(4, end - start)):
-        words = (end - start - shift) // 4
-        found += int(np.count_nonzero(np.frombuffer(text, "<u4", words, start + shift) == _ROW_WORD))
-    return found
+    found = [
+        np.flatnonzero(np.frombuffer(text, "<u4", (end - start - shift) // 4, start + shift) == _ROW_WORD) * 4
+        + (start + shift)
+        for shift in range(min(4, end - start))
+    ]
+    at = np.sort(np.concatenate(found)) if found else np.empty(0, np.int64)
+    if not at.size:
+        return at
+    tail = len(_NUMBER_FIRST) + _NUMBER_DIGITS + 1
+    window = np.frombuffer(text, np.uint8)[np.minimum(at[:, None] + np.arange(4, 4 + tail), len(text) - 1)]
+    digits = window[:, len(_NUMBER_FIRST) :].astype(np.int64) - ord("0")
+    is_digit = (digits >= 0) & (digits <= 9)
+    length = np.argmin(is_digit, axis=1)  # digits before the first other byte (0 when all are digits: one by one)
+    quick = (
+        (window[:, : len(_NUMBER_FIRST)] == np.frombuffer(_NUMBER_FIRST, np.uint8)).all(axis=1)
+        & (length > 0)
+        & (digits[np.arange(at.size), length] == ord('"') - ord("0"))
+    )  # near the end of ``text`` the window repeats its last byte: all digits (one by one), or the closing quote
+    numbers = np.zeros(at.size, np.int64)
+    for place in range(_NUMBER_DIGITS):
+        numbers = np.where(place < length, numbers * 10 + digits[:, place], numbers)
+    for index in np.flatnonzero(~quick).tolist():
+        written = ROW_NUMBER.match(text, int(at[index]))
+        before = int(numbers[index - 1]) if index else previous
+        numbers[index] = int(written.group(1)) if written else before + 1
+    return numbers
 
 
-def valued_rows(piece: Piece) -> int | None:
+def _twice(numbers: Any) -> int | None:
+    """The lowest number that ``numbers`` (a numpy array) holds twice, or None."""
+    import numpy as np
+
+    if bool(np.all(numbers[1:] > numbers[:-1])):  # in order, as every known writer writes them: no sort
+        return None
+    ordered = np.sort(numbers)
+    twice = np.flatnonzero(ordered[1:] == ordered[:-1])
+    return int(ordered[twice[0]]) if twice.size else None
+
+
+def valued_rows(piece: Piece) -> int:
     """How many rows of a piece hold a value, a cut piece's copy of the sheet's first such row left out (one pass of
-    a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none). None for a sheet
-    read whole whose rows hold comments, CDATA or processing instructions (text there could look like a row)."""
+    a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
     if isinstance(piece.source, str):  # the sheet read whole, its rows counted (:func:`check_whole`)
         with zipfile.ZipFile(piece.source) as archive:
             part = _only_sheet(archive, piece.sheet)
             assert part is not None, "a sheet whose rows were counted"
             with archive.open(part) as stream:
-                counted = 0
+                return sum(_valued_rows(text, start, end) for text, start, end in _sheet_rows(stream))
+    return _valued_rows(*own_rows(piece))
+
+
+#: A cell element, and its reference (column letters, row number).
+CELL = re.compile(rb"<c\b[^>]*?(?:/>|>.*?</c>)", re.DOTALL)
+CELL_REFERENCE = re.compile(rb'<c\b[^>]*?\sr="([A-Za-z]+)(\d+)"')  # the sheet reader takes a5 for A5
+NO_VALUE_CELL = re.compile(_NO_VALUE_CELL)
+
+
+def cell_rows(piece: Piece) -> tuple[Any, str | None]:
+    """The sheet rows the cells of a piece with a value name (a numpy array, in order; a cut piece's copy of the
+    sheet's first row with a value left out), and a cell two of them name (the sheet reader keeps one value), or None:
+    one regular-expression pass over every cell, for a piece where a cell names a row that has no row element."""
+    import numpy as np
+
+    named: set[int] = set()
+    seen: set[tuple[int, int]] = set()
+    twice: list[str] = []
+    if isinstance(piece.source, str):
+        with zipfile.ZipFile(piece.source) as archive:
+            part = _only_sheet(archive, piece.sheet)
+            assert part is not None, "a sheet whose rows were counted"
+            with archive.open(part) as stream:
+                previous = 0
                 for text, start, end in _sheet_rows(stream):
-                    if text.find(b"<!", start, end) >= 0 or text.find(b"<?", start, end) >= 0:
-                        return None
-                    counted += _valued_rows(text, start, end)
-                return counted
-    text, start = _sheet_xml(piece)
-    rows = _valued_rows(text, start, len(text))
-    return rows - 1 if piece.copy else rows
+                    previous = _name_cells(text, start, end, previous, named, seen, twice)
+    else:
+        _name_cells(*own_rows(piece), 0, named, seen, twice)
+    return np.array(sorted(named), np.int64), (twice[0] if twice else None)
 
 
-def _sheet_xml(piece: Piece) -> tuple[bytes, int]:
-    """A cut piece's sheet XML, and where its rows start."""
-    assert isinstance(piece.source, bytes), "a cut piece"
-    with zipfile.ZipFile(io.BytesIO(piece.source)) as archive:
-        part = next(i for i in archive.infolist() if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename))
-        text = archive.read(part)
-    opened = SHEET_DATA.search(text)
-    return text, opened.end() if opened else 0
+def _name_cells(
+    text: bytes, start: int, end: int, previous: int, named: set[int], seen: set[tuple[int, int]], twice: list[str]
+) -> int:
+    """Add the sheet rows that the cells with a value of the rows in ``text[start:end]`` name to ``named``, and
+    each cell named twice to ``twice`` (in ``seen``: the cells named so far); the number of the last row."""
+    for row in ROW.finditer(text, start, end):
+        element = row.group(0)
+        written = ROW_NUMBER.match(element)
+        previous = int(written.group(1)) if written else previous + 1
+        column = -1
+        for cell in CELL.finditer(element):
+            reference = CELL_REFERENCE.match(cell.group(0))
+            number = previous
+            if reference is None:
+                column += 1
+            else:
+                column = _column_index(reference.group(1))
+                number = int(reference.group(2))
+            if NO_VALUE_CELL.fullmatch(cell.group(0)):
+                continue
+            if (number, column) in seen and not twice:
+                twice.append(f"{reference.group(1).decode().upper() if reference else column + 1}{number}")
+            seen.add((number, column))
+            named.add(number)
+    return previous
+
+
+def _column_index(letters: bytes) -> int:
+    """The 0-based column of spreadsheet letters: A -> 0, AA -> 26."""
+    index = 0
+    for letter in letters.upper():
+        index = index * 26 + letter - ord("A") + 1
+    return index - 1
 
 
 def _valued_rows(text: bytes, start: int, end: int) -> int:
@@ -367,12 +509,12 @@ def whole(path: str, sheet: int | str) -> Piece:
         raise FeishuVCTableError(f"source is a damaged xlsx workbook: {error}") from None
 
 
-def check_whole(path: str, sheet: int | str) -> tuple[str | None, int | None]:
+def check_whole(path: str, sheet: int | str) -> tuple[str | None, Any]:
     """For a sheet read whole, in one pass over the file: what is wrong with the first part whose bytes do not match
     their CRC-32 (None when every part does: calamine does not check, and a flipped bit in a compressed sheet can read
-    as other rows), and how many row elements the sheet holds, as a cut piece's are counted (None when it cannot be
-    told here: a workbook of several worksheets)."""
-    rows: int | None = None
+    as other rows), and the numbers of the sheet's row elements, as a cut piece's are read (None when it cannot be
+    told here: a workbook of several worksheets); see :func:`numbered`."""
+    rows: Any = None
     try:
         with zipfile.ZipFile(path) as archive:
             sheet_part = _only_sheet(archive, sheet)
@@ -387,28 +529,44 @@ def check_whole(path: str, sheet: int | str) -> tuple[str | None, int | None]:
     return None, rows
 
 
-def _row_elements_of(stream: IO[bytes]) -> int | None:
-    """How many row elements the sheet XML read from ``stream`` holds (None when it has no ``<sheetData>``)."""
-    counted = None
+def _row_elements_of(stream: IO[bytes]) -> Any:
+    """The numbers of the row elements in the sheet XML read from ``stream`` (a numpy array; None when it has no
+    ``<sheetData>``)."""
+    import numpy as np
+
+    parts, previous = [], 0
     for text, start, end in _sheet_rows(stream):
-        counted = (counted or 0) + _row_elements(text, start, end)
-    return counted
+        numbers = _row_numbers(text, start, end, previous)
+        if numbers is None:  # not counted
+            return None
+        parts.append(numbers)
+        previous = int(numbers[-1]) if len(numbers) else previous
+    return np.concatenate(parts) if parts else None
 
 
 def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
     """What the ``<sheetData>`` of the sheet XML read from ``stream`` holds, in parts ``text[start:end]`` that end at
-    a row's end (or at the end of the rows)."""
-    text, start = b"", -1
+    a row's end (or at the end of the rows); a sheet whose elements carry a prefix (``<x:row>``) with it left out."""
+    text, start, prefix = b"", -1, b""
     while block := stream.read(READ_BYTES):
-        text = text + block if text else block
+        text = _unprefixed(text + block if text else block, prefix)
         if start < 0:
             found = SHEET_DATA.search(text)
+            if found is None and (named := PREFIXED_SHEET_DATA.search(text)) is not None:
+                prefix = named.group(1)
+                text = _unprefixed(text, prefix)
+                found = SHEET_DATA.search(text)
             if found is None:
                 continue
             start = found.end()
-        end = text.rfind(ROW_END, start)
+        limit = len(text)
+        if _has_markup(text, start, limit):
+            text = text[:start] + _without_markup(text[start:])
+            left_open = MARKUP_START.search(text, start)
+            limit = left_open.start() if left_open else len(text)
+        end = text.rfind(ROW_END, start, limit)
         end = start if end < 0 else end + len(ROW_END)
-        close = text.find(SHEET_DATA_END, end)
+        close = text.find(SHEET_DATA_END, end, limit)
         if close >= 0:
             yield text, start, close
             return
@@ -417,6 +575,15 @@ def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
             text, start = text[end:], 0
     if start >= 0:
         yield text, start, len(text)
+
+
+#: The rows of a sheet whose elements carry a prefix (``<x:sheetData>``, as the .NET Open XML SDK writes them).
+PREFIXED_SHEET_DATA = re.compile(rb"<([A-Za-z_][\w.-]*):sheetData\s*>")
+
+
+def _unprefixed(text: bytes, prefix: bytes) -> bytes:
+    """``text`` with ``prefix`` left out of its tags (the sheet reader reads such elements as it reads the others)."""
+    return text.replace(b"<" + prefix + b":", b"<").replace(b"</" + prefix + b":", b"</") if prefix else text
 
 
 def _workbook(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -214,9 +215,22 @@ class TableBuilder:
             if self.has_data_outside(cells):
                 raise WholeSheetNeeded("a later piece has data in a column the first did not")
         self.read_to = piece.first_row + cells.num_rows - 1
+        if piece.twice is not None:  # the reader lays both on one row: the row count alone can miss it
+            raise FeishuVCTableError(
+                f"source's sheet has two row elements numbered {piece.twice}: the sheet reader lays them on one row, "
+                "and the table would not hold exactly the sheet's rows"
+            )
         read = rows_with_values(cells) - piece.copy
-        counted = pieces.valued_rows(piece) if piece.rows is not None and read != piece.rows else read
-        if counted is not None and read != counted:
+        counted = read
+        if piece.rows is not None and read != piece.rows:  # rows without a value, or comments, or a row lost
+            piece = pieces.exactly(piece)
+            counted = pieces.valued_rows(piece)
+        if piece.numbers is not None:
+            read_at = valued_sheet_rows(cells, piece.first_row)[int(piece.copy) :]
+            if read != counted or not np.isin(read_at, piece.numbers).all():  # a cell may name another row
+                _check_cells(piece, read_at)
+                counted = read
+        if read != counted:
             raise FeishuVCTableError(
                 f"source's sheet rows from {piece.first_row + piece.copy} hold {counted} rows with a value, but "
                 f"{read} were read: the table would not hold exactly the sheet's rows"
@@ -276,6 +290,37 @@ def header_score(row: list[str | None], kind: str) -> int:
     """How many distinct columns of ``kind``'s contract the cells of ``row`` name."""
     index = _header_index(kind)
     return len({column.field for value in row if value and (column := index.get(header_key(value)))})
+
+
+def _check_cells(piece: Piece, read_at: Any) -> None:
+    """Where the rows read differ from the row elements (a cell names another row, or a row was lost): every cell of
+    the piece, one by one; an error unless the rows read with a value (``read_at``, sheet rows) are the rows its cells
+    name, no two naming one cell."""
+    named, twice = pieces.cell_rows(piece)
+    if twice is not None:
+        raise FeishuVCTableError(
+            f"source's sheet names cell {twice} twice: the sheet reader keeps one of its values, and the table would "
+            "not hold exactly the sheet's rows"
+        )
+    # compared from their first rows: a sheet read whole whose first row element is not its first row may start its
+    # cell range above piece.first_row
+    if not np.array_equal(read_at - read_at[:1], named - named[:1]):
+        differing = int(np.setxor1d(read_at - read_at[:1], named - named[:1])[0]) + int(named[:1].sum())
+        raise FeishuVCTableError(
+            f"source's sheet rows from {piece.first_row + piece.copy} hold {len(named)} rows with a value, but "
+            f"{len(read_at)} were read (sheet row {differing} differs): the table would not hold exactly the sheet's "
+            "rows"
+        )
+
+
+def valued_sheet_rows(cells: pa.Table, first_row: int) -> Any:
+    """The sheet rows (a numpy array, in order) of the rows of ``cells`` with a value, ``first_row`` the first's."""
+    if cells.num_rows == 0 or any(column.null_count == 0 for column in cells.columns):
+        return np.arange(first_row, first_row + cells.num_rows)
+    valued: Any = None
+    for column in cells.columns:
+        valued = pc.is_valid(column) if valued is None else pc.or_(valued, pc.is_valid(column))
+    return np.flatnonzero(valued.to_numpy(zero_copy_only=False)) + first_row
 
 
 def rows_with_values(cells: pa.Table) -> int:

@@ -9,5 +9,5 @@ def _not_counted(*_: object) -> None:
     return None
 
 
-pieces._row_elements = _not_counted  # type: ignore[assignment]  # cut pieces
+pieces._row_numbers = _not_counted  # cut pieces
 pieces._row_elements_of = _not_counted  # type: ignore[assignment]  # a sheet read whole

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
@@ -124,26 +125,33 @@ def test_a_note_left_of_the_header_in_a_later_piece_only_reads_the_sheet_whole(
 def test_a_piece_read_with_another_count_of_rows_than_was_cut_is_an_error(
     tmp_path: Path, small_pieces: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The run-time row count: had the reader lost (or invented) a row of one piece, the read fails."""
+    """The run-time row count: had the reader lost (or invented) a row of one piece, so that the row elements, the rows
+    with a value and the rows the cells name all differ from the rows read, the read fails."""
     from airflow_provider_feishu_vc.tables import _sheet_process
 
     path = tmp_path / "export.xlsx"
     write_workbook(path, "s", MEETING, (meeting(n) for n in range(1, ROWS + 1)))
-    counted, valued = pieces._row_elements, pieces.valued_rows
+    counted, valued, cell_rows = pieces._row_numbers, pieces.valued_rows, pieces.cell_rows
     cut: list[int] = []
 
-    def one_more_in_the_third_piece(text: bytes, start: int, end: int) -> int:
+    def one_more_in_the_third_piece(text: bytes, start: int, end: int) -> object:
         cut.append(start)
-        return counted(text, start, end) + (len(cut) == 3)
+        numbers = counted(text, start, end)
+        return numbers if len(cut) != 3 else np.append(numbers, numbers.max() + 10**6)
 
-    monkeypatch.setattr(pieces, "_row_elements", one_more_in_the_third_piece)
+    def one_more_named(piece: pieces.Piece) -> tuple[object, str | None]:
+        named, twice = cell_rows(piece)
+        return np.append(named, named.max() + 10**6), twice
+
+    monkeypatch.setattr(pieces, "_row_numbers", one_more_in_the_third_piece)
     monkeypatch.setattr(pieces, "valued_rows", lambda piece: valued(piece) + 1)
+    monkeypatch.setattr(pieces, "cell_rows", one_more_named)
     request = {"path": str(path), "sheet": 0, "export_type": "meeting_list", "timezone": "Asia/Shanghai",
                "schema": "evolve", "output": "parquet", "out": str(tmp_path / "out.parquet"),
                "memory_limit": 2**33, "piece_bytes": small_pieces}  # fmt: skip
     with pytest.raises(FeishuVCTableError, match=r"sheet rows from \d+ hold \d+ rows with a value, but \d+ were"):
         _sheet_process.convert(request)
-    monkeypatch.setattr(pieces, "_row_elements", counted)
+    monkeypatch.setattr(pieces, "_row_numbers", counted)
     assert _sheet_process.convert(request)["rows"] == ROWS
 
 

@@ -4,6 +4,7 @@ damaged sheet; and the sheets that must be read whole are."""
 
 from __future__ import annotations
 
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -143,4 +144,31 @@ def test_the_row_element_count_finds_every_row_tag_at_every_offset(text: bytes, 
     """The vector count of row elements agrees with ``bytes.count`` for any bytes and any bounds, a tag cut by
     either bound included."""
     start, end = min(min(bounds), len(text)), min(max(bounds), len(text))
-    assert pieces._row_elements(text, start, end) == text.count(b"<row", start, end)
+    assert pieces._row_numbers(text, start, end).size == text.count(b"<row", start, end)
+
+
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(['<row r="{}">', '<row r="{}"/>', '<row spans="1:3" r="{}">', "<row>", '<row  r="{}">',
+                             '<row r="{}" s="1">', '<row r="0{}">']),
+            st.integers(1, 10**10),
+        )
+    ),
+    filler=st.sampled_from([b"", b"x", b"xy", b"xyz", b"\xe4\xbc\x9a"]),
+    cut=st.integers(0, 3),
+    lead=st.integers(0, 3),
+)  # fmt: skip
+def test_the_row_numbers_are_read_as_the_sheet_reader_numbers_rows(
+    rows: list[tuple[str, int]], filler: bytes, cut: int, lead: int
+) -> None:
+    """Each row element's number, read a vector at a time, is the one its ``r`` says (or the one before's plus one),
+    whatever comes before ``r``, however many digits it has, wherever the element ends up against the end."""
+    text = b"x" * lead + b"".join(tag.format(number).encode() + filler for tag, number in rows)
+    text = text[: len(text) - cut] if rows and text.endswith(b">") else text
+    expected, previous = [], 7
+    for found in re.finditer(rb"<row", text):
+        written = pieces.ROW_NUMBER.match(text, found.start())
+        previous = int(written.group(1)) if written else previous + 1
+        expected.append(previous)
+    assert pieces._row_numbers(text, 0, len(text), 7).tolist() == expected
