@@ -15,6 +15,7 @@ Protocol: one JSON request per line on stdin, one JSON answer per line on stdout
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import sys
@@ -141,11 +142,11 @@ class PieceReads:
             raise
         self.seconds_reading += time.perf_counter() - began
         if checked is not None:
-            damaged, rows = checked.result()
+            damaged, rows, cell_elements = checked.result()
             if damaged:
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
             if rows is not None:
-                piece = numbered(piece, rows)
+                piece = dataclasses.replace(numbered(piece, rows), cells=cell_elements)
         return pa.Table.from_batches([batch]), piece if counted is None else counted.result()
 
 

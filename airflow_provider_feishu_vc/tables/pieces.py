@@ -98,6 +98,9 @@ class Piece:
     #: The numbers of the piece's row elements (a numpy array; None: not counted): a row read elsewhere holds a cell
     #: that names another row, and the piece's cells are then checked one by one (:func:`cell_rows`).
     numbers: Any = None
+    #: How many cell elements the piece's rows hold, its copy left out (None: not counted): fewer cells read with a
+    #: value than that (a cell laid over another cell, or cells without a value), and the cells are checked one by one.
+    cells: int | None = None
 
     def counted(self) -> Piece:
         """The piece with its row elements counted and their numbers checked (a cut piece; in a thread of its own
@@ -107,7 +110,8 @@ class Piece:
         numbers = _row_numbers(self.source, *self.rows_at)
         if numbers is None:  # not counted
             return self
-        return numbered(self, numbers if _twice(numbers) is None else _row_numbers(*own_rows(self)))
+        counted = numbered(self, numbers if _twice(numbers) is None else _row_numbers(*own_rows(self)))
+        return dataclasses.replace(counted, cells=_cell_elements(self.source, *self.rows_at))
 
 
 def exactly(piece: Piece) -> Piece:
@@ -390,6 +394,18 @@ def _row_numbers(text: bytes, start: int, end: int, previous: int = 0) -> Any:
     return numbers
 
 
+#: Where a cell element starts: ``<c`` and a space (as every known writer writes it), other whitespace, ``/`` or ``>``.
+CELL_START = re.compile(rb"<c[\s/>]")
+
+
+def _cell_elements(text: bytes, start: int, end: int) -> int:
+    """How many cell elements ``text[start:end]`` holds (two ``bytes.count`` passes where every one is ``<c ``)."""
+    spaced = text.count(b"<c ", start, end)
+    if text.count(b"<c", start, end) == spaced:
+        return spaced
+    return len(CELL_START.findall(text, start, end))
+
+
 def _twice(numbers: Any) -> int | None:
     """The lowest number that ``numbers`` (a numpy array) holds twice, or None."""
     import numpy as np
@@ -509,39 +525,41 @@ def whole(path: str, sheet: int | str) -> Piece:
         raise FeishuVCTableError(f"source is a damaged xlsx workbook: {error}") from None
 
 
-def check_whole(path: str, sheet: int | str) -> tuple[str | None, Any]:
+def check_whole(path: str, sheet: int | str) -> tuple[str | None, Any, int | None]:
     """For a sheet read whole, in one pass over the file: what is wrong with the first part whose bytes do not match
     their CRC-32 (None when every part does: calamine does not check, and a flipped bit in a compressed sheet can read
     as other rows), and the numbers of the sheet's row elements, as a cut piece's are read (None when it cannot be
-    told here: a workbook of several worksheets); see :func:`numbered`."""
+    told here: a workbook of several worksheets; see :func:`numbered`), and how many cell elements it holds."""
     rows: Any = None
+    cells: int | None = None
     try:
         with zipfile.ZipFile(path) as archive:
             sheet_part = _only_sheet(archive, sheet)
             for part in archive.infolist():
                 with archive.open(part) as stream:
                     if sheet_part is not None and part.filename == sheet_part.filename:
-                        rows = _row_elements_of(stream)
+                        rows, cells = _row_elements_of(stream)
                     while stream.read(READ_BYTES):
                         pass
     except DAMAGE as error:
-        return str(error), None
-    return None, rows
+        return str(error), None, None
+    return None, rows, cells
 
 
-def _row_elements_of(stream: IO[bytes]) -> Any:
-    """The numbers of the row elements in the sheet XML read from ``stream`` (a numpy array; None when it has no
-    ``<sheetData>``)."""
+def _row_elements_of(stream: IO[bytes]) -> tuple[Any, int | None]:
+    """The numbers of the row elements in the sheet XML read from ``stream`` (a numpy array) and how many cell
+    elements they hold (None, None when it has no ``<sheetData>``)."""
     import numpy as np
 
-    parts, previous = [], 0
+    parts, previous, cells = [], 0, 0
     for text, start, end in _sheet_rows(stream):
         numbers = _row_numbers(text, start, end, previous)
         if numbers is None:  # not counted
-            return None
+            return None, None
         parts.append(numbers)
+        cells += _cell_elements(text, start, end)
         previous = int(numbers[-1]) if len(numbers) else previous
-    return np.concatenate(parts) if parts else None
+    return (np.concatenate(parts), cells) if parts else (None, None)
 
 
 def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:

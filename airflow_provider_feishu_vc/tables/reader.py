@@ -227,7 +227,8 @@ class TableBuilder:
             counted = pieces.valued_rows(piece)
         if piece.numbers is not None:
             read_at = valued_sheet_rows(cells, piece.first_row)[int(piece.copy) :]
-            if read != counted or not np.isin(read_at, piece.numbers).all():  # a cell may name another row
+            laid_over = piece.cells is not None and piece.cells != valued_cells(cells, piece.copy)
+            if read != counted or laid_over or not np.isin(read_at, piece.numbers).all():  # a cell names another
                 _check_cells(piece, read_at)
                 counted = read
         if read != counted:
@@ -321,6 +322,12 @@ def valued_sheet_rows(cells: pa.Table, first_row: int) -> Any:
     for column in cells.columns:
         valued = pc.is_valid(column) if valued is None else pc.or_(valued, pc.is_valid(column))
     return np.flatnonzero(valued.to_numpy(zero_copy_only=False)) + first_row
+
+
+def valued_cells(cells: pa.Table, copy: bool) -> int:
+    """How many cells of ``cells`` hold a value (the first row, a cut piece's copy, left out when ``copy``)."""
+    rows = cells.slice(1) if copy else cells
+    return sum(len(column) - column.null_count for column in rows.columns)
 
 
 def rows_with_values(cells: pa.Table) -> int:
