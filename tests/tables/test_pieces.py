@@ -172,3 +172,14 @@ def test_the_row_numbers_are_read_as_the_sheet_reader_numbers_rows(
         previous = int(written.group(1)) if written else previous + 1
         expected.append(previous)
     assert pieces._row_numbers(text, 0, len(text), 7).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "xml", [b'<c r="A1"/>', b"x<c>", b'<c\tr="A1">', b"ab<c/", b'<color/><c r="B2"', b"<c", b"", b"<c<c ", b"<cc <c\n"]
+)
+def test_cell_elements_are_counted_as_the_cell_regex_finds_them_in_every_slice(xml: bytes) -> None:
+    """The vector count of ``<c`` tags (16-bit words at both offsets) against one regex pass, at every start and end
+    (a ``<c`` as a slice's last bytes is not a cell element of that slice, whatever follows it)."""
+    for start in range(len(xml) + 1):
+        for end in range(start, len(xml) + 1):
+            assert pieces._cell_elements(xml, start, end) == len(re.findall(rb"<c[\s/>]", xml[start:end]))
