@@ -47,7 +47,8 @@ HEAD_BYTES = 4 * 2**20
 SHEET_DATA = re.compile(rb"<sheetData\s*>")
 DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
 ROW = re.compile(rb"<row\b[^>]*?(?:/>|>.*?</row>)", re.DOTALL)
-ROW_NUMBER = re.compile(rb'<row\b[^>]*?\sr="(\d+)"')
+#: A row element's number, as XML allows it: in either quote, space around the ``=`` (the sheet reader reads them all).
+ROW_NUMBER = re.compile(rb"""<row\b[^>]*?\sr\s*=\s*["'](\d+)["']""")
 #: The number of the row a piece starts with (whitespace may lead).
 FIRST_ROW_NUMBER = re.compile(rb'\s*<row\b[^>]*?\sr="(\d+)"')
 ROW_START = re.compile(rb"<row\b")
@@ -439,7 +440,7 @@ def valued_rows(piece: Piece) -> int:
 
 #: A cell element, and its reference (column letters, row number).
 CELL = re.compile(rb"<c\b[^>]*?(?:/>|>.*?</c>)", re.DOTALL)
-CELL_REFERENCE = re.compile(rb'<c\b[^>]*?\sr="([A-Za-z]+)(\d+)"')  # the sheet reader takes a5 for A5
+CELL_REFERENCE = re.compile(rb"""<c\b[^>]*?\sr\s*=\s*["']([A-Za-z]+)(\d+)["']""")  # a5 reads as A5
 NO_VALUE_CELL = re.compile(_NO_VALUE_CELL)
 
 

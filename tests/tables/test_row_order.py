@@ -453,3 +453,19 @@ def test_a_cell_laid_over_another_cell_is_an_error_where_the_rows_count_out_even
     monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
     with pytest.raises(FeishuVCTableError, match=rf"names cell {lost} twice"):
         read_export(path, "meeting_list")
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+@pytest.mark.parametrize("spelled", [r" r='\1'", r' r = "\1"', r" r =  '\1'"], ids=["single", "spaced", "both"])
+def test_row_and_cell_numbers_in_single_quotes_or_spaced_out_are_read_as_the_sheet_reader_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int, spelled: str
+) -> None:
+    """XML allows ``r='5'`` and ``r = "5"``, and the sheet reader reads them: a correct sheet so written, with empty
+    sheet rows 300 to 304, was refused (its rows' and cells' numbers were taken as missing, so the cells seemed to
+    name rows 300 to 304 and the reader to have read them elsewhere)."""
+    grid = [(number if number < 300 else number + 5, cells) for number, cells in meeting_rows()]
+    xml = re.sub(r' r="([^"]*)"', spelled, grid_xml(grid))
+    path = raw_sheet(tmp_path / "quoted.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    table: Any = read_export(path, "meeting_list")
+    assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1)]
