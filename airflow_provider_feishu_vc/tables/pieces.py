@@ -99,8 +99,8 @@ class Piece:
     #: The numbers of the piece's row elements (a numpy array; None: not counted): a row read elsewhere holds a cell
     #: that names another row, and the piece's cells are then checked one by one (:func:`cell_rows`).
     numbers: Any = None
-    #: How many cell elements the piece's rows hold, its copy left out (None: not counted): fewer cells read with a
-    #: value than that (a cell laid over another cell, or cells without a value), and the cells are checked one by one.
+    #: How many cell elements the piece's rows hold, its copy left out (None: not counted; :func:`_cell_elements`):
+    #: fewer cells read with a value (a cell laid over another, or cells without one): checked one by one.
     cells: int | None = None
 
     def counted(self) -> Piece:
@@ -395,24 +395,21 @@ def _row_numbers(text: bytes, start: int, end: int, previous: int = 0) -> Any:
     return numbers
 
 
-#: ``<c`` read as one little-endian 16-bit word, and the bytes that may follow it in a cell element's tag.
+#: ``<c`` read as one little-endian 16-bit word.
 _CELL_WORD = int.from_bytes(b"<c", "little")
-_AFTER_CELL = b" \t\r\n/>"
 
 
 def _cell_elements(text: bytes, start: int, end: int) -> int:
-    """How many cell elements ``text[start:end]`` holds: ``<c`` found as 16-bit words at both byte offsets (numpy, as
-    :func:`_row_numbers` finds ``<row``), then a space, other whitespace, ``/`` or ``>``."""
+    """How many times ``text[start:end]`` spells ``<c``, found as 16-bit words at both byte offsets (numpy, as
+    :func:`_row_numbers` finds ``<row``): every cell element, and the rare ``<color>``, ``<charset>`` or ``<condense>``
+    of a rich-text value. Never fewer than the cells read with a value, and as many only when each cell element was
+    read as a cell of its own (a cell laid over another makes one fewer), so the count needs no second look."""
     import numpy as np
 
-    found = [
-        np.flatnonzero(np.frombuffer(text, "<u2", (end - start - shift) // 2, start + shift) == _CELL_WORD) * 2
-        + (start + shift)
+    return sum(
+        int(np.count_nonzero(np.frombuffer(text, "<u2", (end - start - shift) // 2, start + shift) == _CELL_WORD))
         for shift in range(min(2, end - start))
-    ]
-    at = np.concatenate(found) if found else np.empty(0, np.int64)
-    after = np.frombuffer(text, np.uint8)[np.minimum(at + 2, len(text) - 1)]
-    return int(np.count_nonzero(np.isin(after, np.frombuffer(_AFTER_CELL, np.uint8)) & (at + 2 < end)))
+    )
 
 
 def _twice(numbers: Any) -> int | None:

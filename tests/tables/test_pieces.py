@@ -175,11 +175,11 @@ def test_the_row_numbers_are_read_as_the_sheet_reader_numbers_rows(
 
 
 @pytest.mark.parametrize(
-    "xml", [b'<c r="A1"/>', b"x<c>", b'<c\tr="A1">', b"ab<c/", b'<color/><c r="B2"', b"<c", b"", b"<c<c ", b"<cc <c\n"]
+    "xml", [b'<c r="A1"/>', b"x<c>", b'<c\tr="A1">', b"ab<c/", b'<color/><c r="B2"', b"<c", b"", b"<c<c ", b"<<cc<c"]
 )
-def test_cell_elements_are_counted_as_the_cell_regex_finds_them_in_every_slice(xml: bytes) -> None:
-    """The vector count of ``<c`` tags (16-bit words at both offsets) against one regex pass, at every start and end
-    (a ``<c`` as a slice's last bytes is not a cell element of that slice, whatever follows it)."""
+def test_cell_tags_are_counted_as_bytes_count_finds_them_in_every_slice(xml: bytes) -> None:
+    """The vector count of ``<c`` (16-bit words at both byte offsets) against ``bytes.count``, at every start and end:
+    none missed (a cell laid over another would go unseen), none found across a slice's edge."""
     for start in range(len(xml) + 1):
         for end in range(start, len(xml) + 1):
-            assert pieces._cell_elements(xml, start, end) == len(re.findall(rb"<c[\s/>]", xml[start:end]))
+            assert pieces._cell_elements(xml, start, end) == xml[start:end].count(b"<c")
