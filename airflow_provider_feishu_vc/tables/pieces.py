@@ -358,6 +358,11 @@ _NUMBER_FIRST = b' r="'
 _NUMBER_DIGITS = 10
 
 
+#: The rows a sheet may have, and the highest number a row element may carry and be counted (numpy's int64).
+MAX_SHEET_ROWS = 1_048_576
+_MOST_HELD = 2**62
+
+
 def _row_numbers(text: bytes, start: int, end: int, previous: int = 0) -> Any:
     """The numbers of the row elements ``text[start:end]`` holds, in the order written, as a numpy array (a row
     without a number is the one before's plus one, ``previous`` before the first, as the sheet reader numbers it).
@@ -391,7 +396,12 @@ def _row_numbers(text: bytes, start: int, end: int, previous: int = 0) -> Any:
     for index in np.flatnonzero(~quick).tolist():
         written = ROW_NUMBER.match(text, int(at[index]))
         before = int(numbers[index - 1]) if index else previous
-        numbers[index] = int(written.group(1)) if written else before + 1
+        number = int(written.group(1)) if written else before + 1
+        if number > _MOST_HELD:
+            raise FeishuVCTableError(
+                f"source's sheet has a row element numbered {number}: a sheet has at most {MAX_SHEET_ROWS} rows"
+            )
+        numbers[index] = number
     return numbers
 
 

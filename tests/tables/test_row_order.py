@@ -469,3 +469,17 @@ def test_row_and_cell_numbers_in_single_quotes_or_spaced_out_are_read_as_the_she
     monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
     table: Any = read_export(path, "meeting_list")
     assert table.column("meeting_id").to_pylist() == [str(n) for n in range(1, ROWS + 1)]
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+def test_a_row_number_too_long_to_hold_is_an_error_that_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    """A row element numbered with 20 digits (its cells named as usual): reading its number one by one overflowed,
+    and the read failed with 'OverflowError: Python int too large to convert to C long'."""
+    number = "9" * 20
+    xml = grid_xml(meeting_rows()).replace('<row r="300">', f'<row spans="1:17" r="{number}">', 1)
+    path = raw_sheet(tmp_path / "long-number.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(FeishuVCTableError, match=rf"row element numbered {number}: a sheet has at most 1048576 rows"):
+        read_export(path, "meeting_list")
