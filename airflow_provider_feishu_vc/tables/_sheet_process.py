@@ -83,7 +83,7 @@ class PieceReads:
     def __init__(self, stack: ExitStack, sheet_pieces: Iterator[Piece], path: str) -> None:
         self.cutter = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="cut"))
         self.readers = stack.enter_context(ThreadPoolExecutor(READS_AT_ONCE, thread_name_prefix="read"))
-        #: Counts a cut piece's row elements while it is read (numpy, like calamine, lets go of the GIL).
+        #: Counts a cut piece's row and cell elements while it is read (numpy, like calamine, lets go of the GIL).
         self.counter = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="count"))
         self.sheet_pieces, self.path = sheet_pieces, path
         self.upcoming: Future[Piece | None] | None = self.cutter.submit(next, sheet_pieces, None)
@@ -118,7 +118,6 @@ class PieceReads:
 
     def _read(self, piece: Piece) -> tuple[pa.Table, Piece]:
         """The piece's cells, and the piece (a sheet read whole: with its rows counted, when they can be)."""
-
         import fastexcel
         import pyarrow as pa
 
@@ -126,7 +125,7 @@ class PieceReads:
         from airflow_provider_feishu_vc.tables.pieces import check_whole, numbered, own_rows
 
         # calamine does not check CRC-32, nor say when two rows fall on one: for a sheet read whole, check the file
-        # and count the sheet's rows beside the read (cut pieces are checked and counted as they are cut)
+        # and count the sheet's rows beside the read (cut pieces: CRC checked as they are cut, counted beside the read)
         checked = self.cutter.submit(check_whole, self.path, piece.sheet) if piece.whole else None
         counted = None if piece.whole else self.counter.submit(piece.counted)
         began = time.perf_counter()
