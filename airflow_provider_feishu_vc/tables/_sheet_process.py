@@ -122,12 +122,12 @@ class PieceReads:
         import pyarrow as pa
 
         from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
-        from airflow_provider_feishu_vc.tables.pieces import check_whole, numbered, own_rows
+        from airflow_provider_feishu_vc.tables.counting import check_whole, counted, numbered, own_rows
 
         # calamine does not check CRC-32, nor say when two rows fall on one: for a sheet read whole, check the file
         # and count the sheet's rows beside the read (cut pieces: CRC checked as they are cut, counted beside the read)
         checked = self.cutter.submit(check_whole, self.path, piece.sheet) if piece.whole else None
-        counted = None if piece.whole else self.counter.submit(piece.counted)
+        counting = None if piece.whole else self.counter.submit(counted, piece)
         began = time.perf_counter()
         try:
             batch = fastexcel.read_excel(piece.source).load_sheet(
@@ -146,7 +146,7 @@ class PieceReads:
                 raise FeishuVCTableError(f"source is a damaged xlsx workbook: {damaged}")
             if rows is not None:
                 piece = dataclasses.replace(numbered(piece, rows), cells=cell_elements)
-        return pa.Table.from_batches([batch]), piece if counted is None else counted.result()
+        return pa.Table.from_batches([batch]), piece if counting is None else counting.result()
 
 
 def _convert(request: dict[str, Any], sheet_pieces: Iterator[Piece]) -> dict[str, Any]:

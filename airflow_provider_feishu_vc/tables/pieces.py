@@ -6,10 +6,9 @@ about :data:`PIECE_BYTES`; each piece becomes a small stored (uncompressed) work
 parts. Every piece after the first starts with a copy of the sheet's first row with a value (the header, or a
 title above it), renumbered to sit just above the piece's first row, so that the reader can check where the piece's
 cell range starts: a piece whose copy is not where the first piece's row was is read shifted into place, or the
-sheet read whole (``reader.TableBuilder.data_of``). Each piece's rows are counted from its XML apart from the sheet
-reader, while the piece is read (:meth:`Piece.counted`: its row elements, one vector pass; when they differ from the
-rows read, those holding a value, exactly); a piece read with another count is an error, never a table with
-rows lost, merged or invented.
+sheet read whole (``reader.TableBuilder.data_of``). Each piece's rows and cells are counted from its XML apart from
+the sheet reader, while the piece is read (``counting.py``); a piece read with another count is an error, never a
+table with rows lost, merged or invented.
 
 A sheet is read whole (one piece: the file itself) when cutting it would gain nothing or could differ from reading
 it whole: it is small, the workbook has more than one worksheet, the shared-strings table is large (every piece
@@ -19,7 +18,6 @@ Stdlib and numpy only (no pyarrow): cutting runs beside the reading, in a thread
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import re
 import xml.etree.ElementTree as ElementTree
@@ -83,7 +81,7 @@ class Piece:
     """A workbook to read: ``source`` (bytes of a piece, or the original file's path), the sheet to read in it, the
     sheet row of its first row with a value (the sheet's first such row, or its copy above a later piece's rows),
     and how many row elements the piece has, the copy left out (None: not counted). Every row of a sheet written by
-    a known writer holds a value; where the rows read differ, :func:`valued_rows` counts those that do."""
+    a known writer holds a value; where the rows read differ, :func:`counting.valued_rows` counts those that do."""
 
     source: bytes | str
     sheet: int | str
@@ -97,68 +95,11 @@ class Piece:
     #: A row number two of the piece's row elements carry (the sheet reader lays them on one row), or None.
     twice: int | None = None
     #: The numbers of the piece's row elements (a numpy array; None: not counted): a row read elsewhere holds a cell
-    #: that names another row, and the piece's cells are then checked one by one (:func:`cell_rows`).
+    #: that names another row, and the piece's cells are then checked one by one (:func:`counting.cell_rows`).
     numbers: Any = None
-    #: How many cell elements the piece's rows hold, its copy left out (None: not counted; :func:`_cell_elements`):
+    #: How many cell elements the piece's rows hold, its copy left out (None: not counted; :func:`counting.counted`):
     #: fewer cells read with a value (a cell laid over another, or cells without one): checked one by one.
     cells: int | None = None
-
-    def counted(self) -> Piece:
-        """The piece with its row elements counted and their numbers checked (a cut piece; in a thread of its own
-        while the piece is read, so that neither cutting the next piece nor handing this one on waits for it)."""
-        if self.rows_at is None or not isinstance(self.source, bytes):
-            return self
-        numbers = _row_numbers(self.source, *self.rows_at)
-        if numbers is None:  # not counted
-            return self
-        counted = numbered(self, numbers if _twice(numbers) is None else _row_numbers(*own_rows(self)))
-        return dataclasses.replace(counted, cells=_cell_elements(self.source, *self.rows_at))
-
-
-def exactly(piece: Piece) -> Piece:
-    """A counted cut piece with the numbers of its row elements read without comments, CDATA and processing
-    instructions (:func:`own_rows`), where the quick count (which sees ``<row`` there too) could be off."""
-    return piece if piece.rows is None or piece.rows_at is None else numbered(piece, _row_numbers(*own_rows(piece)))
-
-
-def numbered(piece: Piece, numbers: Any) -> Piece:
-    """``piece`` with the numbers of its row elements (a numpy array)."""
-    return dataclasses.replace(piece, rows=len(numbers), twice=_twice(numbers), numbers=numbers)
-
-
-def own_rows(piece: Piece) -> tuple[bytes, int, int]:
-    """A cut piece's own rows' XML, its copy left out, as ``text[start:end]`` (comments, CDATA and processing
-    instructions left out: :func:`_without_markup`); a ``WholeSheetNeeded`` for one cut in two by the piece's end."""
-    assert isinstance(piece.source, bytes) and piece.rows_at is not None, "a cut piece"
-    text, (start, end) = piece.source, piece.rows_at
-    if not _has_markup(text, start, end):
-        return text, start, end
-    text = _without_markup(text[start:end])
-    if MARKUP_START.search(text):
-        raise WholeSheetNeeded("a comment, CDATA or processing instruction runs past a piece's end")
-    return text, 0, len(text)
-
-
-#: Comments, CDATA and processing instructions (no known writer puts any among a sheet's rows), and how each starts.
-MARKUP = re.compile(rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>", re.DOTALL)
-MARKUP_START = re.compile(rb"<!--|<!\[CDATA\[|<\?")
-
-
-def _has_markup(text: bytes, start: int, end: int) -> bool:
-    """Whether ``text[start:end]`` holds ``<!`` or ``<?`` (found by their rare second byte: ``<`` is everywhere)."""
-    for mark in b"!?":
-        at = text.find(mark, start, end)
-        while at >= 0:
-            if at > start and text[at - 1] == ord("<"):
-                return True
-            at = text.find(mark, at + 1, end)
-    return False
-
-
-def _without_markup(text: bytes) -> bytes:
-    """``text`` without its comments and processing instructions (text there could look like a row), and each CDATA
-    section as one letter (text: a value, as the sheet reader reads it); one left open at the end stays."""
-    return MARKUP.sub(lambda found: b"x" if found.group(0).startswith(b"<![") else b"", text)
 
 
 def pieces(path: str, sheet: int | str, piece_bytes: int = PIECE_BYTES) -> Iterator[Piece]:
@@ -350,169 +291,6 @@ def _after_rows(text: bytes, start: int, count: int) -> int | None:
     return end
 
 
-#: ``<row`` read as one little-endian 32-bit word.
-_ROW_WORD = int.from_bytes(b"<row", "little")
-#: What follows ``<row`` in the row elements every known writer writes: the row number comes first.
-_NUMBER_FIRST = b' r="'
-#: The most digits a row number read a vector at a time may have (a sheet has at most 1,048,576 rows).
-_NUMBER_DIGITS = 10
-
-
-#: The rows a sheet may have, and the highest number a row element may carry and be counted (numpy's int64).
-MAX_SHEET_ROWS = 1_048_576
-_MOST_HELD = 2**62
-
-
-def _row_numbers(text: bytes, start: int, end: int, previous: int = 0) -> Any:
-    """The numbers of the row elements ``text[start:end]`` holds, in the order written, as a numpy array (a row
-    without a number is the one before's plus one, ``previous`` before the first, as the sheet reader numbers it).
-
-    The elements are the places where ``text`` spells ``<row``, found as 32-bit words at each of the four byte offsets
-    (numpy compares words a vector at a time: a third of ``bytes.count``'s time, the same whatever the cells hold);
-    their numbers are read a vector at a time where ``r`` comes first, else one by one."""
-    import numpy as np
-
-    found = [
-        np.flatnonzero(np.frombuffer(text, "<u4", (end - start - shift) // 4, start + shift) == _ROW_WORD) * 4
-        + (start + shift)
-        for shift in range(min(4, end - start))
-    ]
-    at = np.sort(np.concatenate(found)) if found else np.empty(0, np.int64)
-    if not at.size:
-        return at
-    tail = len(_NUMBER_FIRST) + _NUMBER_DIGITS + 1
-    window = np.frombuffer(text, np.uint8)[np.minimum(at[:, None] + np.arange(4, 4 + tail), len(text) - 1)]
-    digits = window[:, len(_NUMBER_FIRST) :].astype(np.int64) - ord("0")
-    is_digit = (digits >= 0) & (digits <= 9)
-    length = np.argmin(is_digit, axis=1)  # digits before the first other byte (0 when all are digits: one by one)
-    quick = (
-        (window[:, : len(_NUMBER_FIRST)] == np.frombuffer(_NUMBER_FIRST, np.uint8)).all(axis=1)
-        & (length > 0)
-        & (digits[np.arange(at.size), length] == ord('"') - ord("0"))
-    )  # near the end of ``text`` the window repeats its last byte: all digits (one by one), or the closing quote
-    numbers = np.zeros(at.size, np.int64)
-    for place in range(_NUMBER_DIGITS):
-        numbers = np.where(place < length, numbers * 10 + digits[:, place], numbers)
-    for index in np.flatnonzero(~quick).tolist():
-        written = ROW_NUMBER.match(text, int(at[index]))
-        before = int(numbers[index - 1]) if index else previous
-        number = int(written.group(1)) if written else before + 1
-        if number > _MOST_HELD:
-            raise FeishuVCTableError(
-                f"source's sheet has a row element numbered {number}: a sheet has at most {MAX_SHEET_ROWS} rows"
-            )
-        numbers[index] = number
-    return numbers
-
-
-#: ``<c`` read as one little-endian 16-bit word.
-_CELL_WORD = int.from_bytes(b"<c", "little")
-
-
-def _cell_elements(text: bytes, start: int, end: int) -> int:
-    """How many times ``text[start:end]`` spells ``<c``, found as 16-bit words at both byte offsets (numpy, as
-    :func:`_row_numbers` finds ``<row``): every cell element, and the rare ``<color>``, ``<charset>`` or ``<condense>``
-    of a rich-text value. Never fewer than the cells read with a value, and as many only when each cell element was
-    read as a cell of its own (a cell laid over another makes one fewer), so the count needs no second look."""
-    import numpy as np
-
-    return sum(
-        int(np.count_nonzero(np.frombuffer(text, "<u2", (end - start - shift) // 2, start + shift) == _CELL_WORD))
-        for shift in range(min(2, end - start))
-    )
-
-
-def _twice(numbers: Any) -> int | None:
-    """The lowest number that ``numbers`` (a numpy array) holds twice, or None."""
-    import numpy as np
-
-    if bool(np.all(numbers[1:] > numbers[:-1])):  # in order, as every known writer writes them: no sort
-        return None
-    ordered = np.sort(numbers)
-    twice = np.flatnonzero(ordered[1:] == ordered[:-1])
-    return int(ordered[twice[0]]) if twice.size else None
-
-
-def valued_rows(piece: Piece) -> int:
-    """How many rows of a piece hold a value, a cut piece's copy of the sheet's first such row left out (one pass of
-    a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
-    if isinstance(piece.source, str):  # the sheet read whole, its rows counted (:func:`check_whole`)
-        with zipfile.ZipFile(piece.source) as archive:
-            part = _only_sheet(archive, piece.sheet)
-            assert part is not None, "a sheet whose rows were counted"
-            with archive.open(part) as stream:
-                return sum(_valued_rows(text, start, end) for text, start, end in _sheet_rows(stream))
-    return _valued_rows(*own_rows(piece))
-
-
-#: A cell element, and its reference (column letters, row number).
-CELL = re.compile(rb"<c\b[^>]*?(?:/>|>.*?</c>)", re.DOTALL)
-CELL_REFERENCE = re.compile(rb"""<c\b[^>]*?\sr\s*=\s*["']([A-Za-z]+)(\d+)["']""")  # a5 reads as A5
-NO_VALUE_CELL = re.compile(_NO_VALUE_CELL)
-
-
-def cell_rows(piece: Piece) -> tuple[Any, str | None]:
-    """The sheet rows the cells of a piece with a value name (a numpy array, in order; a cut piece's copy of the
-    sheet's first row with a value left out), and a cell two of them name (the sheet reader keeps one value), or None:
-    one regular-expression pass over every cell, for a piece where a cell names a row that has no row element."""
-    import numpy as np
-
-    named: set[int] = set()
-    seen: set[tuple[int, int]] = set()
-    twice: list[str] = []
-    if isinstance(piece.source, str):
-        with zipfile.ZipFile(piece.source) as archive:
-            part = _only_sheet(archive, piece.sheet)
-            assert part is not None, "a sheet whose rows were counted"
-            with archive.open(part) as stream:
-                previous = 0
-                for text, start, end in _sheet_rows(stream):
-                    previous = _name_cells(text, start, end, previous, named, seen, twice)
-    else:
-        _name_cells(*own_rows(piece), 0, named, seen, twice)
-    return np.array(sorted(named), np.int64), (twice[0] if twice else None)
-
-
-def _name_cells(
-    text: bytes, start: int, end: int, previous: int, named: set[int], seen: set[tuple[int, int]], twice: list[str]
-) -> int:
-    """Add the sheet rows that the cells with a value of the rows in ``text[start:end]`` name to ``named``, and
-    each cell named twice to ``twice`` (in ``seen``: the cells named so far); the number of the last row."""
-    for row in ROW.finditer(text, start, end):
-        element = row.group(0)
-        written = ROW_NUMBER.match(element)
-        previous = int(written.group(1)) if written else previous + 1
-        column = -1
-        for cell in CELL.finditer(element):
-            reference = CELL_REFERENCE.match(cell.group(0))
-            number = previous
-            if reference is None:
-                column += 1
-            else:
-                column = _column_index(reference.group(1))
-                number = int(reference.group(2))
-            if NO_VALUE_CELL.fullmatch(cell.group(0)):
-                continue
-            if (number, column) in seen and not twice:
-                twice.append(f"{reference.group(1).decode().upper() if reference else column + 1}{number}")
-            seen.add((number, column))
-            named.add(number)
-    return previous
-
-
-def _column_index(letters: bytes) -> int:
-    """The 0-based column of spreadsheet letters: A -> 0, AA -> 26."""
-    index = 0
-    for letter in letters.upper():
-        index = index * 26 + letter - ord("A") + 1
-    return index - 1
-
-
-def _valued_rows(text: bytes, start: int, end: int) -> int:
-    """How many rows of ``text[start:end]`` (whole rows) hold a value."""
-    return text.count(b"<row", start, end) - len(VALUELESS_ROW.findall(text, start, end))
-
-
 def _first_rows(buffer: bytes, start: int) -> Iterator[tuple[bytes, int | None]]:
     """The first row with a value and the row after it, each with its number (None when unnumbered, or when the sheet
     reader's cell range starts above the first row with a value: at a row of error values, which read as empty)."""
@@ -539,76 +317,6 @@ def whole(path: str, sheet: int | str) -> Piece:
             return Piece(path, sheet, _first_valued_row(archive, sheet), whole=True)
     except DAMAGE as error:
         raise FeishuVCTableError(f"source is a damaged xlsx workbook: {error}") from None
-
-
-def check_whole(path: str, sheet: int | str) -> tuple[str | None, Any, int | None]:
-    """For a sheet read whole, in one pass over the file: what is wrong with the first part whose bytes do not match
-    their CRC-32 (None when every part does: calamine does not check, and a flipped bit in a compressed sheet can read
-    as other rows), and the numbers of the sheet's row elements, as a cut piece's are read (None when it cannot be
-    told here: a workbook of several worksheets; see :func:`numbered`), and how many cell elements it holds."""
-    rows: Any = None
-    cells: int | None = None
-    try:
-        with zipfile.ZipFile(path) as archive:
-            sheet_part = _only_sheet(archive, sheet)
-            for part in archive.infolist():
-                with archive.open(part) as stream:
-                    if sheet_part is not None and part.filename == sheet_part.filename:
-                        rows, cells = _row_elements_of(stream)
-                    while stream.read(READ_BYTES):
-                        pass
-    except DAMAGE as error:
-        return str(error), None, None
-    return None, rows, cells
-
-
-def _row_elements_of(stream: IO[bytes]) -> tuple[Any, int | None]:
-    """The numbers of the row elements in the sheet XML read from ``stream`` (a numpy array) and how many cell
-    elements they hold (None, None when it has no ``<sheetData>``)."""
-    import numpy as np
-
-    parts, previous, cells = [], 0, 0
-    for text, start, end in _sheet_rows(stream):
-        numbers = _row_numbers(text, start, end, previous)
-        if numbers is None:  # not counted
-            return None, None
-        parts.append(numbers)
-        cells += _cell_elements(text, start, end)
-        previous = int(numbers[-1]) if len(numbers) else previous
-    return (np.concatenate(parts), cells) if parts else (None, None)
-
-
-def _sheet_rows(stream: IO[bytes]) -> Iterator[tuple[bytes, int, int]]:
-    """What the ``<sheetData>`` of the sheet XML read from ``stream`` holds, in parts ``text[start:end]`` that end at
-    a row's end (or at the end of the rows); a sheet whose elements carry a prefix (``<x:row>``) with it left out."""
-    text, start, prefix = b"", -1, b""
-    while block := stream.read(READ_BYTES):
-        text = _unprefixed(text + block if text else block, prefix)
-        if start < 0:
-            found = SHEET_DATA.search(text)
-            if found is None and (named := PREFIXED_SHEET_DATA.search(text)) is not None:
-                prefix = named.group(1)
-                text = _unprefixed(text, prefix)
-                found = SHEET_DATA.search(text)
-            if found is None:
-                continue
-            start = found.end()
-        limit = len(text)
-        if _has_markup(text, start, limit):
-            text = text[:start] + _without_markup(text[start:])
-            left_open = MARKUP_START.search(text, start)
-            limit = left_open.start() if left_open else len(text)
-        end = text.rfind(ROW_END, start, limit)
-        end = start if end < 0 else end + len(ROW_END)
-        close = text.find(SHEET_DATA_END, end, limit)
-        if close >= 0:
-            yield text, start, close
-            return
-        if end > start:
-            yield text, start, end
-            text, start = text[end:], 0
-    if start >= 0:
-        yield text, start, len(text)
 
 
 #: The rows of a sheet whose elements carry a prefix (``<x:sheetData>``, as the .NET Open XML SDK writes them).

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCConfigError, FeishuVCTableError
-from airflow_provider_feishu_vc.tables import pieces, values
+from airflow_provider_feishu_vc.tables import counting, values
 from airflow_provider_feishu_vc.tables.contract import (
     CONTRACT_VERSION,
     CONTRACTS,
@@ -28,6 +28,7 @@ from airflow_provider_feishu_vc.tables.contract import (
     header_index,
     header_key,
 )
+from airflow_provider_feishu_vc.tables.counting import column_letters
 from airflow_provider_feishu_vc.tables.pieces import HEADER_SEARCH_ROWS, Piece, WholeSheetNeeded
 
 log = logging.getLogger(__name__)
@@ -65,15 +66,6 @@ class SheetColumn:
     header: str
     name: str
     column: Column | None
-
-
-def column_letters(position: int) -> str:
-    """Spreadsheet letters of a 0-based column position: 0 -> A, 26 -> AA."""
-    letters, number = "", position + 1
-    while number:
-        number, remainder = divmod(number - 1, 26)
-        letters = chr(ord("A") + remainder) + letters
-    return letters
 
 
 def contract_of(export_type: str) -> tuple[Column, ...]:
@@ -223,13 +215,13 @@ class TableBuilder:
         read = rows_with_values(cells) - piece.copy
         counted = read
         if piece.rows is not None and read != piece.rows:  # rows without a value, or comments, or a row lost
-            piece = pieces.exactly(piece)
-            counted = pieces.valued_rows(piece)
+            piece = counting.exactly(piece)
+            counted = counting.valued_rows(piece)
         if piece.numbers is not None:
             read_at = valued_sheet_rows(cells, piece.first_row)[int(piece.copy) :]
             laid_over = piece.cells is not None and piece.cells != valued_cells(cells, piece.copy)
-            if read != counted or laid_over or not np.isin(read_at, piece.numbers).all():  # a cell names another
-                _check_cells(piece, read_at)
+            if read != counted or laid_over or not _all_in(read_at, piece.numbers):  # a cell names another
+                _check_cells(piece, read_at, valued_per_row(cells, piece.copy))
                 counted = read
         if read != counted:
             raise FeishuVCTableError(
@@ -293,25 +285,58 @@ def header_score(row: list[str | None], kind: str) -> int:
     return len({column.field for value in row if value and (column := index.get(header_key(value)))})
 
 
-def _check_cells(piece: Piece, read_at: Any) -> None:
-    """Where the rows read differ from the row elements (a cell names another row, or a row was lost): every cell of
-    the piece, one by one; an error unless the rows read with a value (``read_at``, sheet rows) are the rows its cells
-    name, no two naming one cell."""
-    named, twice = pieces.cell_rows(piece)
-    if twice is not None:
+def _all_in(read_at: Any, numbers: Any) -> bool:
+    """Whether every row read with a value (``read_at``) is a row some row element is numbered (``numbers``)."""
+    if len(read_at) == len(numbers) and np.array_equal(read_at, numbers):  # as every known writer writes them
+        return True
+    return bool(np.isin(read_at, numbers).all())
+
+
+def _check_cells(piece: Piece, read_at: Any, read_values: Any) -> None:
+    """Where the rows read differ from the row elements (a cell names another row, or a row was lost), or fewer cells
+    were read with a value than the piece has cell elements: every cell of the piece, one by one; an error unless the
+    rows read with a value (``read_at``, sheet rows) are the rows its cells name, no two naming one cell, and each
+    row was read with as many values (``read_values``) as its cells hold."""
+    named = counting.cell_rows(piece)
+    if named.twice is not None:
         raise FeishuVCTableError(
-            f"source's sheet names cell {twice} twice: the sheet reader keeps one of its values, and the table would "
-            "not hold exactly the sheet's rows"
+            f"source's sheet names cell {named.twice} twice: the sheet reader keeps one of its values, and the table "
+            "would not hold exactly the sheet's rows"
         )
     # compared from their first rows: a sheet read whole whose first row element is not its first row may start its
     # cell range above piece.first_row
-    if not np.array_equal(read_at - read_at[:1], named - named[:1]):
-        differing = int(np.setxor1d(read_at - read_at[:1], named - named[:1])[0]) + int(named[:1].sum())
+    rows = named.rows
+    if not np.array_equal(read_at - read_at[:1], rows - rows[:1]):
+        differing = int(np.setxor1d(read_at - read_at[:1], rows - rows[:1])[0]) + int(rows[:1].sum())
         raise FeishuVCTableError(
-            f"source's sheet rows from {piece.first_row + piece.copy} hold {len(named)} rows with a value, but "
+            f"source's sheet rows from {piece.first_row + piece.copy} hold {len(rows)} rows with a value, but "
             f"{len(read_at)} were read (sheet row {differing} differs): the table would not hold exactly the sheet's "
             "rows"
         )
+    lost = np.flatnonzero(named.values > read_values)
+    if lost.size:
+        row = int(rows[lost[0]])
+        unread = named.unread.get(row)
+        raise FeishuVCTableError(
+            f"source's sheet row {row} holds {int(named.values[lost[0]])} cells with a value, but the sheet reader "
+            f"read {int(read_values[lost[0]])}"
+            + (
+                f': cell {unread} is an inline string (t="inlineStr") written with <v>, which it does not read'
+                if unread
+                else ""
+            )
+            + "; the table would not hold each of the sheet's values"
+        )
+
+
+def valued_per_row(cells: pa.Table, copy: bool) -> Any:
+    """How many cells with a value each row of ``cells`` with a value holds (a numpy array, in order; the first row,
+    a cut piece's copy, left out when ``copy``)."""
+    rows = cells.slice(1) if copy else cells
+    counts = np.zeros(rows.num_rows, np.int64)
+    for column in rows.columns:
+        counts += pc.is_valid(column).to_numpy(zero_copy_only=False)
+    return counts[counts > 0]
 
 
 def valued_sheet_rows(cells: pa.Table, first_row: int) -> Any:

@@ -4,6 +4,7 @@ whole."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
-from airflow_provider_feishu_vc.tables import pieces, read_export
+from airflow_provider_feishu_vc.tables import counting, pieces, read_export
 from airflow_provider_feishu_vc.tables.contract import DOCUMENTED_HEADERS
 from airflow_provider_feishu_vc.testing.emulator import data
 from airflow_provider_feishu_vc.testing.emulator.workbook import write_workbook
@@ -131,27 +132,31 @@ def test_a_piece_read_with_another_count_of_rows_than_was_cut_is_an_error(
 
     path = tmp_path / "export.xlsx"
     write_workbook(path, "s", MEETING, (meeting(n) for n in range(1, ROWS + 1)))
-    counted, valued, cell_rows = pieces._row_numbers, pieces.valued_rows, pieces.cell_rows
+    counted, valued, cell_rows = counting._elements, counting.valued_rows, counting.cell_rows
     cut: list[int] = []
 
-    def one_more_in_the_third_piece(text: bytes, start: int, end: int) -> object:
+    def one_more_in_the_third_piece(text: bytes, start: int, end: int, previous: int = 0) -> object:
         cut.append(start)
-        numbers = counted(text, start, end)
-        return numbers if len(cut) != 3 else np.append(numbers, numbers.max() + 10**6)
+        found = counted(text, start, end, previous)
+        assert found is not None
+        numbers, cells = found
+        return (numbers, cells) if len(cut) != 3 else (np.append(numbers, numbers.max() + 10**6), cells)
 
-    def one_more_named(piece: pieces.Piece) -> tuple[object, str | None]:
-        named, twice = cell_rows(piece)
-        return np.append(named, named.max() + 10**6), twice
+    def one_more_named(piece: pieces.Piece) -> counting.NamedCells:
+        named = cell_rows(piece)
+        return dataclasses.replace(
+            named, rows=np.append(named.rows, named.rows.max() + 10**6), values=np.append(named.values, 1)
+        )
 
-    monkeypatch.setattr(pieces, "_row_numbers", one_more_in_the_third_piece)
-    monkeypatch.setattr(pieces, "valued_rows", lambda piece: valued(piece) + 1)
-    monkeypatch.setattr(pieces, "cell_rows", one_more_named)
+    monkeypatch.setattr(counting, "_elements", one_more_in_the_third_piece)
+    monkeypatch.setattr(counting, "valued_rows", lambda piece: valued(piece) + 1)
+    monkeypatch.setattr(counting, "cell_rows", one_more_named)
     request = {"path": str(path), "sheet": 0, "export_type": "meeting_list", "timezone": "Asia/Shanghai",
                "schema": "evolve", "output": "parquet", "out": str(tmp_path / "out.parquet"),
                "memory_limit": 2**33, "piece_bytes": small_pieces}  # fmt: skip
     with pytest.raises(FeishuVCTableError, match=r"sheet rows from \d+ hold \d+ rows with a value, but \d+ were"):
         _sheet_process.convert(request)
-    monkeypatch.setattr(pieces, "_row_numbers", counted)
+    monkeypatch.setattr(counting, "_elements", counted)
     assert _sheet_process.convert(request)["rows"] == ROWS
 
 

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_provider_feishu_vc.client.errors import FeishuVCTableError
-from airflow_provider_feishu_vc.tables import pieces, read_export
+from airflow_provider_feishu_vc.tables import counting, pieces, read_export
 from airflow_provider_feishu_vc.tables.contract import CONTRACTS
 from airflow_provider_feishu_vc.testing.emulator import data
 from airflow_provider_feishu_vc.testing.emulator.workbook import write_stored_workbook, write_workbook
@@ -66,7 +66,8 @@ def test_pieces_cover_every_row_once_in_order(tmp_path: Path, small_pieces: int)
         if number:
             assert piece.first_row == int(values[1])  # the copy sits in the row above: sheet row = value + 1 - 1
         seen += values[1:]
-        assert piece.counted().rows == len(values) - piece.copy  # every row element of the piece, its copy left out
+        # every row element of the piece, its copy left out
+        assert counting.counted(piece).rows == len(values) - piece.copy
     assert seen == [str(n) for n in range(1, 2001)]
 
 
@@ -136,15 +137,31 @@ class monkeypatch_shared_limit:
 
 @given(
     text=st.lists(
-        st.sampled_from([b"<row", b"<ro", b"w", b"<", b'<row r="1"/>', b"</row>", b"x", b"\xe4\xbc\x9a"])
+        st.sampled_from(
+            [b"<row", b"<ro", b"<r", b"ow", b"w", b"<", b"<c", b"c", b'<row r="1"/>', b"</row>", b"x", b"\xe4\xbc\x9a"]
+        )
     ).map(b"".join),
     bounds=st.tuples(st.integers(0, 80), st.integers(0, 80)),
 )
-def test_the_row_element_count_finds_every_row_tag_at_every_offset(text: bytes, bounds: tuple[int, int]) -> None:
-    """The vector count of row elements agrees with ``bytes.count`` for any bytes and any bounds, a tag cut by
-    either bound included."""
+def test_the_row_and_cell_element_counts_find_every_tag_at_every_offset(text: bytes, bounds: tuple[int, int]) -> None:
+    """The vector counts of row elements (where each starts) and of ``<c`` agree with ``bytes.count`` for any bytes
+    and any bounds, a tag cut by either bound included, tags packed closer than eight bytes included."""
     start, end = min(min(bounds), len(text)), min(max(bounds), len(text))
-    assert pieces._row_numbers(text, start, end).size == text.count(b"<row", start, end)
+    found = counting._elements(text, start, end)
+    assert found is not None
+    numbers, cells = found
+    assert numbers.size == text.count(b"<row", start, end)
+    assert cells == text.count(b"<c", start, end)
+
+
+@given(st.lists(st.booleans(), max_size=200), st.integers(0, 7))
+def test_few_true_finds_what_flatnonzero_finds(values: list[bool], offset: int) -> None:
+    """Where a bool array holds True, eight at a time, is ``np.flatnonzero``'s answer for any array: dense or sparse,
+    several True in one group of eight, a length that is no multiple of eight, a view that starts mid-word."""
+    import numpy as np
+
+    mask = np.array([False] * offset + values, dtype=bool)[offset:]
+    assert counting._few_true(mask).tolist() == np.flatnonzero(mask).tolist()
 
 
 @given(
@@ -171,7 +188,7 @@ def test_the_row_numbers_are_read_as_the_sheet_reader_numbers_rows(
         written = pieces.ROW_NUMBER.match(text, found.start())
         previous = int(written.group(1)) if written else previous + 1
         expected.append(previous)
-    assert pieces._row_numbers(text, 0, len(text), 7).tolist() == expected
+    assert counting._row_numbers(text, 0, len(text), 7).tolist() == expected
 
 
 @pytest.mark.parametrize(
@@ -182,4 +199,5 @@ def test_cell_tags_are_counted_as_bytes_count_finds_them_in_every_slice(xml: byt
     none missed (a cell laid over another would go unseen), none found across a slice's edge."""
     for start in range(len(xml) + 1):
         for end in range(start, len(xml) + 1):
-            assert pieces._cell_elements(xml, start, end) == xml[start:end].count(b"<c")
+            found = counting._elements(xml, start, end)
+            assert found is not None and found[1] == xml[start:end].count(b"<c")

@@ -456,6 +456,28 @@ def test_a_cell_laid_over_another_cell_is_an_error_where_the_rows_count_out_even
 
 
 @pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+@pytest.mark.parametrize(
+    "written",
+    ['<c r="A22" t="inlineStr"><v>21</v></c>', '<c r="A22" t="inlineStr"><is><t>21</t></is><v>5</v></c>'],
+    ids=["v-for-is", "v-beside-is"],
+)
+def test_a_value_the_sheet_reader_does_not_read_is_an_error_that_names_its_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int, written: str
+) -> None:
+    """Meeting 21's ID written as an inline string holding a ``<v>``: the sheet reader reads no value from it (nor
+    from one holding both ``<is>`` and ``<v>``), and the table had that meeting's ID null without a word."""
+    xml = grid_xml(meeting_rows())
+    xml = re.sub(r'<c r="A22" t="inlineStr"><is><t>21</t></is></c>', written, xml, count=1)
+    assert written in xml
+    path = raw_sheet(tmp_path / "inline-v.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(
+        FeishuVCTableError, match=r"sheet row 22 holds 17 cells with a value, but the sheet reader read 16: cell A22 is"
+    ):
+        read_export(path, "meeting_list")
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
 @pytest.mark.parametrize("spelled", [r" r='\1'", r' r = "\1"', r" r =  '\1'"], ids=["single", "spaced", "both"])
 def test_row_and_cell_numbers_in_single_quotes_or_spaced_out_are_read_as_the_sheet_reader_reads_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int, spelled: str
