@@ -1,7 +1,7 @@
 """One xlsx -> Parquet conversion in a fresh process, timed after a warm-up on a small file of the same kind, with the
 peak memory growth of this process and every process it starts (our sheet reader runs in a child).
 
-python benchmarks/_table_worker.py TOOL SOURCE WARMUP OUT   ->   one JSON line: seconds, peak_growth, rows
+python benchmarks/_table_worker.py TOOL SOURCE WARMUP OUT   ->   one JSON line: seconds, cpu_seconds, peak_growth, rows
 """
 
 from __future__ import annotations
@@ -63,6 +63,19 @@ def pandas(source: str, out: str) -> int:
 TOOLS = {"ours": ours, "ours-uncounted": ours_uncounted, "floor": floor, "polars": polars, "pandas": pandas}
 
 
+def tree_cpu_seconds() -> float:
+    """The CPU time (user and system) this process and every process it started have spent so far, ended ones
+    included (our sheet reader's helper process lives from the warm-up on)."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:4])  # user, system, and the ended children's
+    for process in me.children(recursive=True):
+        try:
+            total += sum(process.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
 class TreeMemory:
     """Samples the resident memory of this process and all its descendants every few milliseconds."""
 
@@ -104,10 +117,11 @@ def main() -> None:
     convert(warmup, out)  # imports, first calls, our sheet reader's helper process
     baseline = TreeMemory().now()
     with TreeMemory() as memory:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), tree_cpu_seconds()
         rows = convert(source, out)
-        seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_growth": max(0, memory.peak - baseline), "rows": rows}))
+        seconds, cpu_seconds = time.perf_counter() - started, tree_cpu_seconds() - cpu_started
+    growth = max(0, memory.peak - baseline)
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_growth": growth, "rows": rows}))
 
 
 if __name__ == "__main__":

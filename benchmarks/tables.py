@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -31,6 +31,8 @@ class ToolRuns:
     tool: str
     seconds: list[float]
     peak_mib: list[float]
+    #: CPU time (user and system) of the tool's whole process tree, per run.
+    cpu_seconds: list[float] = field(default_factory=list)
 
     @property
     def median_seconds(self) -> float:
@@ -91,37 +93,39 @@ def run_size(rows: int, repeats: int, tools: tuple[str, ...]) -> dict[str, ToolR
             if measured["rows"] != rows:
                 raise RuntimeError(f"{tool} read {measured['rows']} rows of {rows}")
             runs[tool].seconds.append(measured["seconds"])
+            runs[tool].cpu_seconds.append(measured["cpu_seconds"])
             runs[tool].peak_mib.append(measured["peak_growth"] / 2**20)
     return runs
 
 
 def row_count_seconds(rows: int) -> float:
-    """CPU seconds the run-time row count spends on the ``rows``-row meeting list: counting each piece's row
-    elements (``Piece.counted``, in a thread of its own while the piece is read) plus counting the rows read with a
-    value (``reader.rows_with_values``), both timed directly in this process over the same pieces ``ours`` reads.
+    """CPU seconds the run-time row count spends on the ``rows``-row meeting list: counting each piece's row and
+    cell elements (``counting.counted``, in a thread of its own while the piece is read) plus counting the rows read
+    with a value (``reader.rows_with_values``), both timed directly in this process over the same pieces ``ours``
+    reads.
     Only the count is timed: cutting and reading, which the table needs anyway, are not."""
     import time
 
     import fastexcel
     import pyarrow as pa
 
-    from airflow_provider_feishu_vc.tables import pieces, reader
+    from airflow_provider_feishu_vc.tables import counting, pieces, reader
 
-    counting = 0.0
-    original = pieces._row_numbers
+    spent = 0.0
+    original = counting._elements
 
     def timed_count(text: bytes, start: int, end: int, previous: int = 0) -> object:
-        nonlocal counting
+        nonlocal spent
         began = time.perf_counter()
         try:
             return original(text, start, end, previous)
         finally:
-            counting += time.perf_counter() - began
+            spent += time.perf_counter() - began
 
-    pieces._row_numbers = timed_count
+    counting._elements = timed_count  # type: ignore[assignment]
     try:
         for piece in pieces.pieces(str(meeting_list(rows)), 0):
-            piece.counted()
+            counting.counted(piece)
             cells = pa.Table.from_batches([
                 fastexcel.read_excel(piece.source).load_sheet(
                     piece.sheet, header_row=None, dtypes="string", skip_whitespace_tail_rows=True, eager=True
@@ -129,7 +133,7 @@ def row_count_seconds(rows: int) -> float:
             ])  # fmt: skip
             began = time.perf_counter()
             reader.rows_with_values(cells)
-            counting += time.perf_counter() - began
+            spent += time.perf_counter() - began
     finally:
-        pieces._row_numbers = original
-    return counting
+        counting._elements = original  # type: ignore[assignment]
+    return spent

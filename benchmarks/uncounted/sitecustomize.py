@@ -2,7 +2,7 @@
 without counting their rows and cells (``Piece.rows`` None: the run-time checks are skipped), so that the benchmark
 can time what the counts cost. Never on the path of anything else."""
 
-from airflow_provider_feishu_vc.tables import pieces
+from airflow_provider_feishu_vc.tables import counting
 
 
 def _not_counted(*_: object) -> None:
@@ -13,5 +13,5 @@ def _nothing_counted(*_: object) -> tuple[None, None]:
     return None, None
 
 
-pieces._row_numbers = _not_counted  # cut pieces: neither their rows nor their cells are counted
-pieces._row_elements_of = _nothing_counted  # type: ignore[assignment]  # a sheet read whole
+counting._elements = _not_counted  # cut pieces: neither their rows nor their cells are counted
+counting._row_elements_of = _nothing_counted  # type: ignore[assignment]  # a sheet read whole
