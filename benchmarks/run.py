@@ -271,7 +271,7 @@ def bench_row_count(section: str, rows: int, repeats: int, seconds: list[float])
     every CPU second the count takes is time some other thread of the conversion waits)."""
     counted = seconds
     if rows >= 1_000_000:
-        runs = tables.run_size(rows, max(repeats, 7), ("ours", "ours-uncounted"))
+        runs = tables.run_size(rows, max(repeats, 9), ("ours", "ours-uncounted"))
         ours, uncounted = runs["ours"], runs["ours-uncounted"]
         counted = ours.seconds
         for what, measured, baseline in (
