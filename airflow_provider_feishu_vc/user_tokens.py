@@ -35,7 +35,7 @@ def store_first_user_tokens(conn_id: str, code: str, redirect_uri: str) -> str:
     from airflow.models.connection import Connection
 
     from airflow_provider_feishu_vc.client.sync_client import FeishuVCClient
-    from airflow_provider_feishu_vc.client.user_grant import exchange_authorization_code
+    from airflow_provider_feishu_vc.client.user_oauth import exchange_authorization_code
     from airflow_provider_feishu_vc.compat import mask_secret
     from airflow_provider_feishu_vc.hooks.feishu_vc import config_from_connection
     from airflow_provider_feishu_vc.hooks.user_token_store import VariableUserTokenStore

@@ -29,10 +29,9 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_feishu_vc.client import grant_process
+from airflow_provider_feishu_vc.client import grant_process, user_oauth
 from airflow_provider_feishu_vc.client.config import ClientConfig
 from airflow_provider_feishu_vc.client.errors import (
     REFRESH_TOKEN_USED_CODE,
@@ -46,12 +45,7 @@ from airflow_provider_feishu_vc.client.stored_tokens import LEASE_SECONDS, Refre
 from airflow_provider_feishu_vc.client.tokens import (
     AccessToken,
     mask_secrets,
-    post_unauthenticated,
-    token_fields,
-    token_from_answer,
 )
-
-USER_TOKEN_PATH = "/open-apis/authen/v2/oauth/token"
 
 
 def _seconds_from_environment(name: str, default: float) -> float:
@@ -188,7 +182,7 @@ def fetch_user_token(
     by one process at a time, with the newest refresh token, whose successor is saved for every process at once.
     ``stale`` is a token Feishu just rejected; ``shared`` False means there is no store (this process only)."""
     if not shared:
-        return (yield from _refresh_alone(config, policy, current, stale))
+        return (yield from user_oauth.refresh_alone(config, policy, current, stale))
     grant = grant_process.PROCESS.of(config)
     turn = grant.take_turn()
     waited = 0.0
@@ -230,7 +224,7 @@ def _fetch_in_turn(
         if token is not None:
             return token
         if newest is None and current is None and config.user_access_token:
-            return (yield from _connection_user_token(config.user_access_token))
+            return (yield from user_oauth.connection_user_token(config.user_access_token))
         try:
             mine, holder = yield from _claim_lease(grant)
         except FeishuVCTokenStoreError:
@@ -386,7 +380,7 @@ def _refresh_holding(
     )
     if not refresh_token:
         yield from _release(grant, lease)
-        raise _no_refresh_token()
+        raise user_oauth.no_refresh_token()
     if grant.was_answered(refresh_token) or time.monotonic() - grant.lease_since > REFRESH_DEADLINE:
         yield from _release(grant, lease)
         raise FeishuVCTokenStoreError(
@@ -400,7 +394,7 @@ def _refresh_holding(
             + "; the next attempt looks at the store again"
         )
     try:
-        payload = yield from _refresh(config, refresh_token, policy)
+        payload = yield from user_oauth.refresh(config, refresh_token, policy)
     except FeishuVCAPIError as error:
         grant.answered(refresh_token)
         if error.code != REFRESH_TOKEN_USED_CODE:
@@ -417,9 +411,9 @@ def _refresh_holding(
     grant.answered(refresh_token)
     # From Feishu's answer on, this process holds the only copy of the successor until its save lands: the window
     # docs/connections.md states (a kill -9 in it loses the grant).
-    received = yield from _user_token_from(payload)
+    received = yield from user_oauth.user_token_from(payload)
     grant_seed = (base.grant if base else None) or config.refresh_token
-    tokens = _to_store(received, payload, generation=(base.generation if base else 0) + 1, grant=grant_seed)
+    tokens = user_oauth.to_store(received, payload, generation=(base.generation if base else 0) + 1, grant=grant_seed)
     grant.unsaved = tokens
     grant.know(tokens)
     saved = yield from _save(tokens, grant)
@@ -501,83 +495,3 @@ def unsaved_warning(grant: GrantInProcess, where: str) -> str:
         "lives. If they are lost, re-grant: have the user sign in again, then run "
         f"`{REGRANT_COMMAND}` where the metadata DB is reachable (docs/connections.md, 'Acting as a user')."
     )
-
-
-def _refresh_alone(
-    config: ClientConfig, policy: RetryPolicy, current: AccessToken | None, stale: str | None
-) -> Flow[AccessToken]:
-    """Without a shared store: the connection's user token, then refreshes with the newest refresh token held."""
-    if current is None and config.user_access_token and config.user_access_token != stale:
-        return (yield from _connection_user_token(config.user_access_token))
-    refresh_token = (current.refresh_token if current else None) or config.refresh_token
-    if not refresh_token:
-        raise _no_refresh_token()
-    payload = yield from _refresh(config, refresh_token, policy)
-    return (yield from _user_token_from(payload))
-
-
-def exchange_authorization_code(
-    config: ClientConfig, code: str, redirect_uri: str, policy: RetryPolicy
-) -> Flow[StoredUserTokens]:
-    """The user's first tokens, for the authorization code the user's sign-in handed out (once, within minutes)."""
-    payload = yield from _oauth_grant(config, policy, "authorization_code", code=code, redirect_uri=redirect_uri)
-    token = yield from _user_token_from(payload)
-    if not token.refresh_token:
-        raise FeishuVCAPIError(
-            code=0,
-            msg="Feishu sent no refresh_token: the app needs the offline_access scope, and the sign-in must ask for it",
-            http_status=200,
-        )
-    return _to_store(token, payload, generation=1, grant=token.refresh_token)
-
-
-def _connection_user_token(value: str) -> Flow[AccessToken]:
-    """The user token the connection holds, registered with the masker. Feishu does not say how long a given user
-    token has left: it is used until Feishu rejects it."""
-    yield from mask_secrets(value)
-    return AccessToken(value, time.monotonic() + 7200, 7200)
-
-
-def _user_token_from(payload: Mapping[str, Any]) -> Flow[AccessToken]:
-    """The access and refresh tokens of an OAuth answer, registered with the masker before anything (a failing
-    save's error, say) can quote them."""
-    token = token_from_answer(payload, "access_token", "expires_in")
-    yield from mask_secrets(token.value, token.refresh_token)
-    return token
-
-
-def _no_refresh_token() -> FeishuVCAPIError:
-    return FeishuVCAPIError(
-        code=99991677,
-        msg="the user access token is invalid or expired and the connection has no refresh_token",
-        http_status=401,
-    )
-
-
-def _to_store(
-    token: AccessToken, payload: Mapping[str, Any], *, generation: int, grant: str | None
-) -> StoredUserTokens:
-    source = token_fields(payload, "access_token")
-    refresh_lifetime = source.get("refresh_token_expires_in")
-    refresh_expires_at = None
-    if isinstance(refresh_lifetime, (int, float)) and not isinstance(refresh_lifetime, bool) and refresh_lifetime > 0:
-        refresh_expires_at = time.time() + min(float(refresh_lifetime), 10 * 365 * 86400.0)
-    return StoredUserTokens(
-        token.value,
-        time.time() + token.lifetime,
-        token.lifetime,
-        token.refresh_token,
-        refresh_expires_at,
-        generation,
-        grant,
-    )
-
-
-def _refresh(config: ClientConfig, refresh_token: str, policy: RetryPolicy) -> Flow[dict[str, Any]]:
-    return (yield from _oauth_grant(config, policy, "refresh_token", refresh_token=refresh_token))
-
-
-def _oauth_grant(config: ClientConfig, policy: RetryPolicy, grant_type: str, **fields: str) -> Flow[dict[str, Any]]:
-    """One request to the v2 OAuth token endpoint, as the app (client) asking for ``grant_type``."""
-    body = {"grant_type": grant_type, "client_id": config.app_id, "client_secret": config.app_secret, **fields}
-    return (yield from post_unauthenticated(USER_TOKEN_PATH, body, policy))

@@ -40,6 +40,10 @@ try:  # where this process's state of each grant lives (its own module since 202
     from airflow_provider_feishu_vc.client import grant_process as grants_home
 except ImportError:
     grants_home = user_grant
+try:  # the OAuth endpoint's exchanges (their own module since 2026-12-05, stop 42; user_grant before)
+    from airflow_provider_feishu_vc.client import user_oauth
+except ImportError:
+    user_oauth = user_grant
 
 CONFIG = ClientConfig(base_url="https://open.feishu.cn", app_id="cli_sim", app_secret="s", refresh_token="r-0")
 POLICY = RetryPolicy(max_retries=0)
@@ -312,7 +316,8 @@ class Simulation:
     @contextmanager
     def _installed(self) -> Iterator[None]:
         clocks = _Clocks(self)
-        saved = {module: module.time for module in (user_grant, grants_home, stored_tokens, tokens)}  # type: ignore[attr-defined]
+        clocked = (user_grant, grants_home, user_oauth, stored_tokens, tokens)  # every core module that reads a clock
+        saved = {module: module.time for module in clocked}  # type: ignore[attr-defined]
         prefix = getattr(stored_tokens, "_PROCESS_LEASE_PREFIX", None)
         grants = getattr(grants_home, "PROCESS", None)
         for module in saved:
