@@ -42,7 +42,8 @@ HEADER_SEARCH_ROWS = 10
 READ_BYTES = 8 * 2**20
 #: How far into the sheet its ``<sheetData>`` and first two rows must be found.
 HEAD_BYTES = 4 * 2**20
-SHEET_DATA = re.compile(rb"<sheetData\s*>")
+#: Where a sheet's rows start: ``<sheetData>``, with any attributes (a namespace declared on it), not ``<sheetData/>``.
+SHEET_DATA = re.compile(rb"<sheetData\b[^>]*(?<!/)>")
 DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
 ROW = re.compile(rb"<row\b[^>]*?(?:/>|>.*?</row>)", re.DOTALL)
 #: A row element's number, as XML allows it: in either quote, space around the ``=`` (the sheet reader reads them all).
@@ -320,7 +321,7 @@ def whole(path: str, sheet: int | str) -> Piece:
 
 
 #: The rows of a sheet whose elements carry a prefix (``<x:sheetData>``, as the .NET Open XML SDK writes them).
-PREFIXED_SHEET_DATA = re.compile(rb"<([A-Za-z_][\w.-]*):sheetData\s*>")
+PREFIXED_SHEET_DATA = re.compile(rb"<([A-Za-z_][\w.-]*):sheetData\b[^>]*(?<!/)>")
 
 
 def _unprefixed(text: bytes, prefix: bytes) -> bytes:

@@ -505,3 +505,31 @@ def test_a_row_number_too_long_to_hold_is_an_error_that_names_it(
     monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
     with pytest.raises(FeishuVCTableError, match=rf"row element numbered {number}: a sheet has at most 1048576 rows"):
         read_export(path, "meeting_list")
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+@pytest.mark.parametrize(
+    "opening",
+    [
+        '<sheetData xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">',
+        '<x:sheetData xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">',
+    ],
+    ids=["attribute", "prefix-declared-on-it"],
+)
+def test_rows_are_counted_when_the_sheet_data_element_has_attributes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int, opening: str
+) -> None:
+    """``<sheetData>`` carrying an attribute (a namespace declared on it, as XML allows): its rows were not found, so
+    not counted at all, and two row elements of one number read as one row, meeting 50 lost without a word."""
+    grid = meeting_rows()
+    grid.insert(51, (51, list(enumerate(meeting(9999)))))
+    xml = grid_xml(grid)
+    if opening.startswith("<x:"):
+        xml = prefixed(xml).replace("<x:sheetData>", opening)
+    else:
+        xml = xml.replace("<sheetData>", opening)
+    assert opening in xml
+    path = raw_sheet(tmp_path / "sheet-data-attribute.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(FeishuVCTableError, match=r"two row elements numbered 51\b"):
+        read_export(path, "meeting_list")
