@@ -533,3 +533,30 @@ def test_rows_are_counted_when_the_sheet_data_element_has_attributes(
     monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
     with pytest.raises(FeishuVCTableError, match=r"two row elements numbered 51\b"):
         read_export(path, "meeting_list")
+
+
+def test_a_piece_whose_first_row_reads_as_empty_names_that_row(tmp_path: Path, small_pieces: int) -> None:
+    """A later piece's first row written wholly as inline strings with a ``<v>`` (the sheet reader reads none of its
+    values): the error named sheet row 109, eight rows further, from comparing the rows read and the rows named from
+    their first ones; it names the row, and the cell that was not read."""
+
+    def unread(xml: str, number: int) -> str:
+        return re.sub(rf'(<c r="[A-Z]+{number}" t="inlineStr")><is><t>([^<]*)</t></is>', r"\1><v>\2</v>", xml)
+
+    xml = grid_xml(meeting_rows())
+    for number in range(100, 400):  # a row that starts a piece once written so
+        path = raw_sheet(tmp_path / "first-row-unread.xlsx", unread(xml, number))
+        cut = pieces.pieces(str(path), 0, small_pieces)
+        starts = [
+            int(found.group(1))
+            for piece in cut
+            if piece.copy and piece.rows_at and (found := pieces.FIRST_ROW_NUMBER.match(piece.source, piece.rows_at[0]))
+        ]
+        if number in starts:
+            break
+    else:
+        pytest.fail("no row starts a piece")
+    with pytest.raises(
+        FeishuVCTableError, match=rf"\(sheet row {number} differs: cell A{number} is an inline string .* <v>"
+    ):
+        read_export(path, "meeting_list")
