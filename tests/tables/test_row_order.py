@@ -560,3 +560,32 @@ def test_a_piece_whose_first_row_reads_as_empty_names_that_row(tmp_path: Path, s
         FeishuVCTableError, match=rf"\(sheet row {number} differs: cell A{number} is an inline string .* <v>"
     ):
         read_export(path, "meeting_list")
+
+
+@pytest.mark.parametrize("sheet", [0, "会议明细"], ids=["by-index", "by-name"])
+def test_a_sheet_of_a_workbook_of_several_worksheets_is_counted_too(tmp_path: Path, sheet: int | str) -> None:
+    """A meeting list with a notes sheet after it (XlsxWriter), meeting 9999's row element renumbered 51, the row of
+    meeting 50: the sheet reader lays both on one row, and as the rows of a workbook of several worksheets were not
+    counted, the read lost meeting 50 without a word."""
+    import xlsxwriter
+
+    written = tmp_path / "two-sheets.xlsx"
+    with xlsxwriter.Workbook(str(written)) as book:
+        meetings = book.add_worksheet("会议明细")
+        meetings.write_row(0, 0, list(MEETING))
+        for number in range(1, ROWS + 1):
+            meetings.write_row(number, 0, meeting(number))
+        meetings.write_row(ROWS + 5, 0, meeting(9999))
+        book.add_worksheet("说明").write(0, 0, "notes")
+    path = tmp_path / "two-sheets-renumbered.xlsx"
+    last = ROWS + 6
+    with zipfile.ZipFile(written) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data = re.sub(rb'(<row r=")%d(")' % last, rb"\g<1>51\g<2>", data)
+                data = re.sub(rb'(<c r="[A-Z]+)%d(")' % last, rb"\g<1>51\g<2>", data)
+            target.writestr(info, data)
+    assert read_export(written, "meeting_list", sheet=sheet).num_rows == ROWS + 1
+    with pytest.raises(FeishuVCTableError, match=r"two row elements numbered 51\b"):
+        read_export(path, "meeting_list", sheet=sheet)
