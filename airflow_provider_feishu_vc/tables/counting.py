@@ -242,6 +242,8 @@ class NamedCells:
     #: Per sheet row, the first cell the sheet reader reads no value from though it holds one: an inline string
     #: (``t="inlineStr"``) that holds a ``<v>``.
     unread: dict[int, str]
+    #: The sheet rows none of whose values the sheet reader reads (each such a cell): it reads no row there.
+    unread_rows: Any
 
 
 def cell_rows(piece: Piece) -> NamedCells:
@@ -266,6 +268,7 @@ def cell_rows(piece: Piece) -> NamedCells:
         np.array([named.values[row] for row in rows], np.int64),
         named.twice,
         named.unread,
+        np.array([row for row in rows if named.unread_values.get(row) == named.values[row]], np.int64),
     )
 
 
@@ -282,6 +285,8 @@ class _NamedSoFar:
         self.seen: set[tuple[int, int]] = set()
         self.twice: str | None = None
         self.unread: dict[int, str] = {}
+        #: Per sheet row, how many of its values the sheet reader does not read.
+        self.unread_values: dict[int, int] = {}
 
     def add(self, text: bytes, start: int, end: int, previous: int) -> int:
         """Add the cells with a value of the rows in ``text[start:end]``; the number of the last row."""
@@ -307,8 +312,9 @@ class _NamedSoFar:
                     continue
                 self.seen.add((number, column))
                 self.values[number] = self.values.get(number, 0) + 1
-                if number not in self.unread and UNREAD_CELL.match(cell):
-                    self.unread[number] = name
+                if UNREAD_CELL.match(cell):
+                    self.unread.setdefault(number, name)
+                    self.unread_values[number] = self.unread_values.get(number, 0) + 1
         return previous
 
 

@@ -306,9 +306,13 @@ def _check_cells(piece: Piece, read_at: Any, read_values: Any) -> None:
     # compared from their first rows: a sheet read whole (or a first piece) whose first row element is not its first
     # row may start its cell range above piece.first_row; a later piece's rows sit below its copy, at piece.first_row
     rows = named.rows
-    shift = 0 if piece.copy else int(rows[:1].sum() - read_at[:1].sum())
+    readable = rows[~np.isin(rows, named.unread_rows)]  # the rows it can read: aligned with those
+    shift = 0 if piece.copy else int(readable[:1].sum() - read_at[:1].sum())
     if not np.array_equal(read_at + shift, rows):
-        differing = int(np.setxor1d(read_at + shift, rows)[0])
+        if np.array_equal(read_at + shift, readable):  # it read every row but those whose values it does not read
+            differing = int(named.unread_rows[0])
+        else:
+            differing = int(np.setxor1d(read_at + shift, rows)[0])
         unread = named.unread.get(differing)
         raise FeishuVCTableError(
             f"source's sheet rows from {piece.first_row + piece.copy} hold {len(rows)} rows with a value, but "

@@ -589,3 +589,17 @@ def test_a_sheet_of_a_workbook_of_several_worksheets_is_counted_too(tmp_path: Pa
     assert read_export(written, "meeting_list", sheet=sheet).num_rows == ROWS + 1
     with pytest.raises(FeishuVCTableError, match=r"two row elements numbered 51\b"):
         read_export(path, "meeting_list", sheet=sheet)
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+def test_a_title_row_the_sheet_reader_reads_as_empty_is_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    """A title in sheet row 1 written as an inline string with a ``<v>``: the sheet reader reads no row there, and the
+    error named the sheet's (or the first piece's) last row, compared from the first rows read and named."""
+    grid = [(1, [(0, "会议明细")])] + [(number + 1, cells) for number, cells in meeting_rows()]
+    xml = grid_xml(grid).replace("<is><t>会议明细</t></is>", "<v>会议明细</v>", 1)
+    path = raw_sheet(tmp_path / "unread-title.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(FeishuVCTableError, match=r"\(sheet row 1 differs: cell A1 is an inline string"):
+        read_export(path, "meeting_list")
