@@ -30,8 +30,8 @@ from airflow_provider_feishu_vc.tables.pieces import (
     VALUELESS_ROW,
     Piece,
     WholeSheetNeeded,
-    _only_sheet,
     _unprefixed,
+    sheet_part,
 )
 
 
@@ -215,7 +215,7 @@ def valued_rows(piece: Piece) -> int:
     a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
     if isinstance(piece.source, str):  # the sheet read whole, its rows counted (:func:`check_whole`)
         with zipfile.ZipFile(piece.source) as archive:
-            part = _only_sheet(archive, piece.sheet)
+            part = sheet_part(archive, piece.sheet)
             assert part is not None, "a sheet whose rows were counted"
             with archive.open(part) as stream:
                 return sum(_valued_rows(text, start, end) for text, start, end in _sheet_rows(stream))
@@ -242,6 +242,8 @@ class NamedCells:
     #: Per sheet row, the first cell the sheet reader reads no value from though it holds one: an inline string
     #: (``t="inlineStr"``) that holds a ``<v>``.
     unread: dict[int, str]
+    #: The sheet rows none of whose values the sheet reader reads (each such a cell): it reads no row there.
+    unread_rows: Any
 
 
 def cell_rows(piece: Piece) -> NamedCells:
@@ -252,7 +254,7 @@ def cell_rows(piece: Piece) -> NamedCells:
     named = _NamedSoFar()
     if isinstance(piece.source, str):
         with zipfile.ZipFile(piece.source) as archive:
-            part = _only_sheet(archive, piece.sheet)
+            part = sheet_part(archive, piece.sheet)
             assert part is not None, "a sheet whose rows were counted"
             with archive.open(part) as stream:
                 previous = 0
@@ -266,6 +268,7 @@ def cell_rows(piece: Piece) -> NamedCells:
         np.array([named.values[row] for row in rows], np.int64),
         named.twice,
         named.unread,
+        np.array([row for row in rows if named.unread_values.get(row) == named.values[row]], np.int64),
     )
 
 
@@ -282,6 +285,8 @@ class _NamedSoFar:
         self.seen: set[tuple[int, int]] = set()
         self.twice: str | None = None
         self.unread: dict[int, str] = {}
+        #: Per sheet row, how many of its values the sheet reader does not read.
+        self.unread_values: dict[int, int] = {}
 
     def add(self, text: bytes, start: int, end: int, previous: int) -> int:
         """Add the cells with a value of the rows in ``text[start:end]``; the number of the last row."""
@@ -307,8 +312,9 @@ class _NamedSoFar:
                     continue
                 self.seen.add((number, column))
                 self.values[number] = self.values.get(number, 0) + 1
-                if number not in self.unread and UNREAD_CELL.match(cell):
-                    self.unread[number] = name
+                if UNREAD_CELL.match(cell):
+                    self.unread.setdefault(number, name)
+                    self.unread_values[number] = self.unread_values.get(number, 0) + 1
         return previous
 
 
@@ -337,16 +343,16 @@ def _valued_rows(text: bytes, start: int, end: int) -> int:
 def check_whole(path: str, sheet: int | str) -> tuple[str | None, Any, int | None]:
     """For a sheet read whole, in one pass over the file: what is wrong with the first part whose bytes do not match
     their CRC-32 (None when every part does: calamine does not check, and a flipped bit in a compressed sheet can read
-    as other rows), and the numbers of the sheet's row elements, as a cut piece's are read (None when it cannot be
-    told here: a workbook of several worksheets; see :func:`numbered`), and how many cell elements it holds."""
+    as other rows), and the numbers of the sheet's row elements, as a cut piece's are read (None when its part is not
+    known for sure: :func:`pieces.sheet_part`; see :func:`numbered`), and how many cell elements it holds."""
     rows: Any = None
     cells: int | None = None
     try:
         with zipfile.ZipFile(path) as archive:
-            sheet_part = _only_sheet(archive, sheet)
+            counted_part = sheet_part(archive, sheet)
             for part in archive.infolist():
                 with archive.open(part) as stream:
-                    if sheet_part is not None and part.filename == sheet_part.filename:
+                    if counted_part is not None and part.filename == counted_part.filename:
                         rows, cells = _row_elements_of(stream)
                     while stream.read(READ_BYTES):
                         pass

@@ -19,6 +19,7 @@ Stdlib and numpy only (no pyarrow): cutting runs beside the reading, in a thread
 from __future__ import annotations
 
 import io
+import posixpath
 import re
 import xml.etree.ElementTree as ElementTree
 import zipfile
@@ -42,7 +43,8 @@ HEADER_SEARCH_ROWS = 10
 READ_BYTES = 8 * 2**20
 #: How far into the sheet its ``<sheetData>`` and first two rows must be found.
 HEAD_BYTES = 4 * 2**20
-SHEET_DATA = re.compile(rb"<sheetData\s*>")
+#: Where a sheet's rows start: ``<sheetData>``, with any attributes (a namespace declared on it), not ``<sheetData/>``.
+SHEET_DATA = re.compile(rb"<sheetData\b[^>]*(?<!/)>")
 DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
 ROW = re.compile(rb"<row\b[^>]*?(?:/>|>.*?</row>)", re.DOTALL)
 #: A row element's number, as XML allows it: in either quote, space around the ``=`` (the sheet reader reads them all).
@@ -149,11 +151,51 @@ def _only_sheet(archive: zipfile.ZipFile, sheet: int | str) -> zipfile.ZipInfo |
     return worksheets[0]
 
 
+def sheet_part(archive: zipfile.ZipFile, sheet: int | str) -> zipfile.ZipInfo | None:
+    """The worksheet part the sheet reader reads for ``sheet`` (its index or name): the only worksheet, or the one
+    the workbook's sheet list and its relationships name, when every sheet listed is a worksheet (None when that
+    cannot be told for sure: the rows are then not counted)."""
+    only = _only_sheet(archive, sheet)
+    if only is not None:
+        return only
+    try:
+        listed = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+        related = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    except (KeyError, ElementTree.ParseError):
+        return None
+    targets = {rel.get("Id"): rel.get("Target") for rel in related.iter() if _local(rel.tag) == "Relationship"}
+    sheets = [
+        (element.get("name"), targets.get(next((v for k, v in element.attrib.items() if _local(k) == "id"), None)))
+        for element in listed.iter()
+        if _local(element.tag) == "sheet"
+    ]
+    parts = [
+        posixpath.normpath(target[1:] if target.startswith("/") else posixpath.join("xl", target))
+        for _, target in sheets
+        if target
+    ]
+    if len(parts) != len(sheets) or not all(re.fullmatch(r"xl/worksheets/[^/]+\.xml", part) for part in parts):
+        return None
+    names = [name for name, _ in sheets]
+    index = sheet if isinstance(sheet, int) else names.index(sheet) if names.count(sheet) == 1 else -1
+    if not 0 <= index < len(parts):
+        return None
+    try:
+        return archive.getinfo(parts[index])
+    except KeyError:
+        return None
+
+
+def _local(tag: str) -> str:
+    """An XML name without its namespace."""
+    return tag.rsplit("}", 1)[-1]
+
+
 def _first_valued_row(archive: zipfile.ZipFile, sheet: int | str) -> int:
     """The sheet row where the sheet reader's cell range starts (its first row with a value, or with an error value),
-    found in the first :data:`HEAD_BYTES` of the sheet; 1 when it cannot be told (several worksheets, or no such row
-    there)."""
-    part = _only_sheet(archive, sheet)
+    found in the first :data:`HEAD_BYTES` of the sheet; 1 when it cannot be told (its part unknown, or no such
+    row there)."""
+    part = sheet_part(archive, sheet)
     if part is None:
         return 1
     with archive.open(part) as stream:
@@ -320,7 +362,7 @@ def whole(path: str, sheet: int | str) -> Piece:
 
 
 #: The rows of a sheet whose elements carry a prefix (``<x:sheetData>``, as the .NET Open XML SDK writes them).
-PREFIXED_SHEET_DATA = re.compile(rb"<([A-Za-z_][\w.-]*):sheetData\s*>")
+PREFIXED_SHEET_DATA = re.compile(rb"<([A-Za-z_][\w.-]*):sheetData\b[^>]*(?<!/)>")
 
 
 def _unprefixed(text: bytes, prefix: bytes) -> bytes:

@@ -303,15 +303,26 @@ def _check_cells(piece: Piece, read_at: Any, read_values: Any) -> None:
             f"source's sheet names cell {named.twice} twice: the sheet reader keeps one of its values, and the table "
             "would not hold exactly the sheet's rows"
         )
-    # compared from their first rows: a sheet read whole whose first row element is not its first row may start its
-    # cell range above piece.first_row
+    # compared from their first rows: a sheet read whole (or a first piece) whose first row element is not its first
+    # row may start its cell range above piece.first_row; a later piece's rows sit below its copy, at piece.first_row
     rows = named.rows
-    if not np.array_equal(read_at - read_at[:1], rows - rows[:1]):
-        differing = int(np.setxor1d(read_at - read_at[:1], rows - rows[:1])[0]) + int(rows[:1].sum())
+    readable = rows[~np.isin(rows, named.unread_rows)]  # the rows it can read: aligned with those
+    shift = 0 if piece.copy else int(readable[:1].sum() - read_at[:1].sum())
+    if not np.array_equal(read_at + shift, rows):
+        if np.array_equal(read_at + shift, readable):  # it read every row but those whose values it does not read
+            differing = int(named.unread_rows[0])
+        else:
+            differing = int(np.setxor1d(read_at + shift, rows)[0])
+        unread = named.unread.get(differing)
         raise FeishuVCTableError(
             f"source's sheet rows from {piece.first_row + piece.copy} hold {len(rows)} rows with a value, but "
-            f"{len(read_at)} were read (sheet row {differing} differs): the table would not hold exactly the sheet's "
-            "rows"
+            f"{len(read_at)} were read (sheet row {differing} differs"
+            + (
+                f': cell {unread} is an inline string (t="inlineStr") written with <v>, which it does not read'
+                if unread
+                else ""
+            )
+            + "): the table would not hold exactly the sheet's rows"
         )
     lost = np.flatnonzero(named.values > read_values)
     if lost.size:

@@ -505,3 +505,101 @@ def test_a_row_number_too_long_to_hold_is_an_error_that_names_it(
     monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
     with pytest.raises(FeishuVCTableError, match=rf"row element numbered {number}: a sheet has at most 1048576 rows"):
         read_export(path, "meeting_list")
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+@pytest.mark.parametrize(
+    "opening",
+    [
+        '<sheetData xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">',
+        '<x:sheetData xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">',
+    ],
+    ids=["attribute", "prefix-declared-on-it"],
+)
+def test_rows_are_counted_when_the_sheet_data_element_has_attributes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int, opening: str
+) -> None:
+    """``<sheetData>`` carrying an attribute (a namespace declared on it, as XML allows): its rows were not found, so
+    not counted at all, and two row elements of one number read as one row, meeting 50 lost without a word."""
+    grid = meeting_rows()
+    grid.insert(51, (51, list(enumerate(meeting(9999)))))
+    xml = grid_xml(grid)
+    if opening.startswith("<x:"):
+        xml = prefixed(xml).replace("<x:sheetData>", opening)
+    else:
+        xml = xml.replace("<sheetData>", opening)
+    assert opening in xml
+    path = raw_sheet(tmp_path / "sheet-data-attribute.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(FeishuVCTableError, match=r"two row elements numbered 51\b"):
+        read_export(path, "meeting_list")
+
+
+def test_a_piece_whose_first_row_reads_as_empty_names_that_row(tmp_path: Path, small_pieces: int) -> None:
+    """A later piece's first row written wholly as inline strings with a ``<v>`` (the sheet reader reads none of its
+    values): the error named sheet row 109, eight rows further, from comparing the rows read and the rows named from
+    their first ones; it names the row, and the cell that was not read."""
+
+    def unread(xml: str, number: int) -> str:
+        return re.sub(rf'(<c r="[A-Z]+{number}" t="inlineStr")><is><t>([^<]*)</t></is>', r"\1><v>\2</v>", xml)
+
+    xml = grid_xml(meeting_rows())
+    for number in range(100, 400):  # a row that starts a piece once written so
+        path = raw_sheet(tmp_path / "first-row-unread.xlsx", unread(xml, number))
+        cut = pieces.pieces(str(path), 0, small_pieces)
+        starts = [
+            int(found.group(1))
+            for piece in cut
+            if piece.copy and piece.rows_at and (found := pieces.FIRST_ROW_NUMBER.match(piece.source, piece.rows_at[0]))
+        ]
+        if number in starts:
+            break
+    else:
+        pytest.fail("no row starts a piece")
+    with pytest.raises(
+        FeishuVCTableError, match=rf"\(sheet row {number} differs: cell A{number} is an inline string .* <v>"
+    ):
+        read_export(path, "meeting_list")
+
+
+@pytest.mark.parametrize("sheet", [0, "会议明细"], ids=["by-index", "by-name"])
+def test_a_sheet_of_a_workbook_of_several_worksheets_is_counted_too(tmp_path: Path, sheet: int | str) -> None:
+    """A meeting list with a notes sheet after it (XlsxWriter), meeting 9999's row element renumbered 51, the row of
+    meeting 50: the sheet reader lays both on one row, and as the rows of a workbook of several worksheets were not
+    counted, the read lost meeting 50 without a word."""
+    import xlsxwriter
+
+    written = tmp_path / "two-sheets.xlsx"
+    with xlsxwriter.Workbook(str(written)) as book:
+        meetings = book.add_worksheet("会议明细")
+        meetings.write_row(0, 0, list(MEETING))
+        for number in range(1, ROWS + 1):
+            meetings.write_row(number, 0, meeting(number))
+        meetings.write_row(ROWS + 5, 0, meeting(9999))
+        book.add_worksheet("说明").write(0, 0, "notes")
+    path = tmp_path / "two-sheets-renumbered.xlsx"
+    last = ROWS + 6
+    with zipfile.ZipFile(written) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data = re.sub(rb'(<row r=")%d(")' % last, rb"\g<1>51\g<2>", data)
+                data = re.sub(rb'(<c r="[A-Z]+)%d(")' % last, rb"\g<1>51\g<2>", data)
+            target.writestr(info, data)
+    assert read_export(written, "meeting_list", sheet=sheet).num_rows == ROWS + 1
+    with pytest.raises(FeishuVCTableError, match=r"two row elements numbered 51\b"):
+        read_export(path, "meeting_list", sheet=sheet)
+
+
+@pytest.mark.parametrize("piece_bytes", [SMALL_PIECES, 2**40], ids=["pieces", "whole"])
+def test_a_title_row_the_sheet_reader_reads_as_empty_is_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    """A title in sheet row 1 written as an inline string with a ``<v>``: the sheet reader reads no row there, and the
+    error named the sheet's (or the first piece's) last row, compared from the first rows read and named."""
+    grid = [(1, [(0, "会议明细")])] + [(number + 1, cells) for number, cells in meeting_rows()]
+    xml = grid_xml(grid).replace("<is><t>会议明细</t></is>", "<v>会议明细</v>", 1)
+    path = raw_sheet(tmp_path / "unread-title.xlsx", xml)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
+    with pytest.raises(FeishuVCTableError, match=r"\(sheet row 1 differs: cell A1 is an inline string"):
+        read_export(path, "meeting_list")
