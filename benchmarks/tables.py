@@ -17,6 +17,7 @@ import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,6 +34,8 @@ class ToolRuns:
     peak_mib: list[float]
     #: CPU time (user and system) of the tool's whole process tree, per run.
     cpu_seconds: list[float] = field(default_factory=list)
+    #: Ours: the share of the sheet reader's CPU time its run-time count took, per run (counting_cpu / cpu).
+    counting_share: list[float] = field(default_factory=list)
 
     @property
     def median_seconds(self) -> float:
@@ -73,7 +76,7 @@ def meeting_list(rows: int) -> Path:
     return path
 
 
-def run_tool(tool: str, source: Path, warmup: Path) -> dict[str, float]:
+def run_tool(tool: str, source: Path, warmup: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         done = subprocess.run(
             [sys.executable, str(WORKER), tool, str(source), str(warmup), f"{folder}/out.parquet"],
@@ -94,6 +97,9 @@ def run_size(rows: int, repeats: int, tools: tuple[str, ...]) -> dict[str, ToolR
                 raise RuntimeError(f"{tool} read {measured['rows']} rows of {rows}")
             runs[tool].seconds.append(measured["seconds"])
             runs[tool].cpu_seconds.append(measured["cpu_seconds"])
+            phases = measured.get("phases") or {}
+            if phases.get("cpu"):
+                runs[tool].counting_share.append(phases.get("counting_cpu", 0.0) / phases["cpu"])
             runs[tool].peak_mib.append(measured["peak_growth"] / 2**20)
     return runs
 
