@@ -25,6 +25,9 @@ from tests.tables.workbooks import grid_xml, raw_sheet
 MEETING = DOCUMENTED_HEADERS["meeting_list"]
 ROWS = 600
 SMALL_PIECES = 8 * 1024
+#: How fastexcel before 0.21 (the Airflow 3.2 leg's lock) meets an inline string written with <v>: it refuses the cell,
+#: which is an error as well (nothing read without a word); 0.21 reads it as empty, and our check names it.
+REFUSED_INLINE_V = r"|Unknown cell 't' attribute: \"inlineStr\""
 
 
 @pytest.fixture
@@ -472,7 +475,8 @@ def test_a_value_the_sheet_reader_does_not_read_is_an_error_that_names_its_cell(
     path = raw_sheet(tmp_path / "inline-v.xlsx", xml)
     monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
     with pytest.raises(
-        FeishuVCTableError, match=r"sheet row 22 holds 17 cells with a value, but the sheet reader read 16: cell A22 is"
+        FeishuVCTableError,
+        match=r"sheet row 22 holds 17 cells with a value, but the sheet reader read 16: cell A22 is" + REFUSED_INLINE_V,
     ):
         read_export(path, "meeting_list")
 
@@ -557,7 +561,8 @@ def test_a_piece_whose_first_row_reads_as_empty_names_that_row(tmp_path: Path, s
     else:
         pytest.fail("no row starts a piece")
     with pytest.raises(
-        FeishuVCTableError, match=rf"\(sheet row {number} differs: cell A{number} is an inline string .* <v>"
+        FeishuVCTableError,
+        match=rf"\(sheet row {number} differs: cell A{number} is an inline string .* <v>" + REFUSED_INLINE_V,
     ):
         read_export(path, "meeting_list")
 
@@ -601,5 +606,7 @@ def test_a_title_row_the_sheet_reader_reads_as_empty_is_named_in_the_error(
     xml = grid_xml(grid).replace("<is><t>会议明细</t></is>", "<v>会议明细</v>", 1)
     path = raw_sheet(tmp_path / "unread-title.xlsx", xml)
     monkeypatch.setattr(pieces, "PIECE_BYTES", piece_bytes)
-    with pytest.raises(FeishuVCTableError, match=r"\(sheet row 1 differs: cell A1 is an inline string"):
+    with pytest.raises(
+        FeishuVCTableError, match=r"\(sheet row 1 differs: cell A1 is an inline string" + REFUSED_INLINE_V
+    ):
         read_export(path, "meeting_list")
