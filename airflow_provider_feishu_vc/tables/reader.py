@@ -317,11 +317,7 @@ def _check_cells(piece: Piece, read_at: Any, read_values: Any) -> None:
         raise FeishuVCTableError(
             f"source's sheet rows from {piece.first_row + piece.copy} hold {len(rows)} rows with a value, but "
             f"{len(read_at)} were read (sheet row {differing} differs"
-            + (
-                f': cell {unread} is an inline string (t="inlineStr") written with <v>, which it does not read'
-                if unread
-                else ""
-            )
+            + _unread_cell(unread)
             + "): the table would not hold exactly the sheet's rows"
         )
     lost = np.flatnonzero(named.values > read_values)
@@ -331,13 +327,16 @@ def _check_cells(piece: Piece, read_at: Any, read_values: Any) -> None:
         raise FeishuVCTableError(
             f"source's sheet row {row} holds {int(named.values[lost[0]])} cells with a value, but the sheet reader "
             f"read {int(read_values[lost[0]])}"
-            + (
-                f': cell {unread} is an inline string (t="inlineStr") written with <v>, which it does not read'
-                if unread
-                else ""
-            )
+            + _unread_cell(unread)
             + "; the table would not hold each of the sheet's values"
         )
+
+
+def _unread_cell(reference: str | None) -> str:
+    """What an error adds about a cell the sheet reader reads no value from though it holds one ('' for none)."""
+    if reference is None:
+        return ""
+    return f': cell {reference} is an inline string (t="inlineStr") written with <v>, which it does not read'
 
 
 def valued_per_row(cells: pa.Table, copy: bool) -> Any:
