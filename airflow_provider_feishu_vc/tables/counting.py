@@ -210,15 +210,21 @@ def _twice(numbers: Any) -> int | None:
     return int(ordered[twice[0]]) if twice.size else None
 
 
+def _whole_sheet_rows(piece: Piece) -> Iterator[tuple[bytes, int, int]]:
+    """:func:`_sheet_rows` of the sheet of a piece read whole (the file itself), whose rows were counted."""
+    assert isinstance(piece.source, str), "a piece read whole"
+    with zipfile.ZipFile(piece.source) as archive:
+        part = sheet_part(archive, piece.sheet)
+        assert part is not None, "a sheet whose rows were counted"
+        with archive.open(part) as stream:
+            yield from _sheet_rows(stream)
+
+
 def valued_rows(piece: Piece) -> int:
     """How many rows of a piece hold a value, a cut piece's copy of the sheet's first such row left out (one pass of
     a regular expression over its sheet XML: for the pieces of a sheet with rows that hold none)."""
     if isinstance(piece.source, str):  # the sheet read whole, its rows counted (:func:`check_whole`)
-        with zipfile.ZipFile(piece.source) as archive:
-            part = sheet_part(archive, piece.sheet)
-            assert part is not None, "a sheet whose rows were counted"
-            with archive.open(part) as stream:
-                return sum(_valued_rows(text, start, end) for text, start, end in _sheet_rows(stream))
+        return sum(_valued_rows(text, start, end) for text, start, end in _whole_sheet_rows(piece))
     return _valued_rows(*own_rows(piece))
 
 
@@ -253,13 +259,9 @@ def cell_rows(piece: Piece) -> NamedCells:
 
     named = _NamedSoFar()
     if isinstance(piece.source, str):
-        with zipfile.ZipFile(piece.source) as archive:
-            part = sheet_part(archive, piece.sheet)
-            assert part is not None, "a sheet whose rows were counted"
-            with archive.open(part) as stream:
-                previous = 0
-                for text, start, end in _sheet_rows(stream):
-                    previous = named.add(text, start, end, previous)
+        previous = 0
+        for text, start, end in _whole_sheet_rows(piece):
+            previous = named.add(text, start, end, previous)
     else:
         named.add(*own_rows(piece), 0)
     rows = sorted(named.values)
