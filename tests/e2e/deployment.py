@@ -206,20 +206,27 @@ class Deployment:
             parts.append(f"--- {name} (pid {process.pid}, {state}), last {len(text)} lines:\n" + "\n".join(text))
         return "\n".join(parts)
 
-    def deferral_exits_seen_by_scheduler(self, dag_id: str, run_id: str) -> set[int]:
-        """Map indexes of ``dag_id``/``run_id`` whose exit into DEFERRED the scheduler has already processed.
+    def executor_events_taken_by_scheduler(self, dag_id: str, run_id: str) -> set[tuple[str, int]]:
+        """``(task_id, map_index)`` of every task instance of ``dag_id``/``run_id`` whose executor event (such as its
+        exit into DEFERRED) the scheduler has already taken in.
 
         Airflow fails a resumed task when the scheduler reads its deferral exit only after the trigger fired and
         the resumed attempt started (apache/airflow#71580, #72716, open in 3.1-3.3). Tests that end many waits at
         once wait for this set to be complete first, so they test the provider and not that race.
+
+        The scheduler logs "Received executor event" as it takes each event out of the executor's buffer, before
+        it locks the task instance. A task instance locked elsewhere at that moment is skipped (``skip_locked``)
+        and its event dropped without a "TaskInstance Finished" line, so that line cannot be waited for: it may
+        never come. Either way, once received, the event can no longer race the resumed attempt.
         """
-        finished = re.compile(
-            rf"TaskInstance Finished: dag_id={re.escape(dag_id)}, task_id=[^,]+, run_id={re.escape(run_id)}, "
-            r"map_index=(-?\d+), .*?, state=deferred,"
+        received = re.compile(
+            r"Received executor event with state \w+ for task instance TaskInstanceKey\("
+            rf"dag_id='{re.escape(dag_id)}', task_id='([^']+)', run_id='{re.escape(run_id)}', "
+            r"try_number=\d+, map_index=(-?\d+)\)"
         )
         # Every scheduler's log: a restarted scheduler's earlier logs are kept as scheduler.<ns>.log.
         text = "\n".join(log.read_text(errors="replace") for log in sorted(self.logs.glob("scheduler*.log")))
-        return {int(match.group(1)) for match in finished.finditer(text)}
+        return {(match.group(1), int(match.group(2))) for match in received.finditer(text)}
 
     # -- REST --------------------------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from airflow_provider_feishu_vc.testing.process import EmulatorProcess
 from tests.e2e.deployment import StepFailed
 from tests.e2e.fleet import HEARTBEAT_TIMEOUT_SECONDS, WORKERS, Fleet, RedisOutage
 from tests.e2e.supervisor import Restart
-from tests.e2e.test_deployment import Timeline, all_task_instances, log_text, quoted
+from tests.e2e.test_deployment import Timeline, all_task_instances, every_deferral_exit_taken, log_text, quoted
 from tests.s3 import S3Server
 from tests.test_user_tokens import OAUTH_PATH
 
@@ -175,8 +175,8 @@ def test_a_fleet_of_celery_workers_lands_every_file_once_through_restarts_and_a_
         # Ending waits before the scheduler has read their deferral exits trips an open Airflow race
         # (apache/airflow#71580, #72716); real exports end long after, so the test waits for the scheduler.
         airflow.wait_for(
-            "the scheduler to process every deferral exit",
-            lambda: sum(len(airflow.deferral_exits_seen_by_scheduler(d, r)) for d, r in runs.items()) >= waits,
+            "the scheduler to take in every deferral exit",
+            lambda: every_deferral_exit_taken(airflow, runs),
             300,
             interval=1,
         )
