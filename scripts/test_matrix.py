@@ -29,6 +29,10 @@ LEGS: list[tuple[str, str, str, list[str]]] = [
 ]
 
 
+#: The pytest-xdist options of ``make test`` (the Makefile passes its own; these are for running the script alone).
+XDIST = os.environ.get("FEISHU_VC_XDIST", "-n 3 --dist worksteal").split()
+
+
 def lock_path(airflow: str, python: str) -> Path:
     return REPO / "matrix" / f"airflow-{airflow}-py{python}.txt"
 
@@ -67,7 +71,7 @@ def run_leg(airflow: str, python: str) -> tuple[bool, str, float]:
         subprocess.run([str(UV), "pip", "install", "-q", "--python", str(leg_python), *args], check=True)
     print(f"== leg Airflow {airflow} / Python {python}: installed in {time.monotonic() - started:.0f} s", flush=True)
     result = subprocess.run(
-        [str(leg_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2"], cwd=REPO, text=True,
+        [str(leg_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *XDIST], cwd=REPO, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     print(result.stdout[-6000:] if result.returncode else "\n".join(result.stdout.splitlines()[-3:]), flush=True)
