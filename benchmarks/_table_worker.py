@@ -28,7 +28,6 @@ def ours(source: str, out: str) -> int:
     from airflow_provider_feishu_vc.tables import convert_export, workbook
 
     rows, _ = convert_export(source, "meeting_list", out, "parquet")
-    print(json.dumps({"phases": workbook.LAST_TIMINGS}), file=sys.stderr)
     PHASES.clear()
     PHASES.update(workbook.LAST_TIMINGS)
     return rows
